@@ -1,0 +1,1 @@
+"""VisitFlow: every home care visit, from schedule to claim, as a durable Temporal workflow."""

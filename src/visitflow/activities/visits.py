@@ -1,0 +1,179 @@
+"""Side effects of a visit's workflow: the read model, the gate facts, notifications.
+
+Activities are idempotent because Temporal retries them: projections carry a version that only moves
+forward, usage is one row per visit, notifications carry a dedupe key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from visitflow.db.tables import (
+    Authorization,
+    AuthorizationUsage,
+    Notification,
+    Patient,
+    Payer,
+    Visit,
+    VisitEvent,
+    VisitHold,
+    VisitTask,
+)
+from visitflow.models import (
+    GateResult,
+    GeoPoint,
+    NotificationRequest,
+    PayerRules,
+    Role,
+    VisitSnapshot,
+    VisitState,
+)
+from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
+
+
+def payer_rules(payer: Payer) -> PayerRules:
+    return PayerRules(
+        evv_required=payer.evv_required, evv_radius_m=payer.evv_radius_m,
+        clock_tolerance_min=payer.clock_tolerance_min, max_visit_hours=payer.max_visit_hours,
+        correction_window_days=payer.correction_window_days, rounding=payer.rounding)
+
+
+class VisitActivities:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @activity.defn(name="project_visit")
+    def project_visit(self, snap: VisitSnapshot) -> None:
+        spec = snap.spec
+        now = datetime.now(UTC)
+        with Session(self.engine) as s:
+            row = s.exec(select(Visit).where(Visit.id == spec.visit_id).with_for_update()).first()
+            if row is None:
+                row = Visit(id=spec.visit_id, workflow_id=f"visit-{spec.visit_id}", created_at=now,
+                            patient_id=spec.patient_id, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
+                            service_code=spec.service_code, scheduled_start=now, scheduled_end=now,
+                            service_date=spec.scheduled_start.date(), state=snap.state.value, updated_at=now)
+            elif row.version >= snap.version:
+                return  # a retried or late write never moves a visit backwards
+            row.clinician_id = spec.clinician_id
+            row.modifiers = list(spec.modifiers)
+            row.scheduled_start = spec.scheduled_start
+            row.scheduled_end = spec.scheduled_end
+            row.service_date = spec.scheduled_start.date()
+            row.state = snap.state.value
+            row.version = snap.version
+            row.hold_count = len(snap.holds)
+            row.note_deadline = snap.note_deadline
+            row.billable_units = snap.billable_units
+            row.authorization_id = snap.authorization_id
+            row.release_batch_id = snap.release_batch_id
+            row.released_at = snap.released_at
+            row.released_by = snap.released_by
+            row.updated_at = now
+            row.snapshot = snap.model_dump(mode="json")
+            s.add(row)
+            s.flush()
+
+            opened = {h.key: h.opened_at for h in s.exec(select(VisitHold).where(VisitHold.visit_id == row.id))}
+            s.execute(delete(VisitHold).where(VisitHold.visit_id == row.id))
+            s.execute(delete(VisitTask).where(VisitTask.visit_id == row.id))
+            for h in snap.holds:
+                s.add(VisitHold(visit_id=row.id, rule_id=h.rule_id, gate=h.gate.value, role=h.role, key=h.key,
+                                message=h.message, approvable=h.approvable, opened_at=opened.get(h.key, now)))
+            for t in snap.tasks:
+                s.add(VisitTask(visit_id=row.id, kind=t.kind, role=t.role, clinician_id=t.clinician_id,
+                                title=t.title, due_at=t.due_at, escalated=t.escalated,
+                                hold_key=t.hold_key))
+            last_seq = s.exec(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == row.id)).one() or 0
+            for e in snap.timeline:
+                if e.seq > last_seq:
+                    s.add(VisitEvent(visit_id=row.id, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind,
+                                     detail=e.detail, state=e.state.value))
+            if snap.state == VisitState.cancelled:
+                s.execute(delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == row.id))
+            s.commit()
+
+    @activity.defn(name="evaluate_gates")
+    def evaluate_gates(self, snap: VisitSnapshot) -> GateResult:
+        """Load the facts the gates need, run the pure rules, hold the units the visit uses (AUTH-02)."""
+        spec = snap.spec
+        with Session(self.engine) as s:
+            patient = s.get(Patient, spec.patient_id)
+            payer = s.get(Payer, spec.payer_id)
+            if patient is None or payer is None:
+                raise ApplicationError(f"visit {spec.visit_id} refers to a missing patient or payer",
+                                       non_retryable=True)
+            # Lock the candidate authorizations so two visits cannot both take the last units.
+            auths = s.exec(select(Authorization).where(
+                Authorization.patient_id == spec.patient_id, Authorization.payer_id == spec.payer_id,
+                Authorization.service_code == spec.service_code).order_by(Authorization.id).with_for_update()).all()
+            usage: dict[int, list[UsageEntry]] = {a.id: [] for a in auths}
+            if auths:
+                for u in s.exec(select(AuthorizationUsage).where(
+                        AuthorizationUsage.authorization_id.in_(list(usage)),
+                        AuthorizationUsage.visit_id != spec.visit_id)):
+                    usage[u.authorization_id].append(
+                        UsageEntry(visit_id=u.visit_id, service_date=u.service_date, units=u.units))
+            location = (GeoPoint(lat=patient.latitude, lon=patient.longitude)
+                        if patient.latitude is not None and patient.longitude is not None else None)
+            ctx = GateInput(
+                visit=snap,
+                patient=PatientFacts(patient_id=patient.id, medicaid_id=patient.medicaid_id,
+                                     service_location=location),
+                payer=payer_rules(payer),
+                authorizations=[AuthorizationFacts.model_validate(a, from_attributes=True) for a in auths],
+                usage=usage, required_note_fields=spec.required_note_fields)
+            result = evaluate(ctx)
+            result = _route_rejected_exceptions(snap, result)
+
+            authorized = result.authorization_id is not None and not any(
+                f.gate.value == "authorized" for f in result.findings)
+            existing = s.get(AuthorizationUsage, spec.visit_id)
+            if authorized:
+                if existing is None:
+                    existing = AuthorizationUsage(visit_id=spec.visit_id, authorization_id=result.authorization_id,
+                                                  service_date=spec.scheduled_start.date(), units=0)
+                existing.authorization_id = result.authorization_id
+                existing.service_date = spec.scheduled_start.date()
+                existing.units = result.billable_units or 0
+                s.add(existing)
+            elif existing is not None:
+                s.delete(existing)
+            s.commit()
+            return result
+
+    @activity.defn(name="notify")
+    def notify(self, req: NotificationRequest) -> None:
+        with Session(self.engine) as s:
+            s.add(Notification(visit_id=req.visit_id, role=req.role, clinician_id=req.clinician_id,
+                               kind=req.kind, message=req.message, dedupe_key=req.dedupe_key,
+                               created_at=datetime.now(UTC)))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()  # already sent by an earlier attempt
+
+    def all(self) -> list:
+        return [self.project_visit, self.evaluate_gates, self.notify]
+
+
+def _route_rejected_exceptions(snap: VisitSnapshot, result: GateResult) -> GateResult:
+    """A supervisor who rejects an exception sends it back to the clinician to fix."""
+    last: dict[str, str] = {}
+    for ack in snap.acknowledgements:
+        last[ack.key] = ack.decision
+    findings = []
+    for f in result.findings:
+        if last.get(f.key) == "rejected":
+            reason = next(a for a in reversed(snap.acknowledgements) if a.key == f.key)
+            f = f.model_copy(update={"role": Role.clinician, "approvable": False,
+                                     "message": f"{f.message}; rejected by {reason.by}: {reason.reason}"})
+        findings.append(f)
+    return result.model_copy(update={"findings": findings})

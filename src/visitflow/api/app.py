@@ -1,0 +1,65 @@
+"""The FastAPI application: REST API under /api, the HTMX UI at /, one process."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from visitflow.api import reference, visits
+from visitflow.db.session import get_engine
+from visitflow.settings import Settings, get_settings
+from visitflow.temporal import connect
+
+log = logging.getLogger("visitflow.api")
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.temporal = temporal or await connect(settings)
+        yield
+
+    app = FastAPI(title="VisitFlow", version="0.1.0", lifespan=lifespan,
+                  description="Every home care visit from schedule to claim. Authenticate with "
+                              "`Authorization: Bearer <token>` (demo tokens are printed by `visitflow up`).")
+    app.state.settings = settings
+    app.state.engine = get_engine(settings.resolved_database_url)
+    app.include_router(reference.router)
+    app.include_router(visits.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_422(_request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems),
+                                                      "errors": jsonable_errors(exc)})
+
+    @app.exception_handler(Exception)
+    async def no_stack_traces(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal error; it has been logged"})
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz():
+        return {"ok": True}
+
+    try:  # the UI arrives with its own issue; the API stands on its own
+        from visitflow.ui.views import mount_ui
+    except ImportError:
+        pass
+    else:
+        mount_ui(app, settings)
+    return app
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]

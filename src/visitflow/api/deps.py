@@ -1,0 +1,66 @@
+"""FastAPI dependencies, as Annotated types: the session, the Temporal client, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from visitflow.db.tables import User
+from visitflow.models import Role
+from visitflow.security import token_digest
+from visitflow.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+_bearer = HTTPBearer(auto_error=False, description="API token of a VisitFlow user")
+
+
+def get_current_user(request: Request, session: SessionDep,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+    user: User | None = None
+    if credentials is not None:
+        user = session.exec(select(User).where(User.api_token_hash == token_digest(credentials.credentials))).first()
+    elif (user_id := request.session.get("user_id") if "session" in request.scope else None) is not None:
+        user = session.get(User, user_id)  # signed-in UI session
+    if user is None or not user.active:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in or send a valid bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(*roles: Role):
+    def check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            allowed = " or ".join(r.value for r in roles)
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"only a {allowed} can do this (you are a {user.role.value})")
+        return user
+    return Depends(check)
+
+
+AdminUser = Annotated[User, require_role(Role.admin)]
+BillerUser = Annotated[User, require_role(Role.biller)]
+StaffUser = Annotated[User, require_role(Role.admin, Role.supervisor, Role.biller)]

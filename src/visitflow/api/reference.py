@@ -1,0 +1,127 @@
+"""Reference data other systems feed in: patients, clinicians, payers, authorizations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import SQLModel, func, select
+
+from visitflow.api.deps import AdminUser, CurrentUser, SessionDep, StaffUser, TemporalDep
+from visitflow.db.tables import (
+    Authorization,
+    AuthorizationCreate,
+    AuthorizationPublic,
+    AuthorizationUpdate,
+    Clinician,
+    ClinicianCreate,
+    ClinicianPublic,
+    Patient,
+    PatientCreate,
+    PatientPublic,
+    Payer,
+    PayerCreate,
+    PayerPublic,
+)
+from visitflow.services import recheck_visits_for
+
+router = APIRouter(prefix="/api")
+
+
+def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQLModel], public: type[SQLModel]):
+    """Create / list / get for one kind of reference data: created by office staff, read by staff."""
+
+    @router.post(f"/{path}", response_model=public, status_code=status.HTTP_201_CREATED, tags=[name],
+                 name=f"create_{name}")
+    def create_item(body: create, session: SessionDep, _user: AdminUser):  # type: ignore[valid-type]
+        item = table.model_validate(body)
+        session.add(item)
+        session.commit()
+        session.refresh(item)
+        return item
+
+    @router.get(f"/{path}", response_model=list[public], tags=[name], name=f"list_{name}")
+    def list_items(session: SessionDep, _user: CurrentUser, limit: int = Query(100, ge=1, le=500),
+                   offset: int = Query(0, ge=0)):
+        return session.exec(select(table).order_by(table.id).offset(offset).limit(limit)).all()
+
+    @router.get(f"/{path}/{{item_id}}", response_model=public, tags=[name], name=f"get_{name}")
+    def get_item(item_id: int, session: SessionDep, _user: CurrentUser):
+        item = session.get(table, item_id)
+        if item is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} {item_id} not found")
+        return item
+
+
+_add_reference("patient", "patients", Patient, PatientCreate, PatientPublic)
+_add_reference("clinician", "clinicians", Clinician, ClinicianCreate, ClinicianPublic)
+_add_reference("payer", "payers", Payer, PayerCreate, PayerPublic)
+
+
+class AuthorizationChangeResult(AuthorizationPublic):
+    rechecked_visits: list[str] = []
+
+
+def _check_authorization(session: SessionDep, auth: Authorization) -> None:
+    if auth.end_date < auth.start_date:
+        raise HTTPException(422, "end_date must not be before start_date")
+    for name, table, ref in (("patient", Patient, auth.patient_id), ("payer", Payer, auth.payer_id)):
+        if session.get(table, ref) is None:
+            raise HTTPException(422, f"{name} {ref} does not exist")
+    duplicate = session.exec(select(func.count()).select_from(Authorization).where(
+        Authorization.auth_number == auth.auth_number, Authorization.payer_id == auth.payer_id,
+        Authorization.id != (auth.id or -1))).one()
+    if duplicate:
+        raise HTTPException(409, f"authorization number {auth.auth_number} already exists for this payer")
+
+
+@router.post("/authorizations", response_model=AuthorizationChangeResult, status_code=201, tags=["authorization"])
+async def create_authorization(body: AuthorizationCreate, session: SessionDep, temporal: TemporalDep,
+                               _user: AdminUser):
+    auth = Authorization.model_validate(body, update={
+        "service_code": body.service_code.upper(), "modifiers": [m.upper() for m in body.modifiers],
+        "updated_at": datetime.now(UTC)})
+    _check_authorization(session, auth)
+    session.add(auth)
+    session.commit()
+    session.refresh(auth)
+    rechecked = await recheck_visits_for(session, temporal, auth, "added")
+    return AuthorizationChangeResult(**auth.model_dump(), rechecked_visits=rechecked)
+
+
+@router.patch("/authorizations/{auth_id}", response_model=AuthorizationChangeResult, tags=["authorization"])
+async def change_authorization(auth_id: int, body: AuthorizationUpdate, session: SessionDep,
+                               temporal: TemporalDep, _user: AdminUser):
+    auth = session.get(Authorization, auth_id)
+    if auth is None:
+        raise HTTPException(404, f"authorization {auth_id} not found")
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise HTTPException(422, "nothing to change: send at least one field")
+    auth.sqlmodel_update(changes)
+    _check_authorization(session, auth)
+    auth.version += 1
+    auth.updated_at = datetime.now(UTC)
+    session.add(auth)
+    session.commit()
+    session.refresh(auth)
+    what = ", ".join(f"{k}={v}" for k, v in changes.items())
+    rechecked = await recheck_visits_for(session, temporal, auth, f"changed ({what})")
+    return AuthorizationChangeResult(**auth.model_dump(), rechecked_visits=rechecked)
+
+
+@router.get("/authorizations", response_model=list[AuthorizationPublic], tags=["authorization"])
+def list_authorizations(session: SessionDep, _user: StaffUser, patient_id: int | None = None,
+                        limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)):
+    query = select(Authorization)
+    if patient_id is not None:
+        query = query.where(Authorization.patient_id == patient_id)
+    return session.exec(query.order_by(Authorization.id).offset(offset).limit(limit)).all()
+
+
+@router.get("/authorizations/{auth_id}", response_model=AuthorizationPublic, tags=["authorization"])
+def get_authorization(auth_id: int, session: SessionDep, _user: StaffUser):
+    auth = session.get(Authorization, auth_id)
+    if auth is None:
+        raise HTTPException(404, f"authorization {auth_id} not found")
+    return auth

@@ -1,0 +1,403 @@
+"""Visits: schedule, act on, look at, release. Reads come from the SQL read model."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from pydantic import BaseModel, Field
+from sqlmodel import func, select
+
+from visitflow.api.deps import BillerUser, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from visitflow.db.tables import Clinician, User, Visit, VisitHold, VisitTask
+from visitflow.models import (
+    Acknowledgement,
+    AdjustPunch,
+    Cancel,
+    Discipline,
+    ExtendDeadline,
+    Finding,
+    Note,
+    Punch,
+    PunchInput,
+    Reassign,
+    ReasonCode,
+    RecordPunch,
+    Reschedule,
+    ResolveHold,
+    Role,
+    SendBack,
+    Signature,
+    SignNote,
+    SubmitNote,
+    Task,
+    TimelineEntry,
+    VisitSnapshot,
+    VisitState,
+)
+from visitflow.services import (
+    ReleaseOutcome,
+    ScheduleRequest,
+    VisitError,
+    act,
+    actor_of,
+    as_utc,
+    now_utc,
+    release_visits,
+    schedule_visit,
+    visit_snapshot,
+)
+from visitflow.settings import Settings
+from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
+
+router = APIRouter(prefix="/api", tags=["visit"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+# --- bodies and responses -----------------------------------------------------------------
+
+
+class VisitCreate(BaseModel):
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+                           description="Your scheduling system's visit id; a retry with the same id is safe")
+    patient_id: int
+    clinician_id: int
+    payer_id: int
+    service_code: str = Field(pattern=r"^[A-Za-z][0-9]{4}$", description="HCPCS code, e.g. T1019")
+    modifiers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2}$")]] = Field(default=[], max_length=4)
+    scheduled_start: datetime
+    scheduled_end: datetime
+
+
+class VisitPublic(BaseModel):
+    id: str
+    workflow_id: str
+    state: VisitState
+    version: int
+    patient_id: int
+    clinician_id: int
+    payer_id: int
+    discipline: Discipline
+    service_code: str
+    modifiers: list[str]
+    scheduled_start: datetime
+    scheduled_end: datetime
+    gates: dict[str, bool]
+    holds: list[Finding]
+    tasks: list[Task]
+    punches: list[Punch]
+    note: Note | None
+    signature: Signature | None
+    acknowledgements: list[Acknowledgement]
+    timeline: list[TimelineEntry]
+    note_deadline: datetime | None
+    sign_deadline: datetime | None
+    billable_units: int | None
+    authorization_number: str | None
+    release_batch_id: str | None
+    released_by: str | None
+    released_at: datetime | None
+    cancelled_reason: str | None
+    temporal_url: str
+
+    @classmethod
+    def of(cls, snap: VisitSnapshot, settings: Settings) -> VisitPublic:
+        spec = snap.spec
+        wf = visit_workflow_id(spec.visit_id)
+        return cls(
+            id=spec.visit_id, workflow_id=wf, **spec.model_dump(include={
+                "patient_id", "clinician_id", "payer_id", "discipline", "service_code", "modifiers",
+                "scheduled_start", "scheduled_end"}),
+            **snap.model_dump(include={
+                "state", "version", "gates", "holds", "tasks", "punches", "note", "signature", "acknowledgements",
+                "timeline", "note_deadline", "sign_deadline", "billable_units", "authorization_number",
+                "release_batch_id", "released_by", "released_at", "cancelled_reason"}),
+            temporal_url=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{wf}")
+
+
+class VisitSummary(BaseModel):
+    id: str
+    state: str
+    patient_id: int
+    clinician_id: int
+    payer_id: int
+    service_code: str
+    service_date: date
+    scheduled_start: datetime
+    scheduled_end: datetime
+    hold_count: int
+    billable_units: int | None
+    release_batch_id: str | None
+    updated_at: datetime
+
+
+class VisitPage(BaseModel):
+    total: int
+    items: list[VisitSummary]
+
+
+class AdjustmentBody(BaseModel):
+    adjusted_at: datetime
+    reason_code: ReasonCode
+    reason_text: str | None = Field(default=None, max_length=500)
+
+
+class NoteBody(BaseModel):
+    fields: dict[str, Annotated[str, Field(max_length=20000)]]
+
+
+class SignatureBody(BaseModel):
+    attestation: bool = Field(description="I attest that this note is accurate and that I delivered this visit")
+
+
+class ExceptionDecisionBody(BaseModel):
+    key: str = Field(description="The hold's key, e.g. EVV-02:punch-1")
+    decision: str = Field(pattern="^(approved|rejected)$")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class DeadlineBody(BaseModel):
+    stage: str = Field(pattern="^(note|signature)$")
+    new_deadline: datetime
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReassignBody(BaseModel):
+    clinician_id: int
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RescheduleBody(BaseModel):
+    scheduled_start: datetime
+    scheduled_end: datetime
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReasonBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class SendBackBody(BaseModel):
+    message: str = Field(min_length=1, max_length=1000)
+
+
+class ReleaseBody(BaseModel):
+    visit_ids: list[str] = Field(min_length=1, max_length=500)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _visible(user: User, clinician_id: int) -> bool:
+    return user.role != Role.clinician or user.clinician_id == clinician_id
+
+
+async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: BaseModel) -> VisitPublic:
+    try:
+        snap = await act(temporal, visit_id, update, arg)
+    except VisitError as err:
+        raise HTTPException(err.status, err.message) from None
+    return VisitPublic.of(snap, settings)
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+@router.post("/visits", response_model=VisitPublic, status_code=status.HTTP_201_CREATED,
+             responses={200: {"description": "The same visit was already scheduled (a retried request)"}})
+async def create_visit(body: VisitCreate, response: Response, session: SessionDep, temporal: TemporalDep,
+                       settings: SettingsDep, user: CurrentUser,
+                       idempotency_key: IdempotencyKey = None):
+    """Schedule a visit: starts its VisitWorkflow (id `visit-<visit id>`)."""
+    if user.role not in (Role.admin, Role.supervisor):
+        raise HTTPException(403, f"only an admin or supervisor can schedule visits (you are a {user.role.value})")
+    try:
+        snap, created = await schedule_visit(session, temporal, settings, ScheduleRequest(**body.model_dump()),
+                                             actor_of(user), idempotency_key)
+    except VisitError as err:
+        raise HTTPException(err.status, err.message) from None
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return VisitPublic.of(snap, settings)
+
+
+@router.get("/visits", response_model=VisitPage)
+def list_visits(session: SessionDep, user: CurrentUser,
+                state: VisitState | None = None, clinician: int | None = None, payer: int | None = None,
+                patient: int | None = None, date_from: date | None = None, date_to: date | None = None,
+                has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+    """Visits from the read model. A clinician only ever sees their own."""
+    if user.role == Role.clinician:
+        clinician = user.clinician_id
+    conditions = []
+    for column, value in ((Visit.state, state), (Visit.clinician_id, clinician), (Visit.payer_id, payer),
+                          (Visit.patient_id, patient)):
+        if value is not None:
+            conditions.append(column == (value.value if isinstance(value, VisitState) else value))
+    if date_from:
+        conditions.append(Visit.service_date >= date_from)
+    if date_to:
+        conditions.append(Visit.service_date <= date_to)
+    if has_holds is not None:
+        conditions.append(Visit.hold_count > 0 if has_holds else Visit.hold_count == 0)
+    total = session.exec(select(func.count()).select_from(Visit).where(*conditions)).one()
+    rows = session.exec(select(Visit).where(*conditions)
+                        .order_by(Visit.scheduled_start.desc(), Visit.id).offset(offset).limit(limit)).all()
+    return VisitPage(total=total, items=[VisitSummary.model_validate(r, from_attributes=True) for r in rows])
+
+
+@router.get("/visits/{visit_id}", response_model=VisitPublic)
+async def get_visit(visit_id: str, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
+                    user: CurrentUser):
+    """Current state, open holds and tasks, and the timeline of every transition."""
+    row = session.get(Visit, visit_id)
+    if row is not None:
+        snap = VisitSnapshot.model_validate(row.snapshot)
+    else:  # scheduled a moment ago; its first projection is on its way
+        try:
+            snap = await visit_snapshot(temporal, visit_id)
+        except VisitError as err:
+            raise HTTPException(err.status, err.message) from None
+    if not _visible(user, snap.spec.clinician_id):
+        raise HTTPException(404, f"visit {visit_id} not found")
+    return VisitPublic.of(snap, settings)
+
+
+@router.post("/visits/{visit_id}/punches", response_model=VisitPublic)
+async def record_punch(visit_id: str, body: PunchInput, temporal: TemporalDep, settings: SettingsDep,
+                       user: CurrentUser):
+    """Record an EVV clock-in or clock-out. A manual entry needs a reason code (EVV-04)."""
+    body = body.model_copy(update={"at": as_utc(body.at)})
+    return await _run(temporal, settings, visit_id, VisitWorkflow.record_punch,
+                      RecordPunch(actor=actor_of(user), punch=body, now=now_utc()))
+
+
+@router.post("/visits/{visit_id}/punches/{seq}/adjustments", response_model=VisitPublic)
+async def adjust_punch(visit_id: str, seq: int, body: AdjustmentBody, temporal: TemporalDep,
+                       settings: SettingsDep, user: CurrentUser):
+    """Correct a punch's time; the original stays beside the correction (EVV-04, EVV-06)."""
+    return await _run(temporal, settings, visit_id, VisitWorkflow.adjust_punch, AdjustPunch(
+        actor=actor_of(user), seq=seq, adjusted_at=as_utc(body.adjusted_at), reason_code=body.reason_code,
+        reason_text=body.reason_text, now=now_utc()))
+
+
+@router.post("/visits/{visit_id}/note", response_model=VisitPublic)
+async def submit_note(visit_id: str, body: NoteBody, temporal: TemporalDep, settings: SettingsDep,
+                      user: CurrentUser):
+    return await _run(temporal, settings, visit_id, VisitWorkflow.submit_note,
+                      SubmitNote(actor=actor_of(user), fields=body.fields))
+
+
+@router.post("/visits/{visit_id}/signature", response_model=VisitPublic)
+async def sign_note(visit_id: str, body: SignatureBody, temporal: TemporalDep, settings: SettingsDep,
+                    user: CurrentUser):
+    return await _run(temporal, settings, visit_id, VisitWorkflow.sign_note,
+                      SignNote(actor=actor_of(user), attestation=body.attestation))
+
+
+@router.post("/visits/{visit_id}/exceptions", response_model=VisitPublic)
+async def decide_exception(visit_id: str, body: ExceptionDecisionBody, temporal: TemporalDep,
+                           settings: SettingsDep, user: CurrentUser):
+    """A supervisor approves or rejects an EVV or visit-time exception, with a reason."""
+    return await _run(temporal, settings, visit_id, VisitWorkflow.resolve_hold,
+                      ResolveHold(actor=actor_of(user), **body.model_dump()))
+
+
+@router.post("/visits/{visit_id}/deadline", response_model=VisitPublic)
+async def extend_deadline(visit_id: str, body: DeadlineBody, temporal: TemporalDep, settings: SettingsDep,
+                          user: CurrentUser):
+    return await _run(temporal, settings, visit_id, VisitWorkflow.extend_deadline, ExtendDeadline(
+        actor=actor_of(user), stage=body.stage, new_deadline=as_utc(body.new_deadline), reason=body.reason))
+
+
+@router.post("/visits/{visit_id}/reassign", response_model=VisitPublic)
+async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, temporal: TemporalDep,
+                   settings: SettingsDep, user: CurrentUser):
+    if session.get(Clinician, body.clinician_id) is None:
+        raise HTTPException(422, f"clinician {body.clinician_id} does not exist")
+    return await _run(temporal, settings, visit_id, VisitWorkflow.reassign,
+                      Reassign(actor=actor_of(user), **body.model_dump()))
+
+
+@router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
+async def reschedule(visit_id: str, body: RescheduleBody, temporal: TemporalDep, settings: SettingsDep,
+                     user: CurrentUser):
+    return await _run(temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
+        actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
+        scheduled_end=as_utc(body.scheduled_end), reason=body.reason))
+
+
+@router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)
+async def cancel(visit_id: str, body: ReasonBody, temporal: TemporalDep, settings: SettingsDep,
+                 user: CurrentUser):
+    """Cancel a visit; a cancelled visit never becomes claim-ready."""
+    return await _run(temporal, settings, visit_id, VisitWorkflow.cancel,
+                      Cancel(actor=actor_of(user), reason=body.reason))
+
+
+@router.post("/visits/{visit_id}/send-back", response_model=VisitPublic)
+async def send_back(visit_id: str, body: SendBackBody, temporal: TemporalDep, settings: SettingsDep,
+                    user: CurrentUser):
+    """Send a signed visit back to its clinician with a message; they revise and sign again."""
+    return await _run(temporal, settings, visit_id, VisitWorkflow.send_back,
+                      SendBack(actor=actor_of(user), message=body.message))
+
+
+@router.post("/releases", response_model=ReleaseOutcome)
+async def release(body: ReleaseBody, session: SessionDep, temporal: TemporalDep, user: BillerUser,
+                  idempotency_key: IdempotencyKey = None):
+    """REL-01: release claim-ready visits into a batch; each visit is released exactly once."""
+    return await release_visits(session, temporal, body.visit_ids, actor_of(user), idempotency_key)
+
+
+# --- work queues --------------------------------------------------------------------------
+
+
+class TaskPublic(BaseModel):
+    visit_id: str
+    kind: str
+    role: Role
+    clinician_id: int | None
+    title: str
+    due_at: datetime | None
+    escalated: bool
+    hold_key: str | None
+    state: str
+    service_date: date
+
+
+class HoldPublic(BaseModel):
+    visit_id: str
+    rule_id: str
+    message: str
+    role: Role
+    key: str
+    approvable: bool
+    opened_at: datetime
+
+
+class WorkQueue(BaseModel):
+    role: Role
+    tasks: list[TaskPublic]
+    holds_by_reason: dict[str, list[HoldPublic]] = {}
+
+
+@router.get("/tasks", response_model=WorkQueue, tags=["task"])
+def my_tasks(session: SessionDep, user: CurrentUser, limit: int = Query(200, ge=1, le=1000)):
+    """The caller's work queue, most urgent first (escalated, then earliest deadline)."""
+    query = select(VisitTask, Visit).join(Visit, Visit.id == VisitTask.visit_id).where(VisitTask.role == user.role)
+    if user.role == Role.clinician:
+        query = query.where(VisitTask.clinician_id == user.clinician_id)
+    query = query.order_by(VisitTask.escalated.desc(), VisitTask.due_at.is_(None), VisitTask.due_at,
+                           Visit.scheduled_start).limit(limit)
+    tasks = [TaskPublic(visit_id=t.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id, title=t.title,
+                        due_at=t.due_at, escalated=t.escalated, hold_key=t.hold_key, state=v.state,
+                        service_date=v.service_date) for t, v in session.exec(query)]
+    queue = WorkQueue(role=user.role, tasks=tasks)
+    if user.role in (Role.biller, Role.supervisor):
+        for h in session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at).limit(limit)):
+            queue.holds_by_reason.setdefault(h.rule_id, []).append(HoldPublic.model_validate(h, from_attributes=True))
+    return queue
+

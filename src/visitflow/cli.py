@@ -1,0 +1,146 @@
+"""`visitflow` command line: `up` runs everything with embedded defaults; the rest run one piece each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import typer
+import uvicorn
+
+from visitflow.db.session import get_engine, migrate
+from visitflow.settings import Settings, get_settings
+
+app = typer.Typer(help="VisitFlow: home care visits from schedule to claim, on Temporal.", no_args_is_help=True)
+log = logging.getLogger("visitflow")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `up` stops the API, the worker and Temporal in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+async def _connect_with_retry(settings: Settings, timeout: float = 60.0):
+    from visitflow.temporal import connect
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await connect(settings)
+        except Exception:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def serve(settings: Settings, run_api: bool = True, run_worker: bool = True, seed: bool = False,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the worker and/or the API until `stop` is set (or SIGINT/SIGTERM)."""
+    from visitflow.api.app import create_app
+    from visitflow.temporal import build_worker
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    client = await _connect_with_retry(settings)
+    engine = get_engine(settings.resolved_database_url)
+    tasks: list[asyncio.Task] = []
+    worker = build_worker(client, settings.task_queue, engine) if run_worker else None
+    if worker:
+        tasks.append(asyncio.create_task(worker.run(), name="worker"))
+    server = None
+    if run_api:
+        config = uvicorn.Config(create_app(settings, client), host=settings.api_host, port=settings.api_port,
+                                log_level="warning", lifespan="on")
+        server = _QuietServer(config)
+        tasks.append(asyncio.create_task(server.serve(), name="api"))
+    if seed:
+        from visitflow.seed import seed_demo
+
+        summary = await seed_demo(settings, client)
+        if summary:
+            typer.echo(summary)
+    typer.echo(f"VisitFlow is up: http://{settings.api_host}:{settings.api_port}  (API docs at /docs)"
+               if run_api else "VisitFlow worker is running")
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    typer.echo("stopping VisitFlow...")
+    if server:
+        server.should_exit = True
+    if worker:
+        await worker.shutdown()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task is not stopper and task.exception():
+            raise task.exception()
+
+
+@app.command()
+def up(seed: bool = typer.Option(None, help="Seed the demo agency when the database is empty")) -> None:
+    """Run everything: Temporal dev server, migrations, worker and API (and demo data on an empty database)."""
+    from visitflow.devserver import DevServer
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.resolved_database_url)
+    server = None
+    if settings.embedded_temporal:
+        host, port = settings.temporal_address.rsplit(":", 1)
+        server = DevServer(settings.data_dir, host=host, port=int(port),
+                           ui_port=int(settings.temporal_ui_url.rsplit(":", 1)[1]))
+        typer.echo(f"starting the Temporal dev server on {server.address} (UI {settings.temporal_ui_url})")
+        server.start()
+    try:
+        asyncio.run(serve(settings, seed=settings.seed_demo if seed is None else seed))
+    finally:
+        if server:
+            server.stop()
+        typer.echo("VisitFlow stopped; open visits resume at the next start.")
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker only (scale-out: as many as you like against one Temporal cluster)."""
+    logging.basicConfig(level=logging.INFO)
+    settings = get_settings()
+    asyncio.run(serve(settings, run_api=False))
+
+
+@app.command()
+def api() -> None:
+    """Run the API and UI only."""
+    logging.basicConfig(level=logging.INFO)
+    settings = get_settings()
+    migrate(settings.resolved_database_url)
+    asyncio.run(serve(settings, run_worker=False))
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply database migrations (Alembic upgrade head)."""
+    settings = get_settings()
+    migrate(settings.resolved_database_url)
+    typer.echo(f"database is at the newest schema: {settings.resolved_database_url}")
+
+
+@app.command()
+def bench(visits: int = typer.Option(200, help="Visits to drive through the lifecycle"),
+          concurrency: int = typer.Option(20, help="Visits in flight at once")) -> None:
+    """Benchmark VisitFlow against a bare workflow of the same shape (prints numbers)."""
+    from visitflow.bench import run_benchmark
+
+    asyncio.run(run_benchmark(get_settings(), visits, concurrency))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,355 @@
+"""Plain pydantic models that cross workflow, activity and API boundaries.
+
+Nothing here touches a database or the clock: workflow modules import this file through
+`workflow.unsafe.imports_passed_through()`, and ORM tables live in `visitflow.db.tables`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Role(StrEnum):
+    admin = "admin"  # office/intake staff and integrations: reference data, schedules
+    clinician = "clinician"
+    supervisor = "supervisor"
+    biller = "biller"
+
+
+class Discipline(StrEnum):
+    RN = "RN"
+    LPN = "LPN"
+    PT = "PT"
+    OT = "OT"
+    SLP = "SLP"
+    HHA = "HHA"  # home health aide
+    PCA = "PCA"  # personal care attendant / caregiver
+
+
+class VisitState(StrEnum):
+    scheduled = "scheduled"  # waiting for the visit and its note
+    documented = "documented"  # note in, waiting for the signature
+    signed = "signed"  # signed, gates being checked
+    authorized = "authorized"  # AUTH gate passed, EVV being verified
+    evv_verified = "evv_verified"
+    on_hold = "on_hold"  # one or more open holds
+    claim_ready = "claim_ready"
+    released = "released"
+    cancelled = "cancelled"
+
+
+OPEN_STATES = frozenset(
+    {VisitState.scheduled, VisitState.documented, VisitState.signed, VisitState.authorized,
+     VisitState.evv_verified, VisitState.on_hold, VisitState.claim_ready}
+)
+
+
+class Gate(StrEnum):
+    documented = "documented"
+    signed = "signed"
+    authorized = "authorized"
+    evv = "evv"
+    claim = "claim"
+    release = "release"
+
+
+class PunchKind(StrEnum):
+    clock_in = "clock_in"
+    clock_out = "clock_out"
+
+
+class PunchMethod(StrEnum):
+    gps = "gps"
+    telephony = "telephony"  # patient's landline, caller id
+    fixed_device = "fixed_device"  # FOB in the home
+    manual = "manual"  # entered by hand: needs a reason code and supervisor approval (EVV-04)
+
+
+class ReasonCode(StrEnum):
+    mobile_device_issue = "mobile_device_issue"
+    no_cell_coverage = "no_cell_coverage"
+    forgot_to_clock = "forgot_to_clock"
+    alternate_location = "alternate_location"
+    schedule_error = "schedule_error"
+    data_entry_error = "data_entry_error"
+    patient_requested_change = "patient_requested_change"
+    emergency = "emergency"
+    other = "other"  # free text required
+
+
+REASONS_NEEDING_TEXT = frozenset({ReasonCode.other, ReasonCode.alternate_location, ReasonCode.emergency})
+
+
+class RoundingStrategy(StrEnum):
+    cms_8_minute = "cms_8_minute"  # 8-22 min = 1 unit, 23-37 = 2, ...; under 8 = 0
+    nearest_quarter = "nearest_quarter"  # Texas: nearest quarter hour
+    medicare_hh = "medicare_hh"  # <=15 min = 1 unit, longer to the nearest 15
+    ceil = "ceil"
+    floor = "floor"
+
+
+class Actor(BaseModel):
+    """Who did something. Passed into every human action so the workflow can check the role."""
+
+    user_id: int
+    username: str
+    role: Role
+    clinician_id: int | None = None
+
+
+class GeoPoint(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class PayerRules(BaseModel):
+    """A payer's EVV, authorization and rounding settings; numbers here are configuration, not law."""
+
+    evv_required: bool = True
+    evv_radius_m: float = Field(default=402.0, gt=0)  # 1,320 ft
+    clock_tolerance_min: int = Field(default=15, ge=0)
+    max_visit_hours: float = Field(default=24.0, gt=0)
+    correction_window_days: int = Field(default=95, ge=0)
+    rounding: RoundingStrategy = RoundingStrategy.nearest_quarter
+
+
+class Timers(BaseModel):
+    """Deadlines a visit runs with; fixed when the visit is scheduled (from settings)."""
+
+    note_due: timedelta = timedelta(hours=24)  # after scheduled end
+    note_escalate_after: timedelta = timedelta(hours=24)  # after the note deadline
+    sign_due: timedelta = timedelta(hours=24)  # after the note
+    sign_escalate_after: timedelta = timedelta(hours=24)
+    hold_recheck_every: timedelta = timedelta(hours=6)  # safety net beside AUTH-04 signals
+
+
+class VisitSpec(BaseModel):
+    """What was scheduled: the input of a VisitWorkflow."""
+
+    visit_id: str
+    patient_id: int
+    clinician_id: int
+    payer_id: int
+    discipline: Discipline
+    service_code: str  # HCPCS
+    modifiers: list[str] = []
+    scheduled_start: datetime
+    scheduled_end: datetime
+    timers: Timers = Timers()
+    required_note_fields: list[str] = []  # DOC-03, from the agency's policy for the discipline
+    correction_window_days: int = 95  # EVV-06, from the payer when the visit was scheduled
+    scheduled_by: str = "system"
+
+
+class Punch(BaseModel):
+    """An EVV punch. The original time is never edited; a correction sits beside it (EVV-04, EVV-06)."""
+
+    seq: int
+    kind: PunchKind
+    at: datetime  # original time as captured
+    method: PunchMethod
+    location: GeoPoint | None = None
+    reason_code: ReasonCode | None = None  # required for manual entries
+    reason_text: str | None = None
+    recorded_by: str
+    recorded_at: datetime
+    adjusted_at: datetime | None = None  # corrected time, if any
+    adjust_reason_code: ReasonCode | None = None
+    adjust_reason_text: str | None = None
+    adjusted_by: str | None = None
+    adjusted_when: datetime | None = None
+
+    @property
+    def effective_at(self) -> datetime:
+        return self.adjusted_at or self.at
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.method == PunchMethod.manual or self.adjusted_at is not None
+
+
+class Note(BaseModel):
+    fields: dict[str, str]
+    submitted_by: str
+    submitted_at: datetime
+
+
+class Signature(BaseModel):
+    attestation: str
+    signed_by: str
+    signed_at: datetime
+
+
+class Finding(BaseModel):
+    """One reason a visit is not billable: a hold while it is open."""
+
+    rule_id: str  # catalogue id, e.g. EVV-02
+    gate: Gate
+    message: str  # a person's words: "punch 2.3 km from the service address"
+    role: Role  # who must act
+    key: str  # stable identity, e.g. "EVV-02:punch-1"; acknowledgements refer to it
+    approvable: bool = False  # a supervisor may accept it with a reason
+
+
+class Acknowledgement(BaseModel):
+    key: str
+    rule_id: str
+    decision: str  # approved | rejected
+    reason: str
+    by: str
+    at: datetime
+
+
+class TimelineEntry(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    kind: str  # scheduled, punch, note, signed, hold, claim_ready, released, ...
+    detail: str = ""
+    state: VisitState
+
+
+class Task(BaseModel):
+    kind: str  # write_note, sign_note, fix_evv, approve_exception, note_overdue, release, ...
+    role: Role
+    clinician_id: int | None = None
+    title: str
+    due_at: datetime | None = None
+    escalated: bool = False
+    hold_key: str | None = None
+
+
+class GateResult(BaseModel):
+    findings: list[Finding]
+    billable_units: int | None = None
+    authorization_id: int | None = None
+    authorization_number: str | None = None
+
+
+class VisitSnapshot(BaseModel):
+    """Everything the read model and the API show of a visit; produced by the workflow."""
+
+    spec: VisitSpec
+    state: VisitState
+    version: int
+    punches: list[Punch] = []
+    note: Note | None = None
+    signature: Signature | None = None
+    holds: list[Finding] = []
+    acknowledgements: list[Acknowledgement] = []
+    tasks: list[Task] = []
+    timeline: list[TimelineEntry] = []
+    gates: dict[str, bool] = {}
+    note_deadline: datetime | None = None
+    sign_deadline: datetime | None = None
+    billable_units: int | None = None
+    authorization_id: int | None = None
+    authorization_number: str | None = None
+    release_batch_id: str | None = None
+    released_by: str | None = None
+    released_at: datetime | None = None
+    cancelled_reason: str | None = None
+
+
+# --- Human actions (Update arguments) -------------------------------------------------------
+
+
+class PunchInput(BaseModel):
+    kind: PunchKind
+    at: datetime
+    method: PunchMethod
+    location: GeoPoint | None = None
+    reason_code: ReasonCode | None = None
+    reason_text: str | None = None
+
+
+class RecordPunch(BaseModel):
+    actor: Actor
+    punch: PunchInput
+    now: datetime  # when the request arrived (EVV-06 window); the API stamps it
+
+
+class AdjustPunch(BaseModel):
+    actor: Actor
+    seq: int
+    adjusted_at: datetime
+    reason_code: ReasonCode
+    reason_text: str | None = None
+    now: datetime
+
+
+class SubmitNote(BaseModel):
+    actor: Actor
+    fields: dict[str, str]
+
+
+class SignNote(BaseModel):
+    actor: Actor
+    attestation: bool
+    attestation_text: str = "I attest that this note is accurate and that I delivered this visit."
+
+
+class ResolveHold(BaseModel):
+    actor: Actor
+    key: str
+    decision: str = Field(pattern="^(approved|rejected)$")
+    reason: str
+
+
+class ExtendDeadline(BaseModel):
+    actor: Actor
+    stage: str = Field(pattern="^(note|signature)$")
+    new_deadline: datetime
+    reason: str
+
+
+class Reassign(BaseModel):
+    actor: Actor
+    clinician_id: int
+    reason: str
+
+
+class Reschedule(BaseModel):
+    actor: Actor
+    scheduled_start: datetime
+    scheduled_end: datetime
+    reason: str
+
+
+class Cancel(BaseModel):
+    actor: Actor
+    reason: str
+
+
+class Release(BaseModel):
+    actor: Actor
+    batch_id: str
+
+
+class SendBack(BaseModel):
+    actor: Actor
+    message: str
+
+
+class NotificationRequest(BaseModel):
+    visit_id: str
+    role: Role
+    clinician_id: int | None = None
+    kind: str  # note_reminder, note_escalation, signature_reminder, ...
+    message: str
+    dedupe_key: str  # a retried activity or a replayed timer never notifies twice
+
+
+class AuthorizationChanged(BaseModel):
+    """Signal: an authorization touching this visit was created or changed (AUTH-04)."""
+
+    authorization_id: int
+    change: str
+    at: datetime
+
+
+def service_date(spec: VisitSpec) -> date:
+    return spec.scheduled_start.date()

@@ -1,0 +1,149 @@
+"""A small, realistic demo agency, seeded when the database is empty.
+
+Visits are driven through the same service calls the API uses, so the demo shows every queue:
+claim-ready visits, an EVV exception, a missing authorization, a manual punch, an overdue note.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from visitflow.db.session import get_engine
+from visitflow.db.tables import Authorization, Clinician, Patient, Payer, User
+from visitflow.models import (
+    Discipline,
+    GeoPoint,
+    PunchInput,
+    PunchKind,
+    PunchMethod,
+    ReasonCode,
+    RecordPunch,
+    Role,
+    RoundingStrategy,
+    SignNote,
+    SubmitNote,
+)
+from visitflow.security import hash_password, token_digest
+from visitflow.services import ScheduleRequest, act, actor_of, schedule_visit
+from visitflow.settings import Settings
+from visitflow.workflows.visit import VisitWorkflow
+
+DEMO_PASSWORD = "demo"
+DEMO_USERS = [  # username, display name, role, clinician (by last name)
+    ("olivia", "Olivia Grant (office)", Role.admin, None),
+    ("carla", "Carla Reyes, RN", Role.clinician, "Reyes"),
+    ("devon", "Devon Price (PCA)", Role.clinician, "Price"),
+    ("sam", "Sam Okafor (clinical supervisor)", Role.supervisor, None),
+    ("bea", "Bea Lindqvist (billing)", Role.biller, None),
+]
+
+
+def demo_token(username: str) -> str:
+    return f"demo-{username}-token"
+
+
+def _at(day: date, hh: int, mm: int = 0) -> datetime:
+    return datetime.combine(day, time(hh, mm), tzinfo=UTC)
+
+
+async def seed_demo(settings: Settings, client: Client) -> str | None:
+    """Seed the demo agency if there are no users yet; returns a summary to print, or None."""
+    engine = get_engine(settings.resolved_database_url)
+    with Session(engine) as s:
+        if s.exec(select(User)).first() is not None:
+            return None
+        tx = Payer(name="Texas Medicaid (TMHP)", payer_code="TXMCD", evv_radius_m=402, clock_tolerance_min=15,
+                   rounding=RoundingStrategy.nearest_quarter, rate_per_unit_cents=583)
+        mco = Payer(name="Superior HealthPlan STAR+PLUS", payer_code="SUPHP", evv_radius_m=250,
+                    clock_tolerance_min=7, rounding=RoundingStrategy.cms_8_minute, rate_per_unit_cents=612)
+        patients = [
+            Patient(first_name="Alice", last_name="Moreno", birth_date=date(1941, 3, 9), medicaid_id="518273645",
+                    address_line="1100 Congress Ave", city="Austin", state="TX", zip_code="78701",
+                    latitude=30.2747, longitude=-97.7404, phone="512-555-0101"),
+            Patient(first_name="Bob", last_name="Whitfield", birth_date=date(1938, 11, 2), medicaid_id="518273646",
+                    address_line="2300 S Lamar Blvd", city="Austin", state="TX", zip_code="78704",
+                    latitude=30.2459, longitude=-97.7796, phone="512-555-0102"),
+            Patient(first_name="Dora", last_name="Kim", birth_date=date(1950, 6, 21), medicaid_id="518273647",
+                    address_line="4800 Burnet Rd", city="Austin", state="TX", zip_code="78756",
+                    latitude=30.3205, longitude=-97.7391, phone="512-555-0103"),
+        ]
+        carla = Clinician(first_name="Carla", last_name="Reyes", discipline=Discipline.RN, npi="1245319599")
+        devon = Clinician(first_name="Devon", last_name="Price", discipline=Discipline.PCA)
+        s.add_all([tx, mco, *patients, carla, devon])
+        s.flush()
+        clinicians = {"Reyes": carla, "Price": devon}
+        for username, name, role, clin in DEMO_USERS:
+            s.add(User(username=username, display_name=name, role=role,
+                       clinician_id=clinicians[clin].id if clin else None,
+                       password_hash=hash_password(DEMO_PASSWORD), api_token_hash=token_digest(demo_token(username))))
+        today = datetime.now(UTC).date()
+        s.add_all([
+            Authorization(auth_number="PA-TX-24017", patient_id=patients[0].id, payer_id=tx.id, service_code="T1019",
+                          start_date=today - timedelta(days=60), end_date=today + timedelta(days=120),
+                          units_per_week=60),
+            Authorization(auth_number="PA-TX-24018", patient_id=patients[0].id, payer_id=tx.id, service_code="G0299",
+                          start_date=today - timedelta(days=60), end_date=today + timedelta(days=120), units_total=80),
+            Authorization(auth_number="SUP-88120", patient_id=patients[1].id, payer_id=mco.id, service_code="S5125",
+                          modifiers=["U1"], start_date=today - timedelta(days=30),
+                          end_date=today + timedelta(days=60), units_per_day=16),
+        ])
+        s.commit()
+        users = {u.username: u for u in s.exec(select(User))}
+        ids = {"tx": tx.id, "mco": mco.id, "alice": patients[0].id, "bob": patients[1].id, "dora": patients[2].id,
+               "carla": carla.id, "devon": devon.id}
+
+        admin, devon_user = actor_of(users["olivia"]), actor_of(users["devon"])
+        alice_home, bob_home = GeoPoint(lat=30.2747, lon=-97.7404), GeoPoint(lat=30.2459, lon=-97.7796)
+        yesterday = today - timedelta(days=1)
+        aide_note = {"tasks_performed": "Bathing, meal preparation, light housekeeping",
+                     "client_condition": "Alert and in good spirits; ate full lunch"}
+
+        async def visit(visit_id, patient, payer, clinician, code, start, end, modifiers=()):
+            await schedule_visit(s, client, settings, ScheduleRequest(
+                id=visit_id, patient_id=ids[patient], clinician_id=ids[clinician], payer_id=ids[payer],
+                service_code=code, modifiers=list(modifiers), scheduled_start=start, scheduled_end=end), admin)
+
+        async def punch(visit_id, kind, at, where, method=PunchMethod.gps, reason=None, text=None):
+            await act(client, visit_id, VisitWorkflow.record_punch, RecordPunch(
+                actor=devon_user, now=datetime.now(UTC), punch=PunchInput(
+                    kind=kind, at=at, method=method, location=where, reason_code=reason, reason_text=text)))
+
+        async def document(visit_id, actor, fields):
+            await act(client, visit_id, VisitWorkflow.submit_note, SubmitNote(actor=actor, fields=fields))
+            await act(client, visit_id, VisitWorkflow.sign_note, SignNote(actor=actor, attestation=True))
+
+        # Clean visit: claim-ready.
+        await visit("V-1001", "alice", "tx", "devon", "T1019", _at(yesterday, 9), _at(yesterday, 13))
+        await punch("V-1001", PunchKind.clock_in, _at(yesterday, 9, 2), alice_home)
+        await punch("V-1001", PunchKind.clock_out, _at(yesterday, 12, 58), alice_home)
+        await document("V-1001", devon_user, aide_note)
+        # Clock-in 2.3 km from Bob's home: EVV-02 exception for the supervisor.
+        await visit("V-1002", "bob", "mco", "devon", "S5125", _at(yesterday, 14), _at(yesterday, 16), ["U1"])
+        await punch("V-1002", PunchKind.clock_in, _at(yesterday, 14, 3), GeoPoint(lat=30.2662, lon=-97.7729))
+        await punch("V-1002", PunchKind.clock_out, _at(yesterday, 16, 1), bob_home)
+        await document("V-1002", devon_user, aide_note)
+        # No authorization on file for Dora: AUTH-01 hold for billing.
+        await visit("V-1003", "dora", "tx", "devon", "T1019", _at(yesterday, 17), _at(yesterday, 19))
+        await punch("V-1003", PunchKind.clock_in, _at(yesterday, 17), None, PunchMethod.telephony)
+        await punch("V-1003", PunchKind.clock_out, _at(yesterday, 19, 2), None, PunchMethod.telephony)
+        await document("V-1003", devon_user, aide_note)
+        # Forgot to clock out: a manual punch waits for supervisor approval (EVV-04).
+        day2 = today - timedelta(days=2)
+        await visit("V-1004", "alice", "tx", "devon", "T1019", _at(day2, 9), _at(day2, 12))
+        await punch("V-1004", PunchKind.clock_in, _at(day2, 9, 1), alice_home)
+        await punch("V-1004", PunchKind.clock_out, _at(day2, 12), None, PunchMethod.manual, ReasonCode.forgot_to_clock)
+        await document("V-1004", devon_user, aide_note)
+        # RN visit three days ago with no note: reminder sent, escalated to the supervisor.
+        day3 = today - timedelta(days=3)
+        await visit("V-1005", "alice", "tx", "carla", "G0299", _at(day3, 10), _at(day3, 11))
+        # Tomorrow's visits: waiting for the caregiver.
+        tomorrow = today + timedelta(days=1)
+        await visit("V-1006", "alice", "tx", "devon", "T1019", _at(tomorrow, 9), _at(tomorrow, 13))
+        await visit("V-1007", "bob", "mco", "devon", "S5125", _at(tomorrow, 14), _at(tomorrow, 16), ["U1"])
+
+    lines = ["Seeded the demo agency. Users (password 'demo'; API token in brackets):"]
+    lines += [f"  {u:<7} {role.value:<10} [{demo_token(u)}]" for u, _, role, _ in DEMO_USERS]
+    return "\n".join(lines)

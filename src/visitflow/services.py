@@ -1,0 +1,211 @@
+"""What a person or a feeding system can do to visits, shared by the REST API and the UI.
+
+Routes translate HTTP to these calls; these calls talk to Temporal and read the SQL read model.
+Rejections come back as `VisitError` with an HTTP-like status and a sentence a person understands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import Session, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from visitflow.db.tables import Authorization, Clinician, Patient, Payer, ReleaseBatch, User, Visit
+from visitflow.models import (
+    OPEN_STATES,
+    Actor,
+    AuthorizationChanged,
+    Release,
+    VisitSnapshot,
+    VisitSpec,
+    VisitState,
+)
+from visitflow.settings import Settings
+from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
+
+_STATUS_BY_REJECTION = {"Forbidden": 403, "Conflict": 409, "Invalid": 422}
+
+
+class VisitError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def actor_of(user: User) -> Actor:
+    return Actor(user_id=user.id, username=user.username, role=user.role, clinician_id=user.clinician_id)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(dt: datetime) -> datetime:
+    """Times without a zone are taken as UTC; everything inside VisitFlow is zone-aware UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+# --- scheduling ---------------------------------------------------------------------------
+
+
+class ScheduleRequest(BaseModel):
+    id: str | None
+    patient_id: int
+    clinician_id: int
+    payer_id: int
+    service_code: str
+    modifiers: list[str]
+    scheduled_start: datetime
+    scheduled_end: datetime
+
+
+def visit_id_for(requested: str | None, idempotency_key: str | None) -> str:
+    if requested:
+        return requested
+    if idempotency_key:  # a retried request with the same key lands on the same visit
+        return "v" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+    return "v" + uuid.uuid4().hex[:16]
+
+
+async def schedule_visit(session: Session, client: Client, settings: Settings, req: ScheduleRequest,
+                         actor: Actor, idempotency_key: str | None = None) -> tuple[VisitSnapshot, bool]:
+    """Start the visit's workflow. Returns (snapshot, created); a repeat of the same request is not an error."""
+    patient = session.get(Patient, req.patient_id)
+    clinician = session.get(Clinician, req.clinician_id)
+    payer = session.get(Payer, req.payer_id)
+    for name, value, found in (("patient", req.patient_id, patient), ("clinician", req.clinician_id, clinician),
+                               ("payer", req.payer_id, payer)):
+        if found is None:
+            raise VisitError(422, f"{name} {value} does not exist")
+    start, end = as_utc(req.scheduled_start), as_utc(req.scheduled_end)
+    if end <= start:
+        raise VisitError(422, "scheduled_end must be after scheduled_start")
+    if (end - start).total_seconds() > 24 * 3600:
+        raise VisitError(422, "EVV-05 a visit cannot be scheduled for longer than 24 hours")
+    spec = VisitSpec(
+        visit_id=visit_id_for(req.id, idempotency_key), patient_id=patient.id, clinician_id=clinician.id,
+        payer_id=payer.id, discipline=clinician.discipline, service_code=req.service_code.upper(),
+        modifiers=[m.upper() for m in req.modifiers], scheduled_start=start, scheduled_end=end,
+        timers=settings.timers(), required_note_fields=settings.required_note_fields.get(clinician.discipline, []),
+        correction_window_days=payer.correction_window_days, scheduled_by=actor.username)
+    workflow_id = visit_workflow_id(spec.visit_id)
+    try:
+        await client.start_workflow(
+            VisitWorkflow.run, spec, id=workflow_id, task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=search_attributes_for(spec, VisitState.scheduled))
+    except WorkflowAlreadyStartedError:
+        existing = await visit_snapshot(client, spec.visit_id)
+        same = existing.spec.model_dump(include=_IDENTITY) == spec.model_dump(include=_IDENTITY)
+        if not same:
+            raise VisitError(409, f"visit {spec.visit_id} already exists with different details") from None
+        return existing, False
+    return VisitSnapshot(spec=spec, state=VisitState.scheduled, version=0), True
+
+
+_IDENTITY = {"patient_id", "payer_id", "service_code", "modifiers", "scheduled_start", "scheduled_end"}
+
+
+async def visit_snapshot(client: Client, visit_id: str) -> VisitSnapshot:
+    handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+    try:
+        return await handle.query(VisitWorkflow.snapshot)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise VisitError(404, f"visit {visit_id} not found") from None
+        raise
+
+
+# --- human actions ------------------------------------------------------------------------
+
+
+async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, update_id: str | None = None
+              ) -> VisitSnapshot:
+    """Run one human action (a workflow Update) and return the visit as it is afterwards."""
+    handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+    try:
+        return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            raise VisitError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message) from None
+        raise
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise VisitError(404, f"visit {visit_id} not found") from None
+        if err.status == RPCStatusCode.FAILED_PRECONDITION or "completed" in str(err).lower():
+            raise VisitError(409, f"visit {visit_id} is closed (released or cancelled)") from None
+        raise
+
+
+class ReleaseOutcome(BaseModel):
+    batch_id: str
+    released: list[str] = []
+    already_released: list[dict] = []
+    rejected: list[dict] = []
+
+
+async def release_visits(session: Session, client: Client, visit_ids: list[str], actor: Actor,
+                         idempotency_key: str | None = None) -> ReleaseOutcome:
+    """REL-01: release claim-ready visits into a batch. Each visit is released once, whoever asks twice.
+
+    The Update id is fixed per visit ("release"), so Temporal itself answers a repeated or competing
+    release with the first one's result; we tell the caller whose batch the visit went into.
+    """
+    batch_id = ("b" + hashlib.sha256(f"{actor.username}:{idempotency_key}".encode()).hexdigest()[:16]
+                if idempotency_key else "b" + uuid.uuid4().hex[:16])
+    outcome = ReleaseOutcome(batch_id=batch_id)
+    for visit_id in dict.fromkeys(visit_ids):  # keep order, drop repeats
+        try:
+            snap = await act(client, visit_id, VisitWorkflow.release, Release(actor=actor, batch_id=batch_id),
+                             update_id="release")
+        except VisitError as err:
+            outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
+            continue
+        if snap.release_batch_id == batch_id:
+            outcome.released.append(visit_id)
+        else:
+            outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
+                                             "released_by": snap.released_by})
+    if outcome.released:
+        batch = session.get(ReleaseBatch, batch_id)
+        if batch is None:
+            batch = ReleaseBatch(id=batch_id, created_by=actor.username,
+                                 created_at=now_utc(), visit_ids=[])
+        batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *outcome.released]))
+        session.add(batch)
+        session.commit()
+    return outcome
+
+
+# --- AUTH-04 --------------------------------------------------------------------------------
+
+
+async def recheck_visits_for(session: Session, client: Client, auth: Authorization, change: str) -> list[str]:
+    """AUTH-04: tell every open, signed visit the authorization touches to check its gates again now.
+
+    Visits still waiting for a note or signature check the gates when they are signed anyway.
+    """
+    waiting_for_gates = [s.value for s in OPEN_STATES if s not in (VisitState.scheduled, VisitState.documented)]
+    visits = session.exec(select(Visit.id).where(
+        Visit.patient_id == auth.patient_id, Visit.payer_id == auth.payer_id,
+        Visit.service_code == auth.service_code, Visit.state.in_(waiting_for_gates))).all()
+    signal = AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc())
+    for visit_id in visits:
+        handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+        try:
+            await handle.signal(VisitWorkflow.authorization_changed, signal)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+    return list(visits)

@@ -1,0 +1,116 @@
+"""All of VisitFlow's configuration, in one place.
+
+Values come from (highest first) environment variables `VISITFLOW_*` (and `DATABASE_URL`), then the
+TOML file named by `VISITFLOW_CONFIG` (default `visitflow.toml` in the working directory, if present),
+then the defaults below. Durations accept `90s`, `30m`, `24h`, `2d` or seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from visitflow.models import Discipline, Timers
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 24h, 2d)")
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _default_required_fields() -> dict[str, list[str]]:
+    clinical = ["assessment", "interventions", "patient_response", "plan"]
+    therapy = ["assessment", "treatment", "patient_response", "plan"]
+    aide = ["tasks_performed", "client_condition"]
+    return {
+        Discipline.RN: clinical, Discipline.LPN: clinical,
+        Discipline.PT: therapy, Discipline.OT: therapy, Discipline.SLP: therapy,
+        Discipline.HHA: aide, Discipline.PCA: aide,
+    }
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings]):
+        super().__init__(settings_cls)
+        path = Path(os.environ.get("VISITFLOW_CONFIG", "visitflow.toml"))
+        self._data = tomllib.loads(path.read_text()) if path.is_file() else {}
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the base class
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VISITFLOW_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("DATABASE_URL", "VISITFLOW_DATABASE_URL")
+    )
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    task_queue: str = "visitflow"
+    embedded_temporal: bool = True  # `visitflow up` starts the dev server itself
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    seed_demo: bool = True
+    secret_key: str = ""  # signs UI sessions; generated into data_dir when empty
+
+    # Agency policy (DOC-01, SIG-01 deadlines): configuration, not law.
+    note_due: Duration = timedelta(hours=24)
+    note_escalate_after: Duration = timedelta(hours=24)
+    sign_due: Duration = timedelta(hours=24)
+    sign_escalate_after: Duration = timedelta(hours=24)
+    hold_recheck_every: Duration = timedelta(hours=6)
+    required_note_fields: dict[str, list[str]] = Field(default_factory=_default_required_fields)
+
+    # Agency identity on claims.
+    agency_name: str = "Sunrise Home Care"
+    agency_npi: str = "1234567893"
+    agency_tax_id: str = "741234567"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'visitflow.db').resolve()}"
+
+    def timers(self) -> Timers:
+        return Timers(
+            note_due=self.note_due, note_escalate_after=self.note_escalate_after,
+            sign_due=self.sign_due, sign_escalate_after=self.sign_escalate_after,
+            hold_recheck_every=self.hold_recheck_every,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,28 @@
+"""Connecting to Temporal and running the worker (one way, used by the CLI, the API and the tests)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from visitflow.activities.visits import VisitActivities
+from visitflow.settings import Settings
+from visitflow.workflows.visit import VisitWorkflow
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=pydantic_data_converter)
+
+
+def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16) -> Worker:
+    activities = VisitActivities(engine)
+    return Worker(
+        client, task_queue=task_queue, workflows=[VisitWorkflow], activities=activities.all(),
+        activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
+        max_concurrent_activities=max_activity_threads,
+    )
