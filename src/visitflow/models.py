@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
@@ -141,6 +142,7 @@ class VisitSpec(BaseModel):
     timers: Timers = Timers()
     required_note_fields: list[str] = []  # DOC-03, from the agency's policy for the discipline
     correction_window_days: int = 95  # EVV-06, from the payer when the visit was scheduled
+    timezone: str = "UTC"  # the agency's zone: the date of service is the local date
     scheduled_by: str = "system"
 
 
@@ -352,4 +354,5 @@ class AuthorizationChanged(BaseModel):
 
 
 def service_date(spec: VisitSpec) -> date:
-    return spec.scheduled_start.date()
+    """The date of service is the local date at the start of the visit in the agency's zone."""
+    return spec.scheduled_start.astimezone(ZoneInfo(spec.timezone)).date()

@@ -96,7 +96,8 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
         payer_id=payer.id, discipline=clinician.discipline, service_code=req.service_code.upper(),
         modifiers=[m.upper() for m in req.modifiers], scheduled_start=start, scheduled_end=end,
         timers=settings.timers(), required_note_fields=settings.required_note_fields.get(clinician.discipline, []),
-        correction_window_days=payer.correction_window_days, scheduled_by=actor.username)
+        correction_window_days=payer.correction_window_days, timezone=settings.agency_timezone,
+        scheduled_by=actor.username)
     workflow_id = visit_workflow_id(spec.visit_id)
     try:
         await client.start_workflow(
@@ -141,11 +142,21 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, update
             raise VisitError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message) from None
         raise
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise VisitError(404, f"visit {visit_id} not found") from None
-        if err.status == RPCStatusCode.FAILED_PRECONDITION or "completed" in str(err).lower():
-            raise VisitError(409, f"visit {visit_id} is closed (released or cancelled)") from None
-        raise
+        if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise
+    # The workflow is gone or closed: say which, and how it ended.
+    snap = await visit_snapshot(client, visit_id)
+    raise VisitClosed(snap)
+
+
+class VisitClosed(VisitError):
+    """The visit's workflow has ended (released or cancelled); nothing more can be done to it."""
+
+    def __init__(self, snap: VisitSnapshot) -> None:
+        how = (f"released by {snap.released_by} in batch {snap.release_batch_id}"
+               if snap.state == VisitState.released else snap.state.value)
+        super().__init__(409, f"visit {snap.spec.visit_id} is already {how}")
+        self.snapshot = snap
 
 
 class ReleaseOutcome(BaseModel):
@@ -169,6 +180,11 @@ async def release_visits(session: Session, client: Client, visit_ids: list[str],
         try:
             snap = await act(client, visit_id, VisitWorkflow.release, Release(actor=actor, batch_id=batch_id),
                              update_id="release")
+        except VisitClosed as closed:
+            snap = closed.snapshot
+            if snap.state != VisitState.released:
+                outcome.rejected.append({"visit_id": visit_id, "status": 409, "reason": closed.message})
+                continue
         except VisitError as err:
             outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
             continue

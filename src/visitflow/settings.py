@@ -18,7 +18,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from visitflow.models import Discipline, Timers
+from visitflow.models import Timers
+from visitflow.rules.documentation import REQUIRED_NOTE_FIELDS_DEFAULT
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -36,17 +37,6 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-def _default_required_fields() -> dict[str, list[str]]:
-    clinical = ["assessment", "interventions", "patient_response", "plan"]
-    therapy = ["assessment", "treatment", "patient_response", "plan"]
-    aide = ["tasks_performed", "client_condition"]
-    return {
-        Discipline.RN: clinical, Discipline.LPN: clinical,
-        Discipline.PT: therapy, Discipline.OT: therapy, Discipline.SLP: therapy,
-        Discipline.HHA: aide, Discipline.PCA: aide,
-    }
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -87,9 +77,11 @@ class Settings(BaseSettings):
     sign_due: Duration = timedelta(hours=24)
     sign_escalate_after: Duration = timedelta(hours=24)
     hold_recheck_every: Duration = timedelta(hours=6)
-    required_note_fields: dict[str, list[str]] = Field(default_factory=_default_required_fields)
+    required_note_fields: dict[str, list[str]] = Field(
+        default_factory=lambda: {d.value: list(f) for d, f in REQUIRED_NOTE_FIELDS_DEFAULT.items()})
 
     # Agency identity on claims.
+    agency_timezone: str = "America/Chicago"  # dates of service are local dates
     agency_name: str = "Sunrise Home Care"
     agency_npi: str = "1234567893"
     agency_tax_id: str = "741234567"

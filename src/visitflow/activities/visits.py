@@ -34,6 +34,7 @@ from visitflow.models import (
     Role,
     VisitSnapshot,
     VisitState,
+    service_date,
 )
 from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
 
@@ -59,14 +60,14 @@ class VisitActivities:
                 row = Visit(id=spec.visit_id, workflow_id=f"visit-{spec.visit_id}", created_at=now,
                             patient_id=spec.patient_id, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
                             service_code=spec.service_code, scheduled_start=now, scheduled_end=now,
-                            service_date=spec.scheduled_start.date(), state=snap.state.value, updated_at=now)
+                            service_date=service_date(spec), state=snap.state.value, updated_at=now)
             elif row.version >= snap.version:
                 return  # a retried or late write never moves a visit backwards
             row.clinician_id = spec.clinician_id
             row.modifiers = list(spec.modifiers)
             row.scheduled_start = spec.scheduled_start
             row.scheduled_end = spec.scheduled_end
-            row.service_date = spec.scheduled_start.date()
+            row.service_date = service_date(spec)
             row.state = snap.state.value
             row.version = snap.version
             row.hold_count = len(snap.holds)
@@ -139,9 +140,9 @@ class VisitActivities:
             if authorized:
                 if existing is None:
                     existing = AuthorizationUsage(visit_id=spec.visit_id, authorization_id=result.authorization_id,
-                                                  service_date=spec.scheduled_start.date(), units=0)
+                                                  service_date=service_date(spec), units=0)
                 existing.authorization_id = result.authorization_id
-                existing.service_date = spec.scheduled_start.date()
+                existing.service_date = service_date(spec)
                 existing.units = result.billable_units or 0
                 s.add(existing)
             elif existing is not None:

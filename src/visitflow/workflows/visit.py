@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         VisitSnapshot,
         VisitSpec,
         VisitState,
+        service_date,
     )
     from visitflow.rules.evv import evv_06_correction_allowed
 
@@ -276,7 +277,8 @@ class VisitWorkflow:
         punch.adjusted_by = req.actor.username
         punch.adjusted_when = req.now
         # A new correction needs a new approval (EVV-04).
-        self._acks = [a for a in self._acks if not a.key.endswith(f"punch-{req.seq}")]
+        self._acks = [a for a in self._acks
+                      if not (a.key.endswith(f"punch-{req.seq}") or a.key == f"EVV-03:{punch.kind.value}")]
         self._log(req.actor.username, "punch_adjusted",
                   f"{punch.kind.value} {punch.at:%H:%M} -> {req.adjusted_at:%Y-%m-%d %H:%M} "
                   f"({req.reason_code.value})")
@@ -520,7 +522,7 @@ class VisitWorkflow:
         if not is_correction:
             return
         problem = evv_06_correction_allowed(
-            self._spec.scheduled_start.date(), now,
+            service_date(self._spec), now,
             PayerRules(correction_window_days=self._spec.correction_window_days))
         if problem:
             raise _reject(CONFLICT, problem)
