@@ -4,6 +4,7 @@ a real Temporal test server with time skipping, and a worker running the real ac
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import shutil
 import sys
 import uuid
@@ -30,8 +31,9 @@ from visitflow.temporal import build_worker
 HOME = (30.2747, -97.7404)  # the test patient's service address (Austin, TX)
 
 
-def _postgres_database(base_url: str) -> Iterator[str]:
-    """A fresh database on the PostgreSQL server for this run, dropped afterwards."""
+@contextmanager
+def postgres_database(base_url: str) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server, dropped afterwards."""
     import psycopg
 
     name = f"visitflow_test_{uuid.uuid4().hex[:8]}"
@@ -50,7 +52,8 @@ def _postgres_database(base_url: str) -> Iterator[str]:
 def database_url(tmp_path_factory) -> Iterator[str]:
     base = os.environ.get("VISITFLOW_TEST_DATABASE_URL", "")
     if base.startswith("postgres"):
-        yield from _postgres_database(base)
+        with postgres_database(base) as url:
+            yield url
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'visitflow.db'}"
 

@@ -1,6 +1,5 @@
 """Reference data other systems feed in: patients, clinicians, payers, authorizations."""
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 
@@ -33,7 +32,7 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
 
     @router.post(f"/{path}", response_model=public, status_code=status.HTTP_201_CREATED, tags=[name],
                  name=f"create_{name}")
-    def create_item(body: create, session: SessionDep, _user: AdminUser):  # type: ignore[valid-type]
+    def create_item(body: create, session: SessionDep, _user: AdminUser):  # type: ignore[valid-type]  # noqa: F821
         item = table.model_validate(body)
         session.add(item)
         session.commit()

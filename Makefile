@@ -1,0 +1,25 @@
+# Two commands for a fresh machine: `make run` (VisitFlow with embedded defaults) and `make test`.
+VENV    := .venv
+PYTHON  ?= python3
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml $(wildcard package.json) $(wildcard package-lock.json)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; fi
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/visitflow up
+
+test: $(STAMP)
+	bash scripts/test.sh
+
+bench: $(STAMP)
+	$(VENV)/bin/visitflow bench
+
+clean:
+	rm -rf $(VENV) node_modules data test-artifacts
