@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -89,6 +91,16 @@ async def deliver(handle, agency: Agency, spec, clock_in_where: GeoPoint | None 
                                        SignNote(actor=agency.actor("clinician"), attestation=True))
 
 
+HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
+
+
+async def record(handle: WorkflowHandle, name: str) -> None:
+    """With VISITFLOW_RECORD_HISTORIES=1, keep this run's history for the replay test (tests/replay)."""
+    if os.environ.get("VISITFLOW_RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
 async def rejection(call) -> ApplicationError:
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await call
@@ -136,6 +148,7 @@ async def test_clean_visit_reaches_claim_ready_and_is_released_exactly_once(clie
         await act(client, spec.visit_id, VisitWorkflow.release, Release(actor=biller, batch_id="b3"))
     assert info.value.status == 409 and f"released by {biller.username} in batch b1" in info.value.message
     assert result.state == VisitState.released and result.released_by == biller.username
+    await record(handle, "released_once")
 
     with Session(engine) as s:
         row = s.get(Visit, spec.visit_id)
@@ -227,6 +240,7 @@ async def test_missing_authorization_holds_until_one_arrives_by_signal(client, a
     snap = await until(handle, in_state(VisitState.claim_ready))
     assert snap.authorization_number == auth.auth_number
     assert any(e.kind == "hold_cleared" for e in snap.timeline)
+    await record(handle, "auth_hold_cleared_by_signal")
 
 
 async def test_hold_is_rechecked_on_a_timer_when_nobody_signals(client, agency, env: WorkflowEnvironment, t0):
@@ -269,6 +283,7 @@ async def test_evv_exception_approved_by_a_supervisor_clears_the_hold(client, ag
         actor=agency.actor("supervisor"), key=hold.key, decision="approved", reason="Client was at day program"))
     snap = await until(handle, in_state(VisitState.claim_ready))
     assert snap.acknowledgements[0].by == agency.actor("supervisor").username
+    await record(handle, "evv_exception_approved")
 
 
 async def test_rejected_exception_goes_back_to_the_clinician_who_corrects_the_time(client, agency, t0):
@@ -295,6 +310,7 @@ async def test_rejected_exception_goes_back_to_the_clinician_who_corrects_the_ti
     await handle.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
         actor=agency.actor("supervisor"), key=snap.holds[0].key, decision="approved", reason="Matches the log"))
     await until(handle, in_state(VisitState.claim_ready))
+    await record(handle, "rejected_exception_corrected")
 
 
 async def test_send_back_reopens_the_note_and_the_gates_run_again(client, agency, t0):
@@ -348,6 +364,7 @@ async def test_overdue_note_reminds_the_clinician_then_escalates_to_the_supervis
     with Session(engine) as s:
         roles = {t.role.value for t in s.exec(select(VisitTask).where(VisitTask.visit_id == spec.visit_id))}
     assert roles == {"clinician", "supervisor"}
+    await record(handle, "note_reminder_escalation")
 
 
 async def test_supervisor_extension_moves_the_deadline_and_its_escalation(client, agency, engine, env, t0):
@@ -368,6 +385,7 @@ async def test_supervisor_extension_moves_the_deadline_and_its_escalation(client
     await env.sleep(timedelta(days=2))  # past the new deadline: a fresh reminder
     await until(handle, lambda s: sum(e.kind == "note_reminder" for e in s.timeline) == 2)
     assert notifications(engine, spec.visit_id) == ["note_reminder", "note_reminder"]
+    await record(handle, "deadline_extended")
 
 
 async def test_signature_escalates_like_the_note(client, agency, engine, env, t0):
@@ -389,6 +407,7 @@ async def test_cancel_while_waiting_for_the_note_ends_the_visit(client, agency, 
     await handle.execute_update(VisitWorkflow.cancel, Cancel(actor=agency.actor("admin"), reason="Patient in hospital"))
     result = await handle.result()
     assert result.state == VisitState.cancelled and result.tasks == []
+    await record(handle, "cancelled_while_waiting")
     assert notifications(engine, spec.visit_id) == []
     with Session(engine) as s:
         assert s.get(Visit, spec.visit_id).state == "cancelled"
