@@ -23,13 +23,15 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.temporal = temporal or await connect(settings)
+        if getattr(app.state, "temporal", None) is None:
+            app.state.temporal = await connect(settings)
         yield
 
     app = FastAPI(title="VisitFlow", version="0.1.0", lifespan=lifespan,
                   description="Every home care visit from schedule to claim. Authenticate with "
                               "`Authorization: Bearer <token>` (demo tokens are printed by `visitflow up`).")
     app.state.settings = settings
+    app.state.temporal = temporal  # given by `visitflow up` and the tests; else connected at start-up
     app.state.engine = get_engine(settings.resolved_database_url)
     app.include_router(reference.router)
     app.include_router(visits.router)
