@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from visitflow.api import reference, visits
 from visitflow.db.session import get_engine
@@ -44,6 +45,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
             problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems),
                                                       "errors": jsonable_errors(exc)})
+
+    @app.exception_handler(RPCError)
+    async def temporal_unavailable(request: Request, exc: RPCError):
+        log.warning("Temporal call failed on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=503, content={
+            "detail": "the workflow service did not answer; try again shortly"})
 
     @app.exception_handler(Exception)
     async def no_stack_traces(request: Request, exc: Exception):

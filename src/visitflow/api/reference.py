@@ -2,11 +2,12 @@
 
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import SQLModel, func, select
 
-from visitflow.api.deps import AdminUser, CurrentUser, SessionDep, StaffUser, TemporalDep
+from visitflow.api.deps import MAX_ROW_ID, AdminUser, CurrentUser, RowId, SessionDep, StaffUser, TemporalDep
 from visitflow.db.tables import (
     Authorization,
     AuthorizationCreate,
@@ -45,7 +46,7 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
         return session.exec(select(table).order_by(table.id).offset(offset).limit(limit)).all()
 
     @router.get(f"/{path}/{{item_id}}", response_model=public, tags=[name], name=f"get_{name}")
-    def get_item(item_id: int, session: SessionDep, _user: CurrentUser):
+    def get_item(item_id: RowId, session: SessionDep, _user: CurrentUser):
         item = session.get(table, item_id)
         if item is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} {item_id} not found")
@@ -89,7 +90,7 @@ async def create_authorization(body: AuthorizationCreate, session: SessionDep, t
 
 
 @router.patch("/authorizations/{auth_id}", response_model=AuthorizationChangeResult, tags=["authorization"])
-async def change_authorization(auth_id: int, body: AuthorizationUpdate, session: SessionDep,
+async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, session: SessionDep,
                                temporal: TemporalDep, _user: AdminUser):
     auth = session.get(Authorization, auth_id)
     if auth is None:
@@ -110,7 +111,7 @@ async def change_authorization(auth_id: int, body: AuthorizationUpdate, session:
 
 
 @router.get("/authorizations", response_model=list[AuthorizationPublic], tags=["authorization"])
-def list_authorizations(session: SessionDep, _user: StaffUser, patient_id: int | None = None,
+def list_authorizations(session: SessionDep, _user: StaffUser, patient_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
                         limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)):
     query = select(Authorization)
     if patient_id is not None:
@@ -119,7 +120,7 @@ def list_authorizations(session: SessionDep, _user: StaffUser, patient_id: int |
 
 
 @router.get("/authorizations/{auth_id}", response_model=AuthorizationPublic, tags=["authorization"])
-def get_authorization(auth_id: int, session: SessionDep, _user: StaffUser):
+def get_authorization(auth_id: RowId, session: SessionDep, _user: StaffUser):
     auth = session.get(Authorization, auth_id)
     if auth is None:
         raise HTTPException(404, f"authorization {auth_id} not found")

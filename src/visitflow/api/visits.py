@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, Field
 from sqlmodel import func, select
 
-from visitflow.api.deps import BillerUser, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from visitflow.api.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep
 from visitflow.db.tables import Clinician, User, Visit, VisitHold, VisitTask
 from visitflow.models import (
     Acknowledgement,
@@ -62,9 +62,9 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 class VisitCreate(BaseModel):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
                            description="Your scheduling system's visit id; a retry with the same id is safe")
-    patient_id: int
-    clinician_id: int
-    payer_id: int
+    patient_id: RefId
+    clinician_id: RefId
+    payer_id: RefId
     service_code: str = Field(pattern=r"^[A-Za-z][0-9]{4}$", description="HCPCS code, e.g. T1019")
     modifiers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2}$")]] = Field(default=[], max_length=4)
     scheduled_start: datetime
@@ -165,7 +165,7 @@ class DeadlineBody(BaseModel):
 
 
 class ReassignBody(BaseModel):
-    clinician_id: int
+    clinician_id: RefId
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -225,8 +225,9 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
 
 @router.get("/visits", response_model=VisitPage)
 def list_visits(session: SessionDep, user: CurrentUser,
-                state: VisitState | None = None, clinician: int | None = None, payer: int | None = None,
-                patient: int | None = None, date_from: date | None = None, date_to: date | None = None,
+                state: VisitState | None = None, clinician: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
+                payer: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
+                patient: Annotated[int | None, Query(le=MAX_ROW_ID)] = None, date_from: date | None = None, date_to: date | None = None,
                 has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
     """Visits from the read model. A clinician only ever sees their own."""
     if user.role == Role.clinician:
@@ -275,7 +276,7 @@ async def record_punch(visit_id: str, body: PunchInput, temporal: TemporalDep, s
 
 
 @router.post("/visits/{visit_id}/punches/{seq}/adjustments", response_model=VisitPublic)
-async def adjust_punch(visit_id: str, seq: int, body: AdjustmentBody, temporal: TemporalDep,
+async def adjust_punch(visit_id: str, seq: Annotated[int, Path(ge=1, le=1000)], body: AdjustmentBody, temporal: TemporalDep,
                        settings: SettingsDep, user: CurrentUser):
     """Correct a punch's time; the original stays beside the correction (EVV-04, EVV-06)."""
     return await _run(temporal, settings, visit_id, VisitWorkflow.adjust_punch, AdjustPunch(

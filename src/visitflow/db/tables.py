@@ -116,8 +116,8 @@ class PayerPublic(PayerBase):
 
 class AuthorizationBase(SQLModel):
     auth_number: str = Field(min_length=1, max_length=50)
-    patient_id: int = Field(foreign_key="patient.id")
-    payer_id: int = Field(foreign_key="payer.id")
+    patient_id: int = Field(foreign_key="patient.id", ge=1, le=2_147_483_647)
+    payer_id: int = Field(foreign_key="payer.id", ge=1, le=2_147_483_647)
     service_code: str = Field(min_length=5, max_length=5)
     modifiers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     start_date: date

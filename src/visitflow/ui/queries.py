@@ -1,0 +1,454 @@
+"""What the pages show, read from the SQL read model (never from the workflows).
+
+Each function answers one question a person asks of the agency's visits; lists come back a page at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import and_, func, or_
+from sqlmodel import Session, select
+
+from visitflow.db.tables import Authorization, Clinician, Patient, Payer, Visit, VisitEvent, VisitHold, VisitTask
+from visitflow.models import Role, VisitSnapshot, VisitState
+from visitflow.ui.present import RULES, STATE_LABELS, as_utc, dom_id
+
+PAGE_SIZE = 25
+T = TypeVar("T")
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    number: int
+    total: int
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.size))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+def _page(session: Session, query, number: int, size: int = PAGE_SIZE) -> tuple[list, int, int]:
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    pages = max(1, math.ceil(total / size))
+    number = min(max(1, number), pages)  # a list that shrank under the reader lands on its last page
+    rows = session.exec(query.offset((number - 1) * size).limit(size)).all()
+    return list(rows), number, total
+
+
+def person(p: Patient | Clinician | None) -> str:
+    return f"{p.first_name} {p.last_name}" if p else "—"
+
+
+def clinician_label(c: Clinician) -> str:
+    return f"{c.first_name} {c.last_name} ({c.discipline.value})"
+
+
+def clinicians(session: Session) -> list[Clinician]:
+    return list(session.exec(select(Clinician).order_by(Clinician.last_name, Clinician.first_name)))
+
+
+def payers(session: Session) -> list[Payer]:
+    return list(session.exec(select(Payer).order_by(Payer.name)))
+
+
+# --- clinician: my tasks ------------------------------------------------------------------------
+
+
+@dataclass
+class TaskRow:
+    visit_id: str
+    kind: str
+    title: str
+    due_at: datetime | None
+    escalated: bool
+    patient: str
+    address: str
+    scheduled_start: datetime
+    scheduled_end: datetime
+    service_code: str
+
+
+def clinician_tasks(session: Session, clinician_id: int, number: int) -> Page[TaskRow]:
+    """Visits waiting on this clinician, most urgent first: the earliest deadline, then tasks without one."""
+    query = (select(VisitTask, Visit, Patient)
+             .join(Visit, Visit.id == VisitTask.visit_id)
+             .join(Patient, Patient.id == Visit.patient_id)
+             .where(VisitTask.role == Role.clinician, VisitTask.clinician_id == clinician_id)
+             .order_by(VisitTask.due_at.is_(None), VisitTask.due_at, Visit.scheduled_start, VisitTask.id))
+    rows, number, total = _page(session, query, number)
+    items = [TaskRow(visit_id=v.id, kind=t.kind, title=t.title, due_at=t.due_at, escalated=t.escalated,
+                     patient=person(p), address=f"{p.address_line}, {p.city}", scheduled_start=v.scheduled_start,
+                     scheduled_end=v.scheduled_end, service_code=v.service_code) for t, v, p in rows]
+    return Page(items, number, total)
+
+
+# --- supervisor: escalations ------------------------------------------------------------------
+
+
+@dataclass
+class OverdueRow:
+    visit_id: str
+    stage: str  # note | signature
+    due_at: datetime | None
+    escalated: bool  # escalated to the supervisor (not only a reminder to the clinician)
+    clinician_id: int
+    clinician: str
+    patient: str
+    scheduled_start: datetime
+    row_id: str
+
+
+def overdue_work(session: Session, clinician_id: int | None, number: int) -> Page[OverdueRow]:
+    """Notes and signatures past their deadline (the clinician was reminded), the latest first."""
+    query = (select(VisitTask, Visit, Patient, Clinician)
+             .join(Visit, Visit.id == VisitTask.visit_id)
+             .join(Patient, Patient.id == Visit.patient_id)
+             .join(Clinician, Clinician.id == Visit.clinician_id)
+             .where(VisitTask.role == Role.clinician, VisitTask.kind.in_(["write_note", "sign_note"]),
+                    VisitTask.escalated.is_(True)))
+    if clinician_id:
+        query = query.where(Visit.clinician_id == clinician_id)
+    rows, number, total = _page(session, query.order_by(VisitTask.due_at, VisitTask.id), number)
+    visit_ids = [v.id for _, v, _, _ in rows]
+    escalated = set(session.exec(select(VisitTask.visit_id, VisitTask.kind).where(
+        VisitTask.visit_id.in_(visit_ids), VisitTask.kind.in_(["note_overdue", "signature_overdue"]))).all())
+    items = []
+    for t, v, p, c in rows:
+        stage = "note" if t.kind == "write_note" else "signature"
+        items.append(OverdueRow(
+            visit_id=v.id, stage=stage, due_at=t.due_at, escalated=(v.id, f"{stage}_overdue") in escalated,
+            clinician_id=c.id, clinician=clinician_label(c), patient=person(p), scheduled_start=v.scheduled_start,
+            row_id=dom_id("overdue", v.id, stage)))
+    return Page(items, number, total)
+
+
+@dataclass
+class HoldRow:
+    visit_id: str
+    rule_id: str
+    key: str
+    message: str
+    role: Role
+    approvable: bool
+    opened_at: datetime
+    patient: str
+    clinician: str
+    payer: str
+    service_code: str
+    service_date: date
+    state: str
+    row_id: str
+
+
+def _hold_rows(rows, prefix: str) -> list[HoldRow]:
+    return [HoldRow(visit_id=v.id, rule_id=h.rule_id, key=h.key, message=h.message, role=h.role,
+                    approvable=h.approvable, opened_at=h.opened_at, patient=person(p), clinician=clinician_label(c),
+                    payer=pay.name, service_code=v.service_code, service_date=v.service_date, state=v.state,
+                    row_id=dom_id(prefix, v.id, h.key)) for h, v, p, c, pay in rows]
+
+
+def _holds_query():
+    return (select(VisitHold, Visit, Patient, Clinician, Payer)
+            .join(Visit, Visit.id == VisitHold.visit_id)
+            .join(Patient, Patient.id == Visit.patient_id)
+            .join(Clinician, Clinician.id == Visit.clinician_id)
+            .join(Payer, Payer.id == Visit.payer_id))
+
+
+def exceptions_to_decide(session: Session, clinician_id: int | None, number: int) -> Page[HoldRow]:
+    """EVV exceptions and manual time edits a supervisor may approve or reject, the oldest first."""
+    query = _holds_query().where(VisitHold.role == Role.supervisor, VisitHold.approvable.is_(True))
+    if clinician_id:
+        query = query.where(Visit.clinician_id == clinician_id)
+    rows, number, total = _page(session, query.order_by(VisitHold.opened_at, VisitHold.id), number)
+    return Page(_hold_rows(rows, "exception"), number, total)
+
+
+@dataclass
+class TeamRow:
+    clinician_id: int
+    clinician: str
+    late_notes: int = 0
+    late_signatures: int = 0
+    escalated: int = 0  # of the late ones, escalated to a supervisor
+    on_time: int = 0  # notes and signatures not yet due
+    fixes: int = 0  # holds sent back to the clinician to fix
+    exceptions: int = 0  # exceptions on their visits awaiting a supervisor
+
+    @property
+    def overdue(self) -> int:
+        return self.late_notes + self.late_signatures
+
+
+def team_overdue(session: Session) -> list[TeamRow]:
+    """Each clinician's open and overdue work, the most overdue first."""
+    team: dict[int, TeamRow] = {}
+    names = {c.id: clinician_label(c) for c in clinicians(session)}
+
+    def row(cid: int) -> TeamRow:
+        return team.setdefault(cid, TeamRow(clinician_id=cid, clinician=names.get(cid, f"clinician {cid}")))
+
+    counts = session.exec(select(VisitTask.clinician_id, VisitTask.kind, VisitTask.escalated, func.count())
+                          .where(VisitTask.clinician_id.is_not(None))
+                          .group_by(VisitTask.clinician_id, VisitTask.kind, VisitTask.escalated)).all()
+    for cid, kind, escalated, n in counts:
+        r = row(cid)
+        if kind == "write_note":
+            r.late_notes += n if escalated else 0
+            r.on_time += 0 if escalated else n
+        elif kind == "sign_note":
+            r.late_signatures += n if escalated else 0
+            r.on_time += 0 if escalated else n
+        elif kind in ("note_overdue", "signature_overdue"):
+            r.escalated += n
+        elif kind in ("fix_evv", "fix_note"):
+            r.fixes += n
+    for cid, n in session.exec(select(Visit.clinician_id, func.count()).join(VisitHold, VisitHold.visit_id == Visit.id)
+                               .where(VisitHold.role == Role.supervisor).group_by(Visit.clinician_id)).all():
+        row(cid).exceptions += n
+    return sorted(team.values(), key=lambda r: (-r.overdue, -r.escalated, -r.exceptions, r.clinician))
+
+
+# --- biller: ready to bill and holds ---------------------------------------------------------------
+
+
+@dataclass
+class ReadyRow:
+    visit_id: str
+    patient: str
+    clinician: str
+    payer: str
+    service_code: str
+    modifiers: list[str]
+    service_date: date
+    units: int | None
+    amount_cents: int | None
+    auth_number: str | None
+
+
+@dataclass
+class BillingFilter:
+    payer_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def query_string(self, **extra: Any) -> str:
+        from urllib.parse import urlencode
+
+        params = {"payer": self.payer_id or "", "date_from": self.date_from or "", "date_to": self.date_to or "",
+                  **extra}
+        return urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+
+def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> Page[ReadyRow]:
+    query = (select(Visit, Patient, Clinician, Payer, Authorization.auth_number)
+             .join(Patient, Patient.id == Visit.patient_id)
+             .join(Clinician, Clinician.id == Visit.clinician_id)
+             .join(Payer, Payer.id == Visit.payer_id)
+             .outerjoin(Authorization, Authorization.id == Visit.authorization_id)
+             .where(Visit.state == VisitState.claim_ready.value))
+    if filters.payer_id:
+        query = query.where(Visit.payer_id == filters.payer_id)
+    if filters.date_from:
+        query = query.where(Visit.service_date >= filters.date_from)
+    if filters.date_to:
+        query = query.where(Visit.service_date <= filters.date_to)
+    rows, number, total = _page(session, query.order_by(Visit.service_date, Visit.id), number)
+    items = [ReadyRow(visit_id=v.id, patient=person(p), clinician=clinician_label(c), payer=pay.name,
+                      service_code=v.service_code, modifiers=list(v.modifiers), service_date=v.service_date,
+                      units=v.billable_units,
+                      amount_cents=v.billable_units * pay.rate_per_unit_cents if v.billable_units else None,
+                      auth_number=auth) for v, p, c, pay, auth in rows]
+    return Page(items, number, total)
+
+
+@dataclass
+class HoldGroup:
+    rule_id: str
+    rule: str
+    total: int  # across all pages
+    rows: list[HoldRow] = field(default_factory=list)
+
+
+def holds_by_rule(session: Session, payer_id: int | None, number: int) -> tuple[Page[HoldGroup], int]:
+    """Open holds grouped by the rule that holds them; returns (page of groups, holds on the page)."""
+    query = _holds_query()
+    totals_query = select(VisitHold.rule_id, func.count()).join(Visit, Visit.id == VisitHold.visit_id)
+    if payer_id:
+        query = query.where(Visit.payer_id == payer_id)
+        totals_query = totals_query.where(Visit.payer_id == payer_id)
+    rows, number, total = _page(session, query.order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id),
+                                number)
+    totals = dict(session.exec(totals_query.group_by(VisitHold.rule_id)).all())
+    groups: dict[str, HoldGroup] = {}
+    for hold in _hold_rows(rows, "hold"):
+        groups.setdefault(hold.rule_id, HoldGroup(hold.rule_id, RULES.get(hold.rule_id, ""),
+                                                  totals.get(hold.rule_id, 0))).rows.append(hold)
+    return Page(list(groups.values()), number, total), len(rows)
+
+
+# --- one visit -----------------------------------------------------------------------------------
+
+
+@dataclass
+class VisitView:
+    row: Visit
+    snap: VisitSnapshot
+    patient: Patient
+    clinician: Clinician
+    payer: Payer
+    auth_number: str | None
+    events: list[VisitEvent]
+
+
+def load_visit(session: Session, visit_id: str, with_events: bool = True) -> VisitView | None:
+    row = session.get(Visit, visit_id)
+    if row is None:
+        return None
+    snap = VisitSnapshot.model_validate(row.snapshot)
+    return visit_view(session, row, snap, with_events)
+
+
+def visit_view(session: Session, row: Visit, snap: VisitSnapshot, with_events: bool = True) -> VisitView:
+    auth = session.get(Authorization, snap.authorization_id) if snap.authorization_id else None
+    events = list(session.exec(select(VisitEvent).where(VisitEvent.visit_id == row.id)
+                               .order_by(VisitEvent.seq))) if with_events else []
+    return VisitView(row=row, snap=snap, patient=session.get(Patient, snap.spec.patient_id),
+                     clinician=session.get(Clinician, snap.spec.clinician_id),
+                     payer=session.get(Payer, snap.spec.payer_id),
+                     auth_number=snap.authorization_number or (auth.auth_number if auth else None), events=events)
+
+
+# --- dashboard -----------------------------------------------------------------------------------
+
+AGE_BUCKETS = ["0–1 d", "1–2 d", "2–5 d", "5+ d"]
+
+
+def age_bucket(age: timedelta) -> int:
+    days = age.total_seconds() / 86400
+    return 0 if days < 1 else 1 if days < 2 else 2 if days < 5 else 3
+
+
+@dataclass
+class Backlog:
+    name: str
+    who: str
+    buckets: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.buckets)
+
+
+@dataclass
+class Dashboard:
+    states: list[tuple[str, str, int]]  # (state, label, count)
+    backlogs: list[Backlog]
+    lag_median_h: float | None
+    lag_p90_h: float | None
+    lag_count: int
+    lag_buckets: list[tuple[str, int]]
+    holds: list[tuple[str, str, int]]  # (rule id, rule, count)
+    escalations: list[tuple[str, int]]
+
+
+def _ages(times, now: datetime) -> list[int]:
+    buckets = [0, 0, 0, 0]
+    for t in times:
+        if t is not None:
+            buckets[age_bucket(now - as_utc(t))] += 1
+    return buckets
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: the value at or below which `share` of the values fall."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_after: timedelta,
+              lag_window_days: int = 90) -> Dashboard:
+    counts = dict(session.exec(select(Visit.state, func.count()).group_by(Visit.state)).all())
+    states = [(s.value, STATE_LABELS[s], counts.get(s.value, 0)) for s in VisitState]
+
+    def task_times(kind: str, column):
+        return session.exec(select(column).join(VisitTask, VisitTask.visit_id == Visit.id)
+                            .where(VisitTask.kind == kind)).all()
+
+    notes = [end for end in task_times("write_note", Visit.scheduled_end) if as_utc(end) <= now]
+    # A signature is awaited from the moment the note came in (or came back to the clinician).
+    waiting_since = session.exec(
+        select(func.max(VisitEvent.at)).join(VisitTask, VisitTask.visit_id == VisitEvent.visit_id)
+        .where(VisitTask.kind == "sign_note", VisitEvent.kind.in_(["note_submitted", "sent_back"]))
+        .group_by(VisitEvent.visit_id)).all()
+    holds_by_role = {role: [] for role in Role}
+    for role, opened in session.exec(select(VisitHold.role, VisitHold.opened_at)).all():
+        holds_by_role[Role(role)].append(opened)
+    ready_since = session.exec(
+        select(func.max(VisitEvent.at)).join(Visit, Visit.id == VisitEvent.visit_id)
+        .where(Visit.state == VisitState.claim_ready.value, VisitEvent.kind == "claim_ready")
+        .group_by(VisitEvent.visit_id)).all()
+    backlogs = [
+        Backlog("Notes to write", "clinicians", _ages(notes, now)),
+        Backlog("Notes to sign", "clinicians", _ages(waiting_since, now)),
+        Backlog("EVV and note fixes", "clinicians", _ages(holds_by_role[Role.clinician], now)),
+        Backlog("Exceptions to decide", "supervisors", _ages(holds_by_role[Role.supervisor], now)),
+        Backlog("Authorization holds", "billing", _ages(holds_by_role[Role.biller], now)),
+        Backlog("Office data fixes", "office", _ages(holds_by_role[Role.admin], now)),
+        Backlog("Ready to bill", "billing", _ages(ready_since, now)),
+    ]
+
+    # Note lag from the snapshots: how long after the visit ended the note came in.
+    since = (now - timedelta(days=lag_window_days)).date()
+    lags: list[float] = []
+    for snap in session.exec(select(Visit.snapshot).where(
+            Visit.state != VisitState.scheduled.value, Visit.service_date >= since)).all():
+        note = snap.get("note")
+        if note:
+            submitted = datetime.fromisoformat(note["submitted_at"])
+            ended = datetime.fromisoformat(snap["spec"]["scheduled_end"])
+            lags.append((as_utc(submitted) - as_utc(ended)).total_seconds() / 3600)
+    due_h, late_h = note_due.total_seconds() / 3600, (note_due + escalate_after).total_seconds() / 3600
+    lag_buckets = [
+        (f"within {due_h:g} h", sum(1 for x in lags if x <= due_h)),
+        (f"{due_h:g}–{late_h:g} h", sum(1 for x in lags if due_h < x <= late_h)),
+        (f"over {late_h:g} h", sum(1 for x in lags if x > late_h)),
+    ]
+
+    hold_counts = session.exec(select(VisitHold.rule_id, func.count()).group_by(VisitHold.rule_id)
+                               .order_by(func.count().desc(), VisitHold.rule_id)).all()
+    task_counts = dict(session.exec(
+        select(VisitTask.kind, func.count()).where(or_(
+            VisitTask.kind.in_(["note_overdue", "signature_overdue"]),
+            and_(VisitTask.kind.in_(["write_note", "sign_note"]), VisitTask.escalated.is_(True))))
+        .group_by(VisitTask.kind)).all())
+    exceptions = session.exec(select(func.count()).select_from(VisitHold).where(
+        VisitHold.role == Role.supervisor, VisitHold.approvable.is_(True))).one()
+    escalations = [
+        ("Late notes, clinician reminded", max(0, task_counts.get("write_note", 0) - task_counts.get("note_overdue", 0))),
+        ("Late notes, escalated", task_counts.get("note_overdue", 0)),
+        ("Late signatures, clinician reminded",
+         max(0, task_counts.get("sign_note", 0) - task_counts.get("signature_overdue", 0))),
+        ("Late signatures, escalated", task_counts.get("signature_overdue", 0)),
+        ("Exceptions awaiting a decision", exceptions),
+    ]
+    return Dashboard(
+        states=states, backlogs=backlogs,
+        lag_median_h=statistics.median(lags) if lags else None,
+        lag_p90_h=percentile(lags, 0.9) if lags else None, lag_count=len(lags), lag_buckets=lag_buckets,
+        holds=[(rule, RULES.get(rule, ""), n) for rule, n in hold_counts], escalations=escalations)
