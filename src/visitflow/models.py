@@ -143,6 +143,8 @@ class VisitSpec(BaseModel):
     required_note_fields: list[str] = []  # DOC-03, from the agency's policy for the discipline
     correction_window_days: int = 95  # EVV-06, from the payer when the visit was scheduled
     timezone: str = "UTC"  # the agency's zone: the date of service is the local date
+    minutes_min: int | None = None  # DOC-02 bounds for the service, from the agency's policy
+    minutes_max: int | None = None
     scheduled_by: str = "system"
 
 

@@ -91,12 +91,14 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
         raise VisitError(422, "scheduled_end must be after scheduled_start")
     if (end - start).total_seconds() > 24 * 3600:
         raise VisitError(422, "EVV-05 a visit cannot be scheduled for longer than 24 hours")
+    bounds = settings.visit_minutes.get(req.service_code.upper())
     spec = VisitSpec(
         visit_id=visit_id_for(req.id, idempotency_key), patient_id=patient.id, clinician_id=clinician.id,
         payer_id=payer.id, discipline=clinician.discipline, service_code=req.service_code.upper(),
         modifiers=[m.upper() for m in req.modifiers], scheduled_start=start, scheduled_end=end,
         timers=settings.timers(), required_note_fields=settings.required_note_fields.get(clinician.discipline, []),
         correction_window_days=payer.correction_window_days, timezone=settings.agency_timezone,
+        minutes_min=bounds[0] if bounds else None, minutes_max=bounds[1] if bounds else None,
         scheduled_by=actor.username)
     workflow_id = visit_workflow_id(spec.visit_id)
     try:

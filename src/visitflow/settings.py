@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     sign_due: Duration = timedelta(hours=24)
     sign_escalate_after: Duration = timedelta(hours=24)
     hold_recheck_every: Duration = timedelta(hours=6)
+    # DOC-02: documented minutes per service code, e.g. {"T1019": [15, 720]}; unset codes are not bounded.
+    visit_minutes: dict[str, tuple[int, int]] = Field(default_factory=dict)
     required_note_fields: dict[str, list[str]] = Field(
         default_factory=lambda: {d.value: list(f) for d, f in REQUIRED_NOTE_FIELDS_DEFAULT.items()})
 

@@ -472,3 +472,15 @@ def test_service_date_is_the_agency_local_date(agency):
     from visitflow.models import service_date
 
     assert service_date(agency.spec(late_evening, timezone="America/Chicago")) == date(2026, 11, 20)
+
+
+async def test_documented_duration_outside_the_service_bounds_goes_to_a_supervisor(client, agency, t0):
+    spec = agency.spec(recent(t0), minutes_min=150, minutes_max=600)  # DOC-02: this 2-hour visit is too short
+    authorize_around(agency, spec)
+    handle = await start(client, spec)
+    await deliver(handle, agency, spec)
+    snap = await until(handle, in_state(VisitState.on_hold))
+    assert [(h.rule_id, h.role.value, h.approvable) for h in snap.holds] == [("DOC-02", "supervisor", True)]
+    await handle.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
+        actor=agency.actor("supervisor"), key="DOC-02", decision="approved", reason="Client asked to end early"))
+    await until(handle, in_state(VisitState.claim_ready))

@@ -130,7 +130,8 @@ class VisitActivities:
                                      service_location=location),
                 payer=payer_rules(payer),
                 authorizations=[AuthorizationFacts.model_validate(a, from_attributes=True) for a in auths],
-                usage=usage, required_note_fields=spec.required_note_fields)
+                usage=usage, required_note_fields=spec.required_note_fields,
+                min_minutes=spec.minutes_min, max_minutes=spec.minutes_max)
             result = evaluate(ctx)
             result = _route_rejected_exceptions(snap, result)
 
