@@ -320,6 +320,18 @@ def test_overdue_note_escalates_on_the_real_server_in_seconds(running: Running):
         assert kinds[:3] == ["scheduled", "note_reminder", "note_escalation"]
 
 
+@pytest.mark.parametrize("user", ["olivia", "devon"])
+def test_fuzzed_requests_never_get_a_server_error(running: Running, user: str):
+    """Schemathesis sends schema-derived and broken requests to every operation: never a 5xx."""
+    st = Path(sys.executable).parent / "schemathesis"
+    result = subprocess.run(
+        [str(st), "run", f"{running.base}/openapi.json", "--checks", "not_a_server_error",
+         "--header", f"Authorization: Bearer demo-{user}-token", "--max-examples", "10", "--seed", "20261127",
+         "--no-color"], capture_output=True, text=True, timeout=300, cwd=running.cwd)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "unhandled error" not in running.log.read_text()
+
+
 def test_ctrl_c_stops_cleanly_and_the_next_start_resumes_open_visits(running: Running):
     with running.client("olivia") as admin, running.client("devon") as devon:
         ids = new_reference_data(admin)

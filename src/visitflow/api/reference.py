@@ -42,7 +42,7 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
 
     @router.get(f"/{path}", response_model=list[public], tags=[name], name=f"list_{name}")
     def list_items(session: SessionDep, _user: CurrentUser, limit: int = Query(100, ge=1, le=500),
-                   offset: int = Query(0, ge=0)):
+                   offset: int = Query(0, ge=0, le=1_000_000)):
         return session.exec(select(table).order_by(table.id).offset(offset).limit(limit)).all()
 
     @router.get(f"/{path}/{{item_id}}", response_model=public, tags=[name], name=f"get_{name}")
@@ -98,6 +98,9 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise HTTPException(422, "nothing to change: send at least one field")
+    for required in ("end_date", "active"):
+        if required in changes and changes[required] is None:
+            raise HTTPException(422, f"{required} cannot be empty")
     auth.sqlmodel_update(changes)
     _check_authorization(session, auth)
     auth.version += 1
@@ -112,7 +115,7 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
 
 @router.get("/authorizations", response_model=list[AuthorizationPublic], tags=["authorization"])
 def list_authorizations(session: SessionDep, _user: StaffUser, patient_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
-                        limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)):
+                        limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
     query = select(Authorization)
     if patient_id is not None:
         query = query.where(Authorization.patient_id == patient_id)

@@ -228,7 +228,7 @@ def list_visits(session: SessionDep, user: CurrentUser,
                 state: VisitState | None = None, clinician: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
                 payer: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
                 patient: Annotated[int | None, Query(le=MAX_ROW_ID)] = None, date_from: date | None = None, date_to: date | None = None,
-                has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)):
+                has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
     """Visits from the read model. A clinician only ever sees their own."""
     if user.role == Role.clinician:
         clinician = user.clinician_id

@@ -8,12 +8,19 @@ Reference data follows the Base / Create / Public split: `XBase` holds the field
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
+from pydantic import Field as PydanticField
 from pydantic import field_validator
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from visitflow.models import Discipline, Role, RoundingStrategy
+
+# Bounds keep every value inside what both SQLite and PostgreSQL columns hold.
+MAX_UNITS = 1_000_000
+HCPCS_PATTERN = r"^[A-Za-z][0-9]{4}$"
+MODIFIER_PATTERN = r"^[A-Za-z0-9]{2}$"
 
 # --- people -------------------------------------------------------------------------------
 
@@ -94,12 +101,12 @@ class PayerBase(SQLModel):
     name: str = Field(min_length=1, max_length=120)
     payer_code: str = Field(min_length=1, max_length=40)  # payer id on the 837
     evv_required: bool = True
-    evv_radius_m: float = Field(default=402.0, gt=0)
+    evv_radius_m: float = Field(default=402.0, gt=0, le=100_000)
     clock_tolerance_min: int = Field(default=15, ge=0, le=240)
     max_visit_hours: float = Field(default=24.0, gt=0, le=24)
-    correction_window_days: int = Field(default=95, ge=0)
+    correction_window_days: int = Field(default=95, ge=0, le=3650)
     rounding: RoundingStrategy = RoundingStrategy.nearest_quarter
-    rate_per_unit_cents: int = Field(default=600, ge=0)
+    rate_per_unit_cents: int = Field(default=600, ge=0, le=10_000_000)
 
 
 class Payer(PayerBase, table=True):
@@ -118,14 +125,15 @@ class AuthorizationBase(SQLModel):
     auth_number: str = Field(min_length=1, max_length=50)
     patient_id: int = Field(foreign_key="patient.id", ge=1, le=2_147_483_647)
     payer_id: int = Field(foreign_key="payer.id", ge=1, le=2_147_483_647)
-    service_code: str = Field(min_length=5, max_length=5)
-    modifiers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    service_code: str = Field(regex=HCPCS_PATTERN, min_length=5, max_length=5)
+    modifiers: list[Annotated[str, PydanticField(pattern=MODIFIER_PATTERN)]] = Field(
+        default_factory=list, max_length=4, sa_column=Column(JSON, nullable=False))
     start_date: date
     end_date: date
-    units_per_day: int | None = Field(default=None, ge=0)
-    units_per_week: int | None = Field(default=None, ge=0)
-    units_per_month: int | None = Field(default=None, ge=0)
-    units_total: int | None = Field(default=None, ge=0)
+    units_per_day: int | None = Field(default=None, ge=0, le=MAX_UNITS)
+    units_per_week: int | None = Field(default=None, ge=0, le=MAX_UNITS)
+    units_per_month: int | None = Field(default=None, ge=0, le=MAX_UNITS)
+    units_total: int | None = Field(default=None, ge=0, le=MAX_UNITS)
     active: bool = True
 
 
@@ -141,10 +149,10 @@ class AuthorizationCreate(AuthorizationBase):
 
 class AuthorizationUpdate(SQLModel):
     end_date: date | None = None
-    units_per_day: int | None = Field(default=None, ge=0)
-    units_per_week: int | None = Field(default=None, ge=0)
-    units_per_month: int | None = Field(default=None, ge=0)
-    units_total: int | None = Field(default=None, ge=0)
+    units_per_day: int | None = Field(default=None, ge=0, le=MAX_UNITS)
+    units_per_week: int | None = Field(default=None, ge=0, le=MAX_UNITS)
+    units_per_month: int | None = Field(default=None, ge=0, le=MAX_UNITS)
+    units_total: int | None = Field(default=None, ge=0, le=MAX_UNITS)
     active: bool | None = None
 
 

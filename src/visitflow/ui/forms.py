@@ -1,0 +1,114 @@
+"""Reading posted forms: each problem becomes a sentence attached to the field it is about.
+
+The view checks only what a person can fix in the form itself (a blank field, a time that is not a time);
+everything about the visit's state is the workflow's to decide, and its rejection is placed next to the
+field it names, or above the form's button when it names none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from visitflow.models import REASONS_NEEDING_TEXT, ReasonCode
+from visitflow.rules.documentation import missing_note_fields
+from visitflow.ui.present import Clock, field_label
+
+FORM = "_form"  # the error that belongs to the form as a whole, shown beside its submit button
+_ROW_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+
+@dataclass
+class FormState:
+    """What a form shows: the values typed (kept on error) and one message per field."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def v(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default) or default
+
+    def e(self, name: str) -> str:
+        return self.errors.get(name, "")
+
+    def need(self, name: str, message: str) -> str:
+        value = self.v(name).strip()
+        if not value:
+            self.errors.setdefault(name, message)
+        return value
+
+    def time(self, name: str, clock: Clock, missing: str) -> datetime | None:
+        raw = self.need(name, missing)
+        if not raw:
+            return None
+        parsed = clock.parse_input(raw)
+        if parsed is None:
+            self.errors[name] = "Enter a date and time, e.g. 2024-11-26 09:30."
+        return parsed
+
+    def reason(self, code_field: str = "reason_code", text_field: str = "reason_text") -> ReasonCode | None:
+        raw = self.need(code_field, "Choose a reason code.")
+        if not raw:
+            return None
+        try:
+            code = ReasonCode(raw)
+        except ValueError:
+            self.errors[code_field] = "Choose one of the listed reason codes."
+            return None
+        if code in REASONS_NEEDING_TEXT and not self.v(text_field).strip():
+            self.errors[text_field] = "This reason code needs a short explanation (EVV-04)."
+        return code
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def read_form(form, names: list[str]) -> FormState:
+    return FormState(values={n: str(form.get(n, "") or "") for n in names})
+
+
+@dataclass
+class Target:
+    """Where an action's result goes: the visit page's work panel, or one row of a work list."""
+
+    context: str = "visit"
+    row: str = ""
+
+    @classmethod
+    def of(cls, form) -> Target:
+        row = str(form.get("row", "") or "")
+        if form.get("context") == "row" and _ROW_ID.match(row):
+            return cls("row", row)
+        return cls()
+
+
+def note_field_name(name: str) -> str:
+    return f"note_{name}"
+
+
+def note_errors(fields: dict[str, str], required: list[str]) -> dict[str, str]:
+    """DOC-03 checked before the workflow sees the note, so each missing field gets its own message."""
+    return {name: f"{field_label(name)} is required for this discipline (DOC-03)."
+            for name in missing_note_fields(fields, required)}
+
+
+def place_rejection(message: str, where: dict[str, str]) -> dict[str, str]:
+    """Attach the workflow's rejection to the field whose words it uses (`where`: words -> field)."""
+    if message.startswith("DOC-03 required note fields missing:"):
+        names = [n.strip() for n in message.split(":", 1)[1].split(",") if n.strip()]
+        errors = {note_field_name(n): f"{field_label(n)} is required for this discipline (DOC-03)." for n in names}
+        return errors or {FORM: message}
+    for words, name in where.items():
+        if words in message:
+            return {name: _sentence(message)}
+    return {FORM: _sentence(message)}
+
+
+def _sentence(message: str) -> str:
+    message = message.strip()
+    if not message:
+        return "The visit did not accept this."
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
