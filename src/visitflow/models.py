@@ -347,6 +347,14 @@ class NotificationRequest(BaseModel):
     dedupe_key: str  # a retried activity or a replayed timer never notifies twice
 
 
+class ReferenceDataChanged(BaseModel):
+    """Signal: a patient's or payer's facts changed (address, Medicaid id, EVV settings)."""
+
+    what: str  # "patient 3", "payer 1"
+    change: str
+    at: datetime
+
+
 class AuthorizationChanged(BaseModel):
     """Signal: an authorization touching this visit was created or changed (AUTH-04)."""
 

@@ -23,6 +23,7 @@ from visitflow.models import (
     OPEN_STATES,
     Actor,
     AuthorizationChanged,
+    ReferenceDataChanged,
     Release,
     VisitSnapshot,
     VisitSpec,
@@ -210,20 +211,30 @@ async def release_visits(session: Session, client: Client, visit_ids: list[str],
 
 
 async def recheck_visits_for(session: Session, client: Client, auth: Authorization, change: str) -> list[str]:
-    """AUTH-04: tell every open, signed visit the authorization touches to check its gates again now.
+    """AUTH-04: every open visit the authorization touches checks its gates again now."""
+    return await _signal_gated_visits(
+        session, client, [Visit.patient_id == auth.patient_id, Visit.payer_id == auth.payer_id,
+                          Visit.service_code == auth.service_code],
+        VisitWorkflow.authorization_changed,
+        AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc()))
 
-    Visits still waiting for a note or signature check the gates when they are signed anyway.
-    """
+
+async def recheck_visits_of(session: Session, client: Client, what: str, condition, change: str) -> list[str]:
+    """A patient's or payer's facts changed (an address, a Medicaid id, EVV settings): re-check its visits."""
+    return await _signal_gated_visits(session, client, [condition], VisitWorkflow.reference_data_changed,
+                                      ReferenceDataChanged(what=what, change=change, at=now_utc()))
+
+
+async def _signal_gated_visits(session: Session, client: Client, conditions: list, signal: Any,
+                               payload: BaseModel) -> list[str]:
+    # Visits still waiting for a note or signature check the gates when they are signed anyway.
     waiting_for_gates = [s.value for s in OPEN_STATES if s not in (VisitState.scheduled, VisitState.documented)]
-    visits = session.exec(select(Visit.id).where(
-        Visit.patient_id == auth.patient_id, Visit.payer_id == auth.payer_id,
-        Visit.service_code == auth.service_code, Visit.state.in_(waiting_for_gates))).all()
-    signal = AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc())
+    visits = session.exec(select(Visit.id).where(*conditions, Visit.state.in_(waiting_for_gates))).all()
     for visit_id in visits:
         handle = client.get_workflow_handle(visit_workflow_id(visit_id))
         try:
-            await handle.signal(VisitWorkflow.authorization_changed, signal)
+            await handle.signal(signal, payload)
         except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
+            if err.status != RPCStatusCode.NOT_FOUND:  # closed since we looked: nothing to re-check
                 raise
     return list(visits)

@@ -159,3 +159,40 @@ async def test_reference_data_validation_and_roles(api, agency):
     assert (await api.get("/api/visits")).status_code == 401
     r = await api.get("/api/visits", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
+
+
+async def test_fixing_the_service_address_rechecks_held_visits(api, agency, t0):
+    admin = as_user(agency, "admin")
+    agency.authorize((t0 - timedelta(days=10)).date(), (t0 + timedelta(days=10)).date())
+    r = await api.patch(f"/api/patients/{agency.patient.id}", json={"latitude": None, "longitude": None},
+                        headers=admin)
+    assert r.status_code == 200 and r.json()["latitude"] is None
+    visit = await schedule(api, agency, t0 - timedelta(hours=4))
+    await deliver(api, agency, visit)
+    held = await until_state(api, agency, visit["id"], "on_hold")
+    assert [(h["rule_id"], h["role"]) for h in held["holds"]] == [("EVV-02", "admin")]
+    assert any(t["visit_id"] == visit["id"] for t in (await api.get("/api/tasks", headers=admin)).json()["tasks"])
+
+    r = await api.patch(f"/api/patients/{agency.patient.id}", json={"first_name": None}, headers=admin)
+    assert r.status_code == 422 and r.json()["detail"] == "first_name cannot be empty"
+    r = await api.patch(f"/api/patients/{agency.patient.id}", json={"latitude": 95}, headers=admin)
+    assert r.status_code == 422
+    r = await api.patch(f"/api/patients/{agency.patient.id}", json={"latitude": HOME[0], "longitude": HOME[1]},
+                        headers=admin)
+    assert r.status_code == 200 and r.json()["rechecked_visits"] == [visit["id"]]
+    ready = await until_state(api, agency, visit["id"], "claim_ready")
+    assert "reference_data_changed" in [e["kind"] for e in ready["timeline"]]
+
+
+async def test_reminders_reach_the_clinicians_inbox(api, agency, env, t0):
+    visit = await schedule(api, agency, t0 - timedelta(hours=2))
+    await until_listed(api, agency, visit["id"])
+    await env.sleep(timedelta(hours=25))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not (inbox := (await api.get("/api/notifications", headers=as_user(agency, "clinician"))).json()):
+        assert loop.time() < deadline, "no reminder arrived"
+        await asyncio.sleep(0.05)
+    assert inbox[0]["visit_id"] == visit["id"] and inbox[0]["kind"] == "note_reminder"
+    assert "overdue" in inbox[0]["message"] or "was due" in inbox[0]["message"]
+    assert (await api.get("/api/notifications", headers=as_user(agency, "other"))).json() == []

@@ -15,6 +15,7 @@ from visitflow.api import reference, visits
 from visitflow.db.session import get_engine
 from visitflow.settings import Settings, get_settings
 from visitflow.temporal import connect
+from visitflow.ui.views import mount_ui
 
 log = logging.getLogger("visitflow.api")
 
@@ -61,12 +62,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     async def healthz():
         return {"ok": True}
 
-    try:  # the UI arrives with its own issue; the API stands on its own
-        from visitflow.ui.views import mount_ui
-    except ImportError:
-        pass
-    else:
-        mount_ui(app, settings)
+    mount_ui(app, settings)
     return app
 
 

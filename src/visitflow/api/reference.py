@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
 from sqlmodel import SQLModel, func, select
 
 from visitflow.api.deps import MAX_ROW_ID, AdminUser, CurrentUser, RowId, SessionDep, StaffUser, TemporalDep
@@ -16,20 +17,33 @@ from visitflow.db.tables import (
     Clinician,
     ClinicianCreate,
     ClinicianPublic,
+    ClinicianUpdate,
     Patient,
     PatientCreate,
     PatientPublic,
+    PatientUpdate,
     Payer,
     PayerCreate,
     PayerPublic,
+    PayerUpdate,
+    Visit,
 )
-from visitflow.services import recheck_visits_for
+from visitflow.services import recheck_visits_for, recheck_visits_of
 
 router = APIRouter(prefix="/api")
 
 
-def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQLModel], public: type[SQLModel]):
-    """Create / list / get for one kind of reference data: created by office staff, read by staff."""
+class ChangeResult(BaseModel):
+    rechecked_visits: list[str] = []
+
+
+def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQLModel], update: type[BaseModel],
+                   public: type[SQLModel], visit_column=None):
+    """Create / list / get / change one kind of reference data: changed by office staff, read by staff.
+
+    `visit_column` names the visits a change touches; those waiting on their gates check them again.
+    """
+    changed = type(f"{table.__name__}Changed", (public, ChangeResult), {})
 
     @router.post(f"/{path}", response_model=public, status_code=status.HTTP_201_CREATED, tags=[name],
                  name=f"create_{name}")
@@ -52,10 +66,38 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} {item_id} not found")
         return item
 
+    @router.patch(f"/{path}/{{item_id}}", response_model=changed, tags=[name], name=f"change_{name}")
+    async def change_item(item_id: RowId, body: update, session: SessionDep, temporal: TemporalDep,  # type: ignore[valid-type]
+                          _user: AdminUser):
+        item = session.get(table, item_id)
+        if item is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} {item_id} not found")
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            raise HTTPException(422, "nothing to change: send at least one field")
+        for field, value in changes.items():
+            if value is None and not _nullable(table, field):
+                raise HTTPException(422, f"{field} cannot be empty")
+        item.sqlmodel_update(changes)
+        session.add(item)
+        session.commit()
+        session.refresh(item)
+        rechecked = []
+        if visit_column is not None:
+            what = ", ".join(f"{k}={v}" for k, v in changes.items())
+            rechecked = await recheck_visits_of(session, temporal, f"{name} {item_id}", visit_column == item_id,
+                                                f"changed ({what})")
+        return changed(**item.model_dump(), rechecked_visits=rechecked)
 
-_add_reference("patient", "patients", Patient, PatientCreate, PatientPublic)
-_add_reference("clinician", "clinicians", Clinician, ClinicianCreate, ClinicianPublic)
-_add_reference("payer", "payers", Payer, PayerCreate, PayerPublic)
+
+def _nullable(table: type[SQLModel], field: str) -> bool:
+    annotation = table.model_fields[field].annotation
+    return type(None) in getattr(annotation, "__args__", ())
+
+
+_add_reference("patient", "patients", Patient, PatientCreate, PatientUpdate, PatientPublic, Visit.patient_id)
+_add_reference("clinician", "clinicians", Clinician, ClinicianCreate, ClinicianUpdate, ClinicianPublic)
+_add_reference("payer", "payers", Payer, PayerCreate, PayerUpdate, PayerPublic, Visit.payer_id)
 
 
 class AuthorizationChangeResult(AuthorizationPublic):

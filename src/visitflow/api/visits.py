@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import func, select
 
 from visitflow.api.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep
-from visitflow.db.tables import Clinician, User, Visit, VisitHold, VisitTask
+from visitflow.db.tables import Clinician, Notification, User, Visit, VisitHold, VisitTask
 from visitflow.models import (
     Acknowledgement,
     AdjustPunch,
@@ -383,6 +383,22 @@ class WorkQueue(BaseModel):
     role: Role
     tasks: list[TaskPublic]
     holds_by_reason: dict[str, list[HoldPublic]] = {}
+
+
+class NotificationPublic(BaseModel):
+    visit_id: str
+    kind: str
+    message: str
+    created_at: datetime
+
+
+@router.get("/notifications", response_model=list[NotificationPublic], tags=["task"])
+def my_notifications(session: SessionDep, user: CurrentUser, limit: int = Query(50, ge=1, le=500)):
+    """Reminders and escalations sent to the caller's role (a clinician: only their own), newest first."""
+    query = select(Notification).where(Notification.role == user.role)
+    if user.role == Role.clinician:
+        query = query.where(Notification.clinician_id == user.clinician_id)
+    return session.exec(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)).all()
 
 
 @router.get("/tasks", response_model=WorkQueue, tags=["task"])

@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
+from copy import copy
+
+from pydantic import BaseModel, create_model
 from pydantic import Field as PydanticField
 from pydantic import field_validator
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
@@ -21,6 +24,16 @@ from visitflow.models import Discipline, Role, RoundingStrategy
 MAX_UNITS = 1_000_000
 HCPCS_PATTERN = r"^[A-Za-z][0-9]{4}$"
 MODIFIER_PATTERN = r"^[A-Za-z0-9]{2}$"
+
+def partial(model: type[SQLModel], name: str) -> type[BaseModel]:
+    """A PATCH body: the same fields and checks as `model`, each optional."""
+    fields = {}
+    for field_name, info in model.model_fields.items():
+        optional = copy(info)
+        optional.default, optional.default_factory = None, None
+        fields[field_name] = (info.annotation | None, optional)
+    return create_model(name, **fields)
+
 
 # --- people -------------------------------------------------------------------------------
 
@@ -66,6 +79,9 @@ class PatientCreate(PatientBase):
     pass
 
 
+PatientUpdate = partial(PatientBase, "PatientUpdate")
+
+
 class PatientPublic(PatientBase):
     id: int
 
@@ -93,6 +109,9 @@ class ClinicianCreate(ClinicianBase):
     pass
 
 
+ClinicianUpdate = partial(ClinicianBase, "ClinicianUpdate")
+
+
 class ClinicianPublic(ClinicianBase):
     id: int
 
@@ -115,6 +134,9 @@ class Payer(PayerBase, table=True):
 
 class PayerCreate(PayerBase):
     pass
+
+
+PayerUpdate = partial(PayerBase, "PayerUpdate")
 
 
 class PayerPublic(PayerBase):

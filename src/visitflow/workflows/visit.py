@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PunchKind,
         PunchMethod,
         Reassign,
+        ReferenceDataChanged,
         RecordPunch,
         Release,
         Reschedule,
@@ -484,6 +485,12 @@ class VisitWorkflow:
     def authorization_changed(self, change: AuthorizationChanged) -> None:
         """AUTH-04: an authorization touching this visit changed; check the gates again now."""
         self._log("system", "authorization_changed", f"authorization {change.authorization_id} {change.change}")
+        self._recheck = True
+
+    @workflow.signal
+    def reference_data_changed(self, change: ReferenceDataChanged) -> None:
+        """The patient's or payer's facts changed (e.g. the service address was corrected): check again."""
+        self._log("system", "reference_data_changed", f"{change.what} {change.change}")
         self._recheck = True
 
     @workflow.query
