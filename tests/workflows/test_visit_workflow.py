@@ -256,7 +256,7 @@ async def test_hold_is_rechecked_on_a_timer_when_nobody_signals(client, agency, 
 async def test_over_authorized_units_hold_and_never_change_times(client, agency, t0):
     first = agency.spec(recent(t0, 30))
     second = agency.spec(recent(t0, 6))
-    authorize_around(agency, first, units_per_week=10)  # one 2-hour visit (8 units) fits, two do not
+    authorize_around(agency, first, units_total=10)  # one 2-hour visit (8 units) fits, two do not
     h1, h2 = await start(client, first), await start(client, second)
     await deliver(h1, agency, first)
     await until(h1, in_state(VisitState.claim_ready))

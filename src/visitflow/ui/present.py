@@ -40,6 +40,13 @@ ROLE_LABELS = {
     Role.admin: "Office (admin)",
 }
 
+ROLE_PEOPLE = {  # who a page is for, in the plural
+    Role.clinician: "clinicians",
+    Role.supervisor: "clinical supervisors",
+    Role.biller: "billers",
+    Role.admin: "office staff",
+}
+
 REASON_LABELS = {
     ReasonCode.mobile_device_issue: "Mobile device issue",
     ReasonCode.no_cell_coverage: "No cell coverage",

@@ -69,6 +69,7 @@ from visitflow.ui.present import (
     PUNCH_LABELS,
     REASON_LABELS,
     ROLE_LABELS,
+    ROLE_PEOPLE,
     RULES,
     STATE_LABELS,
     TASK_LABELS,
@@ -207,9 +208,9 @@ UserDep = Annotated[User, Depends(signed_in_user)]
 def role_page(*roles: Role):
     def check(user: UserDep) -> User:
         if user.role not in roles:
-            allowed = " and ".join(ROLE_LABELS[r].lower() + "s" for r in roles)
+            allowed = ", ".join(ROLE_PEOPLE[r] for r in roles)
             raise HTTPException(403, f"This page is for {allowed}. You are signed in as "
-                                     f"{ROLE_LABELS[user.role].lower()} {user.display_name}.")
+                                     f"{user.display_name} ({ROLE_LABELS[user.role].lower()}).")
         return user
     return Depends(check)
 

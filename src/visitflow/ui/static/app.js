@@ -69,7 +69,8 @@
 
   function markDirty (event) {
     var form = event.target.closest && event.target.closest('form')
-    if (!form || (form.method || '').toLowerCase() === 'get') return
+    // Filter forms (method="get") only navigate; every other form holds work in progress.
+    if (!form || (form.getAttribute('method') || '').toLowerCase() === 'get') return
     form.dataset.dirty = '1'
     if (form.dataset.draft) saveDraft(form)
   }
