@@ -176,11 +176,13 @@ async def test_a_visit_goes_from_note_to_release_through_the_ui(live_url, browse
     await page.get_by_role("button", name="Show", exact=True).click()
     row = page.locator("#exceptions-list li").filter(has_text=f"Visit {visit_id}")
     await expect(row).to_contain_text("EVV-02")
+    team_row = page.locator("#team tr").filter(has_text=agency.clinician.last_name)
+    await expect(team_row.locator('td[data-label="Exceptions"]')).to_have_text("1")
     await row.get_by_label("Reason for your decision").fill("Parked at the clinic lot across the street")
     await supervisor.shot("supervisor-escalations")
     await row.get_by_role("button", name=re.compile(r"^Approve")).click()
     await expect(page.locator("#flash")).to_contain_text(f"Approved: EVV-02 on visit {visit_id}.")
-    await expect(page.locator("#team")).to_contain_text(agency.clinician.last_name)
+    await expect(page.locator("#team")).not_to_contain_text(agency.clinician.last_name)  # refreshed: nothing left
     await supervisor.leave()
 
     # --- the biller sees it ready to bill and releases it ---------------------------------------------

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from visitflow.db.session import WRITE_LOCK
 from visitflow.db.tables import (
     Authorization,
     AuthorizationUsage,
@@ -105,7 +106,8 @@ class VisitActivities:
     def evaluate_gates(self, snap: VisitSnapshot) -> GateResult:
         """Load the facts the gates need, run the pure rules, hold the units the visit uses (AUTH-02)."""
         spec = snap.spec
-        with Session(self.engine) as s:
+        # Check-then-reserve is one locked transaction: two visits cannot both take the last units.
+        with Session(self.engine.execution_options(**{WRITE_LOCK: True})) as s:
             patient = s.get(Patient, spec.patient_id)
             payer = s.get(Payer, spec.payer_id)
             if patient is None or payer is None:

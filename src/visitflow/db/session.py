@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITE_LOCK = "visitflow_write_lock"  # execution option: lock for writing from the first statement
 
 
 def normalise_url(url: str) -> str:
@@ -35,6 +36,14 @@ def get_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # pysqlite would only BEGIN before the first write, so a read-then-write transaction could
+            # act on stale reads; we begin ourselves (below) so every transaction is one snapshot.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # WRITE_LOCK transactions take the write lock up front: SQLite's stand-in for SELECT ... FOR UPDATE.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_LOCK) else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -454,7 +454,9 @@ class VisitWorkflow:
         if self._state == VisitState.released and self._release:
             raise _reject(CONFLICT, f"already released by {self._release.actor.username} "
                                     f"in batch {self._release.batch_id}")
-        if self._state != VisitState.claim_ready or self._recheck:
+        if self._state == VisitState.claim_ready and self._recheck:
+            raise _reject(CONFLICT, "the visit is being re-checked after a change; try again in a moment")
+        if self._state != VisitState.claim_ready:
             holds = "; ".join(h.message for h in self._holds)
             raise _reject(CONFLICT, f"the visit is {self._state.value}, not claim_ready"
                                     + (f" (holds: {holds})" if holds else ""))
