@@ -33,6 +33,7 @@ def get_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # WAL lets the API read while the worker writes
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; Temporal holds the truth anyway
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
