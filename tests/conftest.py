@@ -4,11 +4,11 @@ a real Temporal test server with time skipping, and a worker running the real ac
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 

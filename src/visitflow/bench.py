@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import socket
@@ -184,6 +185,8 @@ class PhaseResult:
     wall: float
     latencies: list[float]  # seconds, signed -> claim-ready visible
     polls: int
+    cpu: float = 0.0  # CPU seconds of this process (worker, client, polls) during the phase
+    server_cpu: float = 0.0  # CPU seconds of the Temporal dev server during the phase
 
     @property
     def rate(self) -> float:
@@ -239,6 +242,15 @@ async def _run_phase(name: str, first: int, count: int, concurrency: int,
     return PhaseResult(name, count, time.perf_counter() - started, latencies, poll.count)
 
 
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -259,6 +271,40 @@ async def _running(worker: Worker):
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, SHUTDOWN_TIMEOUT)
+
+
+class _FailureCounter(logging.Filter):
+    """Counts (and keeps off the terminal) the SDK's warnings about failed activity attempts and workflow
+    tasks during the run; Temporal retries them, so they cost time, not correctness."""
+
+    LOGGERS = ("temporalio.activity", "temporalio.workflow", "temporalio.worker._workflow_instance",
+               "temporalio.worker._workflow")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        details = getattr(record, "temporal_activity", None) or getattr(record, "temporal_workflow", None) or {}
+        kind = details.get("activity_type") or details.get("workflow_type") or record.name
+        error = record.exc_info[1] if record.exc_info else None
+        while error is not None and error.__cause__ is not None:
+            error = error.__cause__
+        why = f"{type(error).__name__}: {str(error).splitlines()[0][:80]}" if error else record.getMessage()[:80]
+        key = f"{kind}: {why}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return False
+
+    def __enter__(self) -> _FailureCounter:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
 
 
 # --- VisitFlow side ---------------------------------------------------------------------------
@@ -424,10 +470,12 @@ def _bare_visit(client: Client, task_queue: str, run_tag: str) -> Callable[[int,
 
 
 def _table(results: list[PhaseResult]) -> str:
-    lines = [f"{'':<10} {'visits':>7} {'wall s':>8} {'visits/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'polls':>7}"]
+    lines = [f"{'':<10} {'visits':>7} {'wall s':>8} {'visits/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'polls':>7}"
+             f" {'cpu ms/visit':>13} {'server cpu ms/visit':>20}"]
     for r in results:
         lines.append(f"{r.name:<10} {r.visits:>7} {r.wall:>8.2f} {r.rate:>9.2f} {r.pct(50):>8.1f} "
-                     f"{r.pct(95):>8.1f} {r.polls:>7}")
+                     f"{r.pct(95):>8.1f} {r.polls:>7} {r.cpu / r.visits * 1000:>13.1f} "
+                     f"{r.server_cpu / r.visits * 1000:>20.1f}")
     return "\n".join(lines)
 
 
@@ -460,6 +508,7 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
           f"{WARMUP_VISITS} warm-up visits per side (not counted); load average {_load()}\n"
           f"  Temporal dev server on {server.address} (headless); data in {data_dir} (removed after)")
     started = time.perf_counter()
+    stack = contextlib.ExitStack()
     try:
         await asyncio.to_thread(server.start)
         migrate(db_url)
@@ -471,6 +520,7 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
             "VisitFlow": lambda tag: _visitflow_visit(client, bench_settings, engine, agency, tag, read_pool),
         }
         totals = {name: PhaseResult(name, 0, 0.0, [], 0) for name in drivers}
+        failures = stack.enter_context(_FailureCounter())
         async with (_running(_bare_worker(client, bare_queue)),
                     _running(build_worker(client, bench_settings.task_queue, engine))):
             for name, driver in drivers.items():
@@ -479,12 +529,17 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
             for r in range(rounds):
                 count = visits // rounds + (1 if r < visits % rounds else 0)
                 for name, driver in drivers.items():
+                    cpu, server_cpu = time.process_time(), _process_cpu(server.process.pid)
                     part = await _run_phase(name, first, count, concurrency, driver(run_tag))
+                    part.cpu = time.process_time() - cpu
+                    part.server_cpu = _process_cpu(server.process.pid) - server_cpu
                     total = totals[name]
                     total.visits += part.visits
                     total.wall += part.wall
                     total.latencies += part.latencies
                     total.polls += part.polls
+                    total.cpu += part.cpu
+                    total.server_cpu += part.server_cpu
                     print(f"  round {r + 1}/{rounds} {name:<9}: {part.visits} visits in {part.wall:.1f}s "
                           f"({part.rate:.2f}/s)")
                 first += count
@@ -496,9 +551,21 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
         print(f"\nthroughput VisitFlow/bare = {ratio:.3f}  (target >= 0.8: {'met' if ratio >= 0.8 else 'NOT met'})")
         print("latency = sign Update returned -> claim_ready visible: VisitFlow polls its `visit` row in SQL, "
               f"bare polls a workflow query; both every {POLL_INTERVAL * 1000:.0f} ms (polls = reads made)")
-        print(f"total bench time {time.perf_counter() - started:.1f}s; load average now {_load()}")
-        return {"visitflow": _numbers(vf), "bare": _numbers(bare), "ratio": ratio}
+        print("cpu = this process (worker, client calls, polls); server cpu = the Temporal dev server")
+        adjusted = _ratio_without_wait(vf, bare, concurrency)
+        print(f"  (approximate ratio with each side's mean claim-ready wait taken out of its visits: {adjusted:.3f})")
+        if failures.counts:
+            print(f"failed attempts, retried by Temporal ({sum(failures.counts.values())}, warm-up included):")
+            for key, n in sorted(failures.counts.items(), key=lambda kv: -kv[1]):
+                print(f"  {n:>5}  {key}")
+        else:
+            print("failed attempts: none")
+        print(f"total bench time {time.perf_counter() - started:.1f}s; load average now {_load()} "
+              f"on {os.cpu_count()} CPUs" + (" (busy machine: numbers are noisy)"
+                                             if os.getloadavg()[0] > (os.cpu_count() or 1) else ""))
+        return {"visitflow": _numbers(vf), "bare": _numbers(bare), "ratio": ratio, "failures": failures.counts}
     finally:
+        stack.close()
         read_pool.shutdown(wait=True)
         if engine is not None:
             engine.dispose()
@@ -507,6 +574,14 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"peak RSS: this process {own:.0f} MiB; largest child (Temporal dev server) {children:.0f} MiB")
+
+
+def _ratio_without_wait(vf: PhaseResult, bare: PhaseResult, concurrency: int) -> float:
+    """Lanes are closed loops: a visit's lane time is wall * lanes / visits. Take each side's mean
+    claim-ready wait out of it and compare (the bare side's query poll waits much longer than an SQL read)."""
+    def lane_time(r: PhaseResult) -> float:
+        return r.wall * min(concurrency, max(r.visits, 1)) / max(r.visits, 1) - statistics.fmean(r.latencies or [0])
+    return lane_time(bare) / lane_time(vf) if lane_time(vf) > 0 else float("nan")
 
 
 def _load() -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
-import pytest
 import pytest_asyncio
 
 from tests.conftest import HOME, Agency

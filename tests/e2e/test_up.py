@@ -200,7 +200,8 @@ def test_visit_from_schedule_to_release_through_the_api(running: Running):
 
         listed = biller.get("/api/visits", params={"state": "claim_ready", "payer": ids["payer_id"]}).json()
         assert [v["id"] for v in listed["items"]] == ["E2E-1"]
-        assert any(t["visit_id"] == "E2E-1" and t["kind"] == "release" for t in biller.get("/api/tasks").json()["tasks"])
+        tasks = biller.get("/api/tasks").json()["tasks"]
+        assert any(t["visit_id"] == "E2E-1" and t["kind"] == "release" for t in tasks)
 
         headers = {"Idempotency-Key": "release-e2e-1"}
         first = biller.post("/api/releases", json={"visit_ids": ["E2E-1"]}, headers=headers).json()

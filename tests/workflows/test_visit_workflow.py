@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlmodel import Session, select
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import HOME, Agency
 from visitflow.activities.visits import VisitActivities
-from visitflow.services import VisitError, act
 from visitflow.db.tables import AuthorizationUsage, Notification, Visit, VisitEvent, VisitTask
 from visitflow.models import (
     AdjustPunch,
@@ -41,6 +40,7 @@ from visitflow.models import (
     VisitSnapshot,
     VisitState,
 )
+from visitflow.services import VisitError, act
 from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
 
 NOTE = {"tasks_performed": "Bathing, meals", "client_condition": "Stable"}
@@ -195,7 +195,8 @@ async def test_bad_actions_are_rejected_with_reasons_and_write_no_history(client
             kind=PunchKind.clock_in, at=spec.scheduled_start, method=PunchMethod.manual,
             reason_code=ReasonCode.other)), "Invalid", "needs an explanation"),
         (VisitWorkflow.record_punch, RecordPunch(actor=agency.actor("clinician"), now=t0, punch=PunchInput(
-            kind=PunchKind.clock_in, at=spec.scheduled_start, method=PunchMethod.gps)), "Invalid", "needs its location"),
+            kind=PunchKind.clock_in, at=spec.scheduled_start, method=PunchMethod.gps)), "Invalid",
+         "needs its location"),
         (VisitWorkflow.record_punch, RecordPunch(actor=agency.actor("clinician"), now=t0, punch=PunchInput(
             kind=PunchKind.clock_out, at=spec.scheduled_end, method=PunchMethod.telephony)), "Conflict",
          "no clock-in"),

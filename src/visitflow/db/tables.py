@@ -7,14 +7,12 @@ Reference data follows the Base / Create / Public split: `XBase` holds the field
 
 from __future__ import annotations
 
+from copy import copy
 from datetime import date, datetime
 from typing import Annotated
 
-from copy import copy
-
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, create_model, field_validator
 from pydantic import Field as PydanticField
-from pydantic import field_validator
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 

@@ -30,21 +30,21 @@ with workflow.unsafe.imports_passed_through():
         Finding,
         GateResult,
         Note,
-        PayerRules,
         NotificationRequest,
+        PayerRules,
         Punch,
         PunchKind,
         PunchMethod,
         Reassign,
-        ReferenceDataChanged,
         RecordPunch,
+        ReferenceDataChanged,
         Release,
         Reschedule,
         ResolveHold,
         Role,
         SendBack,
-        SignNote,
         Signature,
+        SignNote,
         SubmitNote,
         Task,
         TimelineEntry,
@@ -162,8 +162,8 @@ class VisitWorkflow:
             timeout = max(next_wake - now, timedelta(0)) if next_wake else None
             try:
                 await workflow.wait_condition(
-                    lambda: done() or self._finished or self._wake != wake, timeout=timeout)
-            except asyncio.TimeoutError:
+                    lambda wake=wake: done() or self._finished or self._wake != wake, timeout=timeout)
+            except TimeoutError:
                 pass
 
     def _deadline(self, stage: str) -> datetime:
@@ -207,7 +207,7 @@ class VisitWorkflow:
                 await workflow.wait_condition(
                     lambda: self._recheck or self._finished or self._signature is None,
                     timeout=self._spec.timers.hold_recheck_every)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # a periodic re-check catches a change nobody signalled
             return
         for state in (VisitState.authorized, VisitState.evv_verified, VisitState.claim_ready):
