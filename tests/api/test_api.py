@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from tests.conftest import HOME, Agency
@@ -27,9 +28,10 @@ def as_user(agency: Agency, who: str) -> dict:
     return {"Authorization": f"Bearer {agency.token(who)}"}
 
 
-@pytest_asyncio.fixture
-async def t0(env) -> datetime:
-    return (await env.get_current_time()).replace(microsecond=0)
+@pytest.fixture
+def t0() -> datetime:
+    """Wall-clock now: the API stamps punches with it (EVV-06, no future punches)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 async def schedule(api, agency: Agency, start: datetime, **extra) -> dict:
@@ -118,7 +120,7 @@ async def test_clinicians_see_only_their_own_visits(api, agency, t0):
     assert any(t["visit_id"] == visit["id"] and t["kind"] == "write_note" for t in tasks)
 
 
-async def test_supervisor_reassigns_reschedules_and_extends(api, agency, t0):
+async def test_supervisor_reassigns_reschedules_and_extends(api, agency, t0, env):
     visit = await schedule(api, agency, t0 - timedelta(hours=3))
     sup = as_user(agency, "supervisor")
     r = await api.post(f"/api/visits/{visit['id']}/reassign", json={"clinician_id": 999999, "reason": "x"}, headers=sup)
@@ -129,7 +131,7 @@ async def test_supervisor_reassigns_reschedules_and_extends(api, agency, t0):
     r = await api.post(f"/api/visits/{visit['id']}/reschedule", headers=as_user(agency, "biller"), json={
         "scheduled_start": t0.isoformat(), "scheduled_end": (t0 + timedelta(hours=1)).isoformat(), "reason": "x"})
     assert r.status_code == 403
-    new_deadline = t0 + timedelta(days=4)
+    new_deadline = (await env.get_current_time()).replace(microsecond=0) + timedelta(days=4)  # workflow time
     r = await api.post(f"/api/visits/{visit['id']}/deadline", headers=sup, json={
         "stage": "note", "new_deadline": new_deadline.isoformat(), "reason": "Family emergency"})
     assert r.status_code == 200 and datetime.fromisoformat(r.json()["note_deadline"]) == new_deadline
