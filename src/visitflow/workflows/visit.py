@@ -124,7 +124,7 @@ class VisitWorkflow:
     @workflow.run
     async def run(self, spec: VisitSpec) -> VisitSnapshot:
         self._log(spec.scheduled_by, "scheduled",
-                  f"{spec.service_code} {spec.scheduled_start:%Y-%m-%d %H:%M}-{spec.scheduled_end:%H:%M}")
+                  f"{spec.service_code} {spec.scheduled_start:%Y-%m-%d %H:%M}-{spec.scheduled_end:%H:%M} UTC")
         await self._project()
         while not self._finished:
             if self._note is None:
@@ -244,7 +244,7 @@ class VisitWorkflow:
                       recorded_at=req.now, **req.punch.model_dump())
         self._punches.append(punch)
         self._log(req.actor.username, "punch",
-                  f"{punch.kind.value} {punch.at:%Y-%m-%d %H:%M} via {punch.method.value}"
+                  f"{punch.kind.value} {punch.at:%Y-%m-%d %H:%M} UTC via {punch.method.value}"
                   + (f" ({punch.reason_code.value})" if punch.reason_code else ""))
         return await self._changed()
 
@@ -260,7 +260,7 @@ class VisitWorkflow:
         if p.method == PunchMethod.manual:
             self._require_reason(p.reason_code, p.reason_text, "a manual punch")
         if p.at > req.now + PUNCH_CLOCK_SKEW:
-            raise _reject(INVALID, f"punch time {p.at:%Y-%m-%d %H:%M} is in the future")
+            raise _reject(INVALID, f"punch time {p.at:%Y-%m-%d %H:%M} UTC is in the future")
         if p.kind == PunchKind.clock_out:
             clock_in = self._latest(PunchKind.clock_in)
             if clock_in is None and p.method != PunchMethod.manual:
@@ -281,7 +281,7 @@ class VisitWorkflow:
         self._acks = [a for a in self._acks
                       if not (a.key.endswith(f"punch-{req.seq}") or a.key == f"EVV-03:{punch.kind.value}")]
         self._log(req.actor.username, "punch_adjusted",
-                  f"{punch.kind.value} {punch.at:%H:%M} -> {req.adjusted_at:%Y-%m-%d %H:%M} "
+                  f"{punch.kind.value} {punch.at:%H:%M} -> {req.adjusted_at:%Y-%m-%d %H:%M} UTC "
                   f"({req.reason_code.value})")
         return await self._changed()
 
@@ -370,7 +370,7 @@ class VisitWorkflow:
         self._notified -= {f"{req.stage}:reminder", f"{req.stage}:escalation"}
         self._wake += 1
         self._log(req.actor.username, "deadline_extended",
-                  f"{req.stage} due {req.new_deadline:%Y-%m-%d %H:%M}: {req.reason}")
+                  f"{req.stage} due {req.new_deadline:%Y-%m-%d %H:%M} UTC: {req.reason}")
         return await self._changed()
 
     @extend_deadline.validator
@@ -412,7 +412,7 @@ class VisitWorkflow:
         workflow.upsert_search_attributes([VISIT_SERVICE_DATE.value_set(req.scheduled_start)])
         self._wake += 1  # the note deadline follows the scheduled end
         self._log(req.actor.username, "rescheduled",
-                  f"{req.scheduled_start:%Y-%m-%d %H:%M}-{req.scheduled_end:%H:%M}: {req.reason}")
+                  f"{req.scheduled_start:%Y-%m-%d %H:%M}-{req.scheduled_end:%H:%M} UTC: {req.reason}")
         return await self._changed()
 
     @reschedule.validator
