@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client
@@ -50,7 +51,9 @@ with workflow.unsafe.imports_passed_through():
 
     from visitflow.settings import Settings
 
-BARE_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+BARE_ACTIVITY_TIMEOUT = timedelta(seconds=30)  # VisitFlow's ACTIVITY_TIMEOUT and ACTIVITY_RETRY, not imported:
+BARE_ACTIVITY_RETRY = RetryPolicy(  # the sandbox would then re-import visitflow.workflows.visit per bare run
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
 DEADLINE = timedelta(hours=24)  # the bare workflow's note/sign waits, like VisitFlow's DOC-01 deadlines
 MAX_ACTIVITY_THREADS = 16  # build_worker's default; the bare worker uses the same
 POLL_INTERVAL = 0.005  # seconds between claim-ready polls (SQL row / workflow query)
@@ -109,7 +112,8 @@ class BareVisitWorkflow:
 
     async def _check_gates(self) -> None:
         self._recheck = False
-        await workflow.execute_activity(bare_evaluate_gates, self._id, start_to_close_timeout=BARE_ACTIVITY_TIMEOUT)
+        await workflow.execute_activity(bare_evaluate_gates, self._id, start_to_close_timeout=BARE_ACTIVITY_TIMEOUT,
+                                        retry_policy=BARE_ACTIVITY_RETRY)
         if self._state == "released" or self._recheck:
             return
         self._state = "claim_ready"
@@ -121,7 +125,8 @@ class BareVisitWorkflow:
         async with self._projecting:
             self._version += 1
             await workflow.execute_activity(bare_project, args=[self._id, self._version],
-                                            start_to_close_timeout=BARE_ACTIVITY_TIMEOUT)
+                                            start_to_close_timeout=BARE_ACTIVITY_TIMEOUT,
+                                            retry_policy=BARE_ACTIVITY_RETRY)
 
     async def _changed(self) -> str:
         self._recheck = True
@@ -249,6 +254,17 @@ def _process_cpu(pid: int | None) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+@contextlib.contextmanager
+def _bytecode_cache(where: Path):
+    """Let imports read and write .pyc files under `where` (as a normal install has them) for a while."""
+    before = sys.dont_write_bytecode, sys.pycache_prefix
+    sys.dont_write_bytecode, sys.pycache_prefix = False, str(where)
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode, sys.pycache_prefix = before
 
 
 def _free_port() -> int:
@@ -389,15 +405,18 @@ def _visitflow_visit(client: Client, settings: Settings, engine, agency: _Agency
         # schedule_visit reads the patient, clinician and payer with session.get() and then awaits Temporal
         # with the session still open. Load them first and commit, so its gets hit the identity map and no
         # pooled connection is held across the await (with 20 visits in flight that exhausts the pool and
-        # blocks the event loop; see the bench README).
+        # blocks the event loop; see bench/README.md).
         with Session(engine, expire_on_commit=False) as s:
             loaded = [s.get(table, key) for table, key in  # kept: the identity map holds weak references
                       ((Patient, patient_id), (Clinician, agency.clinician_id), (Payer, agency.payer_id))]
+            if not all(loaded):
+                raise RuntimeError("bench reference data is missing")
             s.commit()
             _, created = await schedule_visit(s, client, settings, ScheduleRequest(
                 id=visit_id, patient_id=patient_id, clinician_id=agency.clinician_id, payer_id=agency.payer_id,
                 service_code="T1019", modifiers=[], scheduled_start=start, scheduled_end=end), agency.admin)
-        assert created, visit_id
+        if not created:
+            raise RuntimeError(f"bench visit {visit_id} already existed")
         home = GeoPoint(lat=lat, lon=lon)
         for kind, at in ((PunchKind.clock_in, start + timedelta(minutes=2)),
                          (PunchKind.clock_out, end - timedelta(minutes=1))):
@@ -479,7 +498,7 @@ def _table(results: list[PhaseResult]) -> str:
     return "\n".join(lines)
 
 
-async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int = 20) -> dict:
+async def run_benchmark(settings: Settings, visits: int = 100, concurrency: int = 20) -> dict:
     """Run both sides in a temp dir and print the table; returns the numbers as a dict.
 
     The sides alternate in ROUNDS rounds (bare, VisitFlow, bare, VisitFlow, ...), so a change in the
@@ -492,7 +511,7 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
     if visits < 1 or concurrency < 1:
         raise ValueError("visits and concurrency must be at least 1")
     run_tag = uuid.uuid4().hex[:6]
-    tmp = tempfile.TemporaryDirectory(prefix="visitflow-bench-")
+    tmp = tempfile.TemporaryDirectory(prefix="visitflow-bench-", ignore_cleanup_errors=True)
     data_dir = Path(tmp.name)
     port = _free_port()
     db_url = f"sqlite:///{data_dir / 'visitflow.db'}"
@@ -509,6 +528,12 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
           f"  Temporal dev server on {server.address} (headless); data in {data_dir} (removed after)")
     started = time.perf_counter()
     stack = contextlib.ExitStack()
+    failures = stack.enter_context(_FailureCounter())
+    if sys.dont_write_bytecode:
+        stack.enter_context(_bytecode_cache(data_dir / "pycache"))
+        print("  PYTHONDONTWRITEBYTECODE is set: bytecode is cached in the temp dir for this run, so the workflow "
+              "sandbox,\n  which re-imports each workflow's module per workflow run, does not compile it from source "
+              "every time")
     try:
         await asyncio.to_thread(server.start)
         migrate(db_url)
@@ -520,7 +545,6 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
             "VisitFlow": lambda tag: _visitflow_visit(client, bench_settings, engine, agency, tag, read_pool),
         }
         totals = {name: PhaseResult(name, 0, 0.0, [], 0) for name in drivers}
-        failures = stack.enter_context(_FailureCounter())
         async with (_running(_bare_worker(client, bare_queue)),
                     _running(build_worker(client, bench_settings.task_queue, engine))):
             for name, driver in drivers.items():
@@ -554,18 +578,18 @@ async def run_benchmark(settings: Settings, visits: int = 200, concurrency: int 
         print("cpu = this process (worker, client calls, polls); server cpu = the Temporal dev server")
         adjusted = _ratio_without_wait(vf, bare, concurrency)
         print(f"  (approximate ratio with each side's mean claim-ready wait taken out of its visits: {adjusted:.3f})")
-        if failures.counts:
-            print(f"failed attempts, retried by Temporal ({sum(failures.counts.values())}, warm-up included):")
-            for key, n in sorted(failures.counts.items(), key=lambda kv: -kv[1]):
-                print(f"  {n:>5}  {key}")
-        else:
-            print("failed attempts: none")
         print(f"total bench time {time.perf_counter() - started:.1f}s; load average now {_load()} "
               f"on {os.cpu_count()} CPUs" + (" (busy machine: numbers are noisy)"
                                              if os.getloadavg()[0] > (os.cpu_count() or 1) else ""))
         return {"visitflow": _numbers(vf), "bare": _numbers(bare), "ratio": ratio, "failures": failures.counts}
     finally:
         stack.close()
+        if failures.counts:
+            print(f"failed attempts, retried by Temporal ({sum(failures.counts.values())}, warm-up included):")
+            for key, n in sorted(failures.counts.items(), key=lambda kv: -kv[1]):
+                print(f"  {n:>5}  {key}")
+        else:
+            print("failed attempts (activities, workflow tasks): none")
         read_pool.shutdown(wait=True)
         if engine is not None:
             engine.dispose()

@@ -134,7 +134,7 @@ def migrate_cmd() -> None:
 
 
 @app.command()
-def bench(visits: int = typer.Option(200, help="Visits to drive through the lifecycle"),
+def bench(visits: int = typer.Option(100, help="Visits to drive through the lifecycle"),
           concurrency: int = typer.Option(20, help="Visits in flight at once")) -> None:
     """Benchmark VisitFlow against a bare workflow of the same shape (prints numbers)."""
     from visitflow.bench import run_benchmark

@@ -363,6 +363,11 @@ class AuthorizationChanged(BaseModel):
     at: datetime
 
 
+def roles_phrase(roles) -> str:
+    """'an admin or a supervisor': how a rejection names who may act."""
+    return " or ".join(("an " if r.value[0] in "aeiou" else "a ") + r.value for r in roles)
+
+
 def service_date(spec: VisitSpec) -> date:
     """The date of service is the local date at the start of the visit in the agency's zone."""
     return spec.scheduled_start.astimezone(ZoneInfo(spec.timezone)).date()

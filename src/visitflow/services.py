@@ -197,6 +197,8 @@ async def release_visits(session: Session, client: Client, visit_ids: list[str],
             outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
                                              "released_by": snap.released_by})
     if outcome.released:
+        # The reads above may predate the workflows' own writes; start the batch write afresh.
+        session.rollback()
         batch = session.get(ReleaseBatch, batch_id)
         if batch is None:
             batch = ReleaseBatch(id=batch_id, created_by=actor.username,

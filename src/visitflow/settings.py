@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     seed_demo: bool = True
     secret_key: str = ""  # signs UI sessions; generated into data_dir when empty
+    secure_cookies: bool = False  # true behind TLS: the session cookie is then sent over HTTPS only
 
     # Agency policy (DOC-01, SIG-01 deadlines): configuration, not law.
     note_due: Duration = timedelta(hours=24)

@@ -156,7 +156,7 @@ async def test_reference_data_validation_and_roles(api, agency):
         "start_date": "2026-01-01", "end_date": "2026-12-31"})
     assert r.status_code == 422 and r.json()["detail"] == "patient 999999 does not exist"
     r = await api.post("/api/patients", headers=as_user(agency, "biller"), json={})
-    assert r.status_code == 403 and "only a admin" in r.json()["detail"]
+    assert r.status_code == 403 and "only an admin can do this (you are a biller)" in r.json()["detail"]
     assert (await api.get("/api/visits")).status_code == 401
     r = await api.get("/api/visits", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401

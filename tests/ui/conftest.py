@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import HOME, Agency
 from visitflow.api.app import create_app
@@ -27,7 +28,7 @@ from visitflow.db.tables import Visit
 from visitflow.models import GeoPoint, PunchInput, PunchKind, PunchMethod, RecordPunch, SignNote, SubmitNote
 from visitflow.services import ScheduleRequest, act, schedule_visit
 from visitflow.settings import Settings
-from visitflow.workflows.visit import VisitWorkflow
+from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
 NOTE = {"tasks_performed": "Bathing, meal preparation", "client_condition": "Alert, ate well"}
 FAR = GeoPoint(lat=30.2950, lon=-97.7404)  # about 2.3 km north of the test patient's home
@@ -76,6 +77,16 @@ def htmx(token: str) -> dict[str, str]:
     return {"HX-Request": "true", "X-CSRF-Token": token}
 
 
+async def end_workflows(client: Client, visit_ids: list[str]) -> None:
+    """Terminate the visits' workflows, so later tests that skip time do not also run their timers."""
+    for visit_id in visit_ids:
+        try:
+            await client.get_workflow_handle(visit_workflow_id(visit_id)).terminate("UI test finished")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # already released: nothing to end
+                raise
+
+
 @dataclass
 class VisitSetup:
     """Schedules visits for an agency as the office and its EVV devices would, outside the UI."""
@@ -84,6 +95,7 @@ class VisitSetup:
     engine: Engine
     settings: Settings
     agency: Agency
+    started: list[str] = field(default_factory=list)
 
     async def schedule(self, start: datetime, hours: float = 2, **over) -> str:
         with Session(self.engine) as s:
@@ -92,6 +104,7 @@ class VisitSetup:
                 clinician_id=over.pop("clinician_id", self.agency.clinician.id), payer_id=self.agency.payer.id,
                 service_code="T1019", modifiers=[], scheduled_start=start,
                 scheduled_end=start + timedelta(hours=hours)), self.agency.actor("admin"))
+        self.started.append(snap.spec.visit_id)
         await self.projected(snap.spec.visit_id)
         return snap.spec.visit_id
 
@@ -132,9 +145,12 @@ class VisitSetup:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-def visits(client: Client, engine: Engine, ui_settings: Settings, agency: Agency) -> VisitSetup:
-    return VisitSetup(client, engine, ui_settings, agency)
+@pytest_asyncio.fixture
+async def visits(client: Client, engine: Engine, ui_settings: Settings, agency: Agency
+                 ) -> AsyncIterator[VisitSetup]:
+    setup = VisitSetup(client, engine, ui_settings, agency)
+    yield setup
+    await end_workflows(client, setup.started)
 
 
 def recent_start(hours_ago: float = 4) -> datetime:

@@ -88,6 +88,12 @@ class Person:
         return person
 
     async def shot(self, name: str) -> None:
+        """Save a screenshot of the page, after checking its ids are unique (labels and htmx rely on them)."""
+        duplicates = await self.page.evaluate("""() => {
+            const ids = [...document.querySelectorAll('[id]')].map(e => e.id)
+            return ids.filter((id, i) => ids.indexOf(id) !== i)
+        }""")
+        assert not duplicates, f"{name}: duplicate ids {duplicates}"
         SHOTS.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -145,8 +151,9 @@ async def test_a_visit_goes_from_note_to_release_through_the_ui(live_url, browse
     await expect(page.get_by_text("Restored your unsent draft from this device.")).to_be_visible()
     await page.get_by_role("button", name="Submit the note").click()
     await expect(page.get_by_role("button", name="Sign the note")).to_be_visible()
+    # Accepted: the draft is cleared from this browser (as the new panel settles).
     draft_key = f"visitflow:draft:{clinician_user.id}:{visit_id}"
-    assert await page.evaluate("key => localStorage.getItem(key)", draft_key) is None
+    await page.wait_for_function("key => localStorage.getItem(key) === null", arg=draft_key)
 
     await page.get_by_role("button", name="Sign the note").click()
     await expect(page.get_by_text("Tick the box to confirm the attestation before you sign (SIG-01).")).to_be_visible()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -55,51 +55,44 @@ class VisitActivities:
     def project_visit(self, snap: VisitSnapshot) -> None:
         spec = snap.spec
         now = datetime.now(UTC)
-        with Session(self.engine) as s:
-            row = s.exec(select(Visit).where(Visit.id == spec.visit_id).with_for_update()).first()
-            if row is None:
-                row = Visit(id=spec.visit_id, workflow_id=f"visit-{spec.visit_id}", created_at=now,
-                            patient_id=spec.patient_id, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
-                            service_code=spec.service_code, scheduled_start=now, scheduled_end=now,
-                            service_date=service_date(spec), state=snap.state.value, updated_at=now)
-            elif row.version >= snap.version:
+        fields = {
+            "clinician_id": spec.clinician_id, "modifiers": list(spec.modifiers),
+            "scheduled_start": spec.scheduled_start, "scheduled_end": spec.scheduled_end,
+            "service_date": service_date(spec), "state": snap.state.value, "version": snap.version,
+            "hold_count": len(snap.holds), "note_deadline": snap.note_deadline,
+            "billable_units": snap.billable_units, "authorization_id": snap.authorization_id,
+            "release_batch_id": snap.release_batch_id, "released_at": snap.released_at,
+            "released_by": snap.released_by, "updated_at": now, "snapshot": snap.model_dump(mode="json"),
+        }
+        # Locked from the first statement: the version check and the write are one step.
+        with Session(self.engine.execution_options(**{WRITE_LOCK: True})) as s:
+            stored = s.exec(select(Visit.version).where(Visit.id == spec.visit_id).with_for_update()).first()
+            if stored is None:
+                s.add(Visit(id=spec.visit_id, workflow_id=f"visit-{spec.visit_id}", created_at=now,
+                            patient_id=spec.patient_id, payer_id=spec.payer_id, service_code=spec.service_code,
+                            **fields))
+                s.flush()
+            elif stored >= snap.version:
                 return  # a retried or late write never moves a visit backwards
-            row.clinician_id = spec.clinician_id
-            row.modifiers = list(spec.modifiers)
-            row.scheduled_start = spec.scheduled_start
-            row.scheduled_end = spec.scheduled_end
-            row.service_date = service_date(spec)
-            row.state = snap.state.value
-            row.version = snap.version
-            row.hold_count = len(snap.holds)
-            row.note_deadline = snap.note_deadline
-            row.billable_units = snap.billable_units
-            row.authorization_id = snap.authorization_id
-            row.release_batch_id = snap.release_batch_id
-            row.released_at = snap.released_at
-            row.released_by = snap.released_by
-            row.updated_at = now
-            row.snapshot = snap.model_dump(mode="json")
-            s.add(row)
-            s.flush()
+            else:
+                s.execute(update(Visit).where(Visit.id == spec.visit_id).values(**fields))
 
-            opened = {h.key: h.opened_at for h in s.exec(select(VisitHold).where(VisitHold.visit_id == row.id))}
-            s.execute(delete(VisitHold).where(VisitHold.visit_id == row.id))
-            s.execute(delete(VisitTask).where(VisitTask.visit_id == row.id))
-            for h in snap.holds:
-                s.add(VisitHold(visit_id=row.id, rule_id=h.rule_id, gate=h.gate.value, role=h.role, key=h.key,
-                                message=h.message, approvable=h.approvable, opened_at=opened.get(h.key, now)))
-            for t in snap.tasks:
-                s.add(VisitTask(visit_id=row.id, kind=t.kind, role=t.role, clinician_id=t.clinician_id,
-                                title=t.title, due_at=t.due_at, escalated=t.escalated,
-                                hold_key=t.hold_key))
-            last_seq = s.exec(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == row.id)).one() or 0
-            for e in snap.timeline:
-                if e.seq > last_seq:
-                    s.add(VisitEvent(visit_id=row.id, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind,
-                                     detail=e.detail, state=e.state.value))
+            opened = {key: at for key, at in s.exec(
+                select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == spec.visit_id))}
+            s.execute(delete(VisitHold).where(VisitHold.visit_id == spec.visit_id))
+            s.execute(delete(VisitTask).where(VisitTask.visit_id == spec.visit_id))
+            s.add_all([VisitHold(visit_id=spec.visit_id, rule_id=h.rule_id, gate=h.gate.value, role=h.role, key=h.key,
+                                 message=h.message, approvable=h.approvable, opened_at=opened.get(h.key, now))
+                       for h in snap.holds])
+            s.add_all([VisitTask(visit_id=spec.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id,
+                                 title=t.title, due_at=t.due_at, escalated=t.escalated, hold_key=t.hold_key)
+                       for t in snap.tasks])
+            last_seq = s.exec(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == spec.visit_id)).one() or 0
+            s.add_all([VisitEvent(visit_id=spec.visit_id, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind,
+                                  detail=e.detail, state=e.state.value)
+                       for e in snap.timeline if e.seq > last_seq])
             if snap.state == VisitState.cancelled:
-                s.execute(delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == row.id))
+                s.execute(delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == spec.visit_id))
             s.commit()
 
     @activity.defn(name="evaluate_gates")

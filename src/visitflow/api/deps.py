@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
-from pydantic import Field
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
 from sqlmodel import Session, select
 from temporalio.client import Client
 
 from visitflow.db.tables import User
-from visitflow.models import Role
+from visitflow.models import Role, roles_phrase
 from visitflow.security import token_digest
 from visitflow.settings import Settings
 
@@ -61,8 +61,8 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 def require_role(*roles: Role):
     def check(user: CurrentUser) -> User:
         if user.role not in roles:
-            allowed = " or ".join(r.value for r in roles)
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"only a {allowed} can do this (you are a {user.role.value})")
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"only {roles_phrase(roles)} can do this (you are {roles_phrase([user.role])})")
         return user
     return Depends(check)
 

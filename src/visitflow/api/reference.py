@@ -156,7 +156,8 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
 
 
 @router.get("/authorizations", response_model=list[AuthorizationPublic], tags=["authorization"])
-def list_authorizations(session: SessionDep, _user: StaffUser, patient_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+def list_authorizations(session: SessionDep, _user: StaffUser,
+                        patient_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
                         limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
     query = select(Authorization)
     if patient_id is not None:

@@ -21,8 +21,8 @@ from visitflow.models import (
     Note,
     Punch,
     PunchInput,
-    Reassign,
     ReasonCode,
+    Reassign,
     RecordPunch,
     Reschedule,
     ResolveHold,
@@ -35,6 +35,7 @@ from visitflow.models import (
     TimelineEntry,
     VisitSnapshot,
     VisitState,
+    roles_phrase,
 )
 from visitflow.services import (
     ReleaseOutcome,
@@ -212,7 +213,8 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
                        idempotency_key: IdempotencyKey = None):
     """Schedule a visit: starts its VisitWorkflow (id `visit-<visit id>`)."""
     if user.role not in (Role.admin, Role.supervisor):
-        raise HTTPException(403, f"only an admin or supervisor can schedule visits (you are a {user.role.value})")
+        raise HTTPException(403, "only an admin or a supervisor can schedule visits "
+                                 f"(you are {roles_phrase([user.role])})")
     try:
         snap, created = await schedule_visit(session, temporal, settings, ScheduleRequest(**body.model_dump()),
                                              actor_of(user), idempotency_key)
@@ -227,8 +229,9 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
 def list_visits(session: SessionDep, user: CurrentUser,
                 state: VisitState | None = None, clinician: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
                 payer: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
-                patient: Annotated[int | None, Query(le=MAX_ROW_ID)] = None, date_from: date | None = None, date_to: date | None = None,
-                has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
+                patient: Annotated[int | None, Query(le=MAX_ROW_ID)] = None, date_from: date | None = None,
+                date_to: date | None = None, has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500),
+                offset: int = Query(0, ge=0, le=1_000_000)):
     """Visits from the read model. A clinician only ever sees their own."""
     if user.role == Role.clinician:
         clinician = user.clinician_id
@@ -276,7 +279,8 @@ async def record_punch(visit_id: str, body: PunchInput, temporal: TemporalDep, s
 
 
 @router.post("/visits/{visit_id}/punches/{seq}/adjustments", response_model=VisitPublic)
-async def adjust_punch(visit_id: str, seq: Annotated[int, Path(ge=1, le=1000)], body: AdjustmentBody, temporal: TemporalDep,
+async def adjust_punch(visit_id: str, seq: Annotated[int, Path(ge=1, le=1000)], body: AdjustmentBody,
+                       temporal: TemporalDep,
                        settings: SettingsDep, user: CurrentUser):
     """Correct a punch's time; the original stays beside the correction (EVV-04, EVV-06)."""
     return await _run(temporal, settings, visit_id, VisitWorkflow.adjust_punch, AdjustPunch(

@@ -59,7 +59,8 @@ REASON_LABELS = {
     ReasonCode.other: "Other (explain)",
 }
 
-METHOD_LABELS = {"gps": "Mobile GPS", "telephony": "Telephone", "fixed_device": "Fixed device", "manual": "Manual entry"}
+METHOD_LABELS = {"gps": "Mobile GPS", "telephony": "Telephone", "fixed_device": "Fixed device",
+                 "manual": "Manual entry"}
 PUNCH_LABELS = {"clock_in": "Clock-in", "clock_out": "Clock-out"}
 
 EVENT_LABELS = {

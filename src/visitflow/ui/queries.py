@@ -440,7 +440,8 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     exceptions = session.exec(select(func.count()).select_from(VisitHold).where(
         VisitHold.role == Role.supervisor, VisitHold.approvable.is_(True))).one()
     escalations = [
-        ("Late notes, clinician reminded", max(0, task_counts.get("write_note", 0) - task_counts.get("note_overdue", 0))),
+        ("Late notes, clinician reminded",
+         max(0, task_counts.get("write_note", 0) - task_counts.get("note_overdue", 0))),
         ("Late notes, escalated", task_counts.get("note_overdue", 0)),
         ("Late signatures, clinician reminded",
          max(0, task_counts.get("sign_note", 0) - task_counts.get("signature_overdue", 0))),

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -34,8 +35,8 @@ from visitflow.models import (
     PunchInput,
     PunchKind,
     PunchMethod,
-    Reassign,
     ReasonCode,
+    Reassign,
     RecordPunch,
     ResolveHold,
     Role,
@@ -299,7 +300,8 @@ def tasks_list(request: Request, session: SessionDep, user: ClinicianUser, page:
 
 
 def temporal_url(settings: Settings, visit_id: str) -> str:
-    return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{visit_workflow_id(visit_id)}"
+    workflow_id = visit_workflow_id(visit_id)
+    return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
 
 
 def gate_checklist(snap: VisitSnapshot) -> list[dict[str, Any]]:
@@ -699,8 +701,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
         return render(request, "_release_outcome.html",
                       {**context, "error": "Tick at least one visit to release."}, status=422)
     # The key is fixed when the page is drawn: a double click or a retry lands in the same batch.
-    outcome = await release_visits(session, temporal, visit_ids, actor_of(user),
-                                   idempotency_key=str(form.get("release_key") or "") or None)
+    key = str(form.get("release_key") or "") or uuid.uuid4().hex
+    outcome = await release_and_record(request.app.state.engine, temporal, visit_ids, actor_of(user), key)
     session.rollback()
     if form.get("context") == "visit" and len(visit_ids) == 1:
         view = visible_visit(session, user, visit_ids[0], with_events=False)
@@ -710,6 +712,24 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
     return render(request, "_release_outcome.html", {
         **context, "outcome": outcome, "flash": _release_sentence(outcome),
         "ready": queries.ready_to_bill(session, filters, page)}, headers={"HX-Trigger": "queue-changed"})
+
+
+async def release_and_record(engine, temporal, visit_ids: list[str], actor, key: str):
+    """services.release_visits with a session of its own, begun only after the releases.
+
+    The request's session has been reading since sign-in was checked; on SQLite that read snapshot
+    goes stale while the workflows project the releases, and writing the batch with it fails at once
+    ("database is locked"). Releasing is idempotent by key, so one retry with a fresh session is safe.
+    """
+    for attempt in (1, 2):
+        with Session(engine) as fresh:
+            try:
+                return await release_visits(fresh, temporal, visit_ids, actor, idempotency_key=key)
+            except OperationalError:
+                if attempt == 2:
+                    raise
+                log.warning("recording release batch for %s hit a busy database; trying once more", key)
+    raise AssertionError("unreachable")
 
 
 def _release_sentence(outcome) -> str:
@@ -902,5 +922,5 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(ServerTiming)
     app.add_middleware(CSRFMiddleware, reject=csrf_rejection)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
-                       max_age=SESSION_MAX_AGE, same_site="lax", https_only=False)
+                       max_age=SESSION_MAX_AGE, same_site="lax", https_only=settings.secure_cookies)
     install_error_handlers(app)

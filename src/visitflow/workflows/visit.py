@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         VisitSnapshot,
         VisitSpec,
         VisitState,
+        roles_phrase,
         service_date,
     )
     from visitflow.rules.evv import evv_06_correction_allowed
@@ -514,8 +515,7 @@ class VisitWorkflow:
 
     def _require_role(self, actor: Actor, *roles: Role) -> None:
         if actor.role not in roles:
-            allowed = " or ".join(r.value for r in roles)
-            raise _reject(FORBIDDEN, f"only a {allowed} can do this (you are a {actor.role.value})")
+            raise _reject(FORBIDDEN, f"only {roles_phrase(roles)} can do this (you are {roles_phrase([actor.role])})")
 
     def _require_own_visit(self, actor: Actor) -> None:
         if actor.role == Role.clinician and actor.clinician_id != self._spec.clinician_id:
