@@ -100,12 +100,13 @@ def running(tmp_path_factory) -> Iterator[Running]:
         if pg.startswith("postgres"):
             env["DATABASE_URL"] = stack.enter_context(postgres_database(pg))
         log = cwd / "up.log"
-        process = start_up(env, cwd, log)
+        up = Running(start_up(env, cwd, log), f"http://127.0.0.1:{api_port}", f"127.0.0.1:{temporal_port}",
+                     env, cwd, log)
         try:
-            yield Running(process, f"http://127.0.0.1:{api_port}", f"127.0.0.1:{temporal_port}", env, cwd, log)
-        finally:
-            if process.poll() is None:
-                stop_up(process)
+            yield up
+        finally:  # the restart test replaces the process: stop whichever runs now
+            if up.process.poll() is None:
+                stop_up(up.process)
 
 
 def until_state(http: httpx.Client, visit_id: str, *states: str, timeout: float = 20) -> dict:

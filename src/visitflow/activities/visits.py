@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from visitflow.db.session import WRITE_LOCK
+from visitflow.db.session import write_session
 from visitflow.db.tables import (
     Authorization,
     AuthorizationUsage,
@@ -64,35 +64,43 @@ class VisitActivities:
             "release_batch_id": snap.release_batch_id, "released_at": snap.released_at,
             "released_by": snap.released_by, "updated_at": now, "snapshot": snap.model_dump(mode="json"),
         }
-        # Locked from the first statement: the version check and the write are one step.
-        with Session(self.engine.execution_options(**{WRITE_LOCK: True})) as s:
-            stored = s.exec(select(Visit.version).where(Visit.id == spec.visit_id).with_for_update()).first()
+        # Locked from the first statement: the version check and the write are one step. Plain SQL
+        # statements (no ORM unit of work): this runs on every transition of every visit.
+        visit_id = spec.visit_id
+        with write_session(self.engine) as s:
+            db = s.connection()
+            stored = db.execute(select(Visit.version).where(Visit.id == visit_id).with_for_update()).scalar()
             if stored is None:
-                s.add(Visit(id=spec.visit_id, workflow_id=f"visit-{spec.visit_id}", created_at=now,
-                            patient_id=spec.patient_id, payer_id=spec.payer_id, service_code=spec.service_code,
-                            **fields))
-                s.flush()
+                db.execute(insert(Visit).values(
+                    id=visit_id, workflow_id=f"visit-{visit_id}", created_at=now, patient_id=spec.patient_id,
+                    payer_id=spec.payer_id, service_code=spec.service_code, **fields))
             elif stored >= snap.version:
                 return  # a retried or late write never moves a visit backwards
             else:
-                s.execute(update(Visit).where(Visit.id == spec.visit_id).values(**fields))
+                db.execute(update(Visit).where(Visit.id == visit_id).values(**fields))
 
-            opened = {key: at for key, at in s.exec(
-                select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == spec.visit_id))}
-            s.execute(delete(VisitHold).where(VisitHold.visit_id == spec.visit_id))
-            s.execute(delete(VisitTask).where(VisitTask.visit_id == spec.visit_id))
-            s.add_all([VisitHold(visit_id=spec.visit_id, rule_id=h.rule_id, gate=h.gate.value, role=h.role, key=h.key,
-                                 message=h.message, approvable=h.approvable, opened_at=opened.get(h.key, now))
-                       for h in snap.holds])
-            s.add_all([VisitTask(visit_id=spec.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id,
-                                 title=t.title, due_at=t.due_at, escalated=t.escalated, hold_key=t.hold_key)
-                       for t in snap.tasks])
-            last_seq = s.exec(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == spec.visit_id)).one() or 0
-            s.add_all([VisitEvent(visit_id=spec.visit_id, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind,
-                                  detail=e.detail, state=e.state.value)
-                       for e in snap.timeline if e.seq > last_seq])
+            opened = {key: at for key, at in db.execute(
+                select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == visit_id))}
+            db.execute(delete(VisitHold).where(VisitHold.visit_id == visit_id))
+            db.execute(delete(VisitTask).where(VisitTask.visit_id == visit_id))
+            if snap.holds:
+                db.execute(insert(VisitHold), [
+                    {"visit_id": visit_id, "rule_id": h.rule_id, "gate": h.gate.value, "role": h.role, "key": h.key,
+                     "message": h.message, "approvable": h.approvable, "opened_at": opened.get(h.key, now)}
+                    for h in snap.holds])
+            if snap.tasks:
+                db.execute(insert(VisitTask), [
+                    {"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
+                     "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
+                    for t in snap.tasks])
+            last_seq = db.execute(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == visit_id)).scalar()
+            new_events = [{"visit_id": visit_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
+                           "detail": e.detail, "state": e.state.value}
+                          for e in snap.timeline if e.seq > (last_seq or 0)]
+            if new_events:
+                db.execute(insert(VisitEvent), new_events)
             if snap.state == VisitState.cancelled:
-                s.execute(delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == spec.visit_id))
+                db.execute(delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == visit_id))
             s.commit()
 
     @activity.defn(name="evaluate_gates")
@@ -100,7 +108,7 @@ class VisitActivities:
         """Load the facts the gates need, run the pure rules, hold the units the visit uses (AUTH-02)."""
         spec = snap.spec
         # Check-then-reserve is one locked transaction: two visits cannot both take the last units.
-        with Session(self.engine.execution_options(**{WRITE_LOCK: True})) as s:
+        with write_session(self.engine) as s:
             patient = s.get(Patient, spec.patient_id)
             payer = s.get(Payer, spec.payer_id)
             if patient is None or payer is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import create_engine
+from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITE_LOCK = "visitflow_write_lock"  # execution option: lock for writing from the first statement
@@ -50,6 +53,26 @@ def get_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+_writers: dict[int, threading.Lock] = {}
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transaction holds the write lock from its first statement.
+
+    On PostgreSQL that is plain SELECT ... FOR UPDATE inside. SQLite has one writer at a time; within
+    this process the writers queue on a lock and hand over at once, instead of SQLite's sleep-and-retry
+    busy handler (which costs milliseconds per wait and hundreds under load).
+    """
+    locked = engine.execution_options(**{WRITE_LOCK: True})
+    if engine.dialect.name != "sqlite":
+        with Session(locked) as session:
+            yield session
+        return
+    with _writers.setdefault(id(engine), threading.Lock()), Session(locked) as session:
+        yield session
 
 
 def migrate(url: str) -> None:
