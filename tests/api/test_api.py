@@ -197,3 +197,15 @@ async def test_reminders_reach_the_clinicians_inbox(api, agency, env, t0):
     assert inbox[0]["visit_id"] == visit["id"] and inbox[0]["kind"] == "note_reminder"
     assert "overdue" in inbox[0]["message"] or "was due" in inbox[0]["message"]
     assert (await api.get("/api/notifications", headers=as_user(agency, "other"))).json() == []
+
+
+async def test_text_no_database_can_store_is_refused_with_a_reason(api, agency):
+    admin = {**as_user(agency, "admin"), "content-type": "application/json"}
+    body = ('{"first_name": "A\\u0000", "last_name": "B", "address_line": "1 Main", "city": "Austin", '
+            '"state": "TX", "zip_code": "78701"}')
+    r = await api.post("/api/patients", content=body, headers=admin)
+    assert r.status_code == 422 and r.json()["detail"] == "text may not contain NUL characters"
+    r = await api.post("/api/patients", content=body.replace("\\u0000", "\\ud800"), headers=admin)
+    assert r.status_code == 422 and "lone UTF-16 surrogate" in r.json()["detail"]
+    r = await api.post("/api/patients", content=body.replace("\\u0000", "\\ud83d\\ude00"), headers=admin)
+    assert r.status_code == 201 and r.json()["first_name"] == "A\U0001F600"  # a real emoji is fine

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from visitflow.api import reference, visits
+from visitflow.api.text_guard import reject_unstorable_text
 from visitflow.db.session import get_engine
 from visitflow.settings import Settings, get_settings
 from visitflow.temporal import connect
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         return {"ok": True}
 
     mount_ui(app, settings)
+    app.middleware("http")(reject_unstorable_text)  # outermost: before sessions, CSRF and routes
     return app
 
 

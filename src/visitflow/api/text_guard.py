@@ -1,0 +1,59 @@
+"""Refuse text no database can store, before it reaches a route.
+
+PostgreSQL text and JSON cannot hold NUL characters, and nothing can store a lone UTF-16 surrogate
+("\\ud800" with no partner) as UTF-8. Such input is a client error: answer 422 with the reason
+rather than failing inside the database with a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def unstorable_text(body: bytes, content_type: str) -> str | None:
+    """Why this request body cannot be stored, or None when it can."""
+    if b"\x00" in body:
+        return "the request contains a NUL character, which cannot be stored"
+    if "json" in content_type:
+        try:
+            strings = list(_strings(json.loads(body)))
+        except ValueError:
+            return None  # malformed JSON: the route's own validation says so (422)
+    elif "x-www-form-urlencoded" in content_type:
+        strings = [s for pair in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True) for s in pair]
+    else:
+        return None
+    for text in strings:
+        if "\x00" in text:
+            return "text may not contain NUL characters"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text contains an invalid character (a lone UTF-16 surrogate)"
+    return None
+
+
+async def reject_unstorable_text(request: Request, call_next):
+    if request.method in ("POST", "PUT", "PATCH"):
+        problem = unstorable_text(await request.body(), request.headers.get("content-type", ""))
+        if problem:
+            return JSONResponse(status_code=422, content={"detail": problem})
+    return await call_next(request)
