@@ -209,3 +209,10 @@ async def test_text_no_database_can_store_is_refused_with_a_reason(api, agency):
     assert r.status_code == 422 and "lone UTF-16 surrogate" in r.json()["detail"]
     r = await api.post("/api/patients", content=body.replace("\\u0000", "\\ud83d\\ude00"), headers=admin)
     assert r.status_code == 201 and r.json()["first_name"] == "A\U0001F600"  # a real emoji is fine
+
+
+async def test_ids_temporal_cannot_take_are_a_422_not_an_outage(api, agency):
+    r = await api.get("/api/visits/" + "x" * 2000, headers=as_user(agency, "admin"))
+    assert r.status_code in (404, 422), r.text
+    r = await api.post("/api/releases", json={"visit_ids": ["x" * 65]}, headers=as_user(agency, "biller"))
+    assert r.status_code == 422

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from visitflow.api import reference, visits
 from visitflow.api.text_guard import reject_unstorable_text
@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(request: Request, exc: RPCError):
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:  # e.g. an id Temporal cannot take
+            return JSONResponse(status_code=422, content={"detail": f"not accepted: {exc.message}"})
         log.warning("Temporal call failed on %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(status_code=503, content={
             "detail": "the workflow service did not answer; try again shortly"})

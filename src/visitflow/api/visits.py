@@ -185,7 +185,7 @@ class SendBackBody(BaseModel):
 
 
 class ReleaseBody(BaseModel):
-    visit_ids: list[str] = Field(min_length=1, max_length=500)
+    visit_ids: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=500)
 
 
 # --- helpers ------------------------------------------------------------------------------
