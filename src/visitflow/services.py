@@ -18,6 +18,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from visitflow.db.session import write_session
 from visitflow.db.tables import Authorization, Clinician, Patient, Payer, ReleaseBatch, User, Visit
 from visitflow.models import (
     OPEN_STATES,
@@ -197,15 +198,13 @@ async def release_visits(session: Session, client: Client, visit_ids: list[str],
             outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
                                              "released_by": snap.released_by})
     if outcome.released:
-        # The reads above may predate the workflows' own writes; start the batch write afresh.
-        session.rollback()
-        batch = session.get(ReleaseBatch, batch_id)
-        if batch is None:
-            batch = ReleaseBatch(id=batch_id, created_by=actor.username,
-                                 created_at=now_utc(), visit_ids=[])
-        batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *outcome.released]))
-        session.add(batch)
-        session.commit()
+        with write_session(session.get_bind()) as writer:
+            batch = writer.get(ReleaseBatch, batch_id)
+            if batch is None:
+                batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[])
+            batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *outcome.released]))
+            writer.add(batch)
+            writer.commit()
     return outcome
 
 
@@ -232,6 +231,7 @@ async def _signal_gated_visits(session: Session, client: Client, conditions: lis
     # Visits still waiting for a note or signature check the gates when they are signed anyway.
     waiting_for_gates = [s.value for s in OPEN_STATES if s not in (VisitState.scheduled, VisitState.documented)]
     visits = session.exec(select(Visit.id).where(*conditions, Visit.state.in_(waiting_for_gates))).all()
+    session.rollback()  # hold no transaction (or write lock) across the calls to Temporal
     for visit_id in visits:
         handle = client.get_workflow_handle(visit_workflow_id(visit_id))
         try:

@@ -11,6 +11,7 @@ from pydantic import Field
 from sqlmodel import Session, select
 from temporalio.client import Client
 
+from visitflow.db.session import WRITE_LOCK
 from visitflow.db.tables import User
 from visitflow.models import Role, roles_phrase
 from visitflow.security import token_digest
@@ -35,8 +36,16 @@ MAX_ROW_ID = 2_147_483_647
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 RefId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
+def get_write_session(request: Request) -> Iterator[Session]:
+    """For routes that read, then write: the transaction holds the write lock from its first statement
+    (on SQLite a read-then-write transaction would otherwise fail when the worker commits in between)."""
+    with Session(request.app.state.engine.execution_options(**{WRITE_LOCK: True})) as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 _bearer = HTTPBearer(auto_error=False, description="API token of a VisitFlow user")

@@ -8,7 +8,16 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlmodel import SQLModel, func, select
 
-from visitflow.api.deps import MAX_ROW_ID, AdminUser, CurrentUser, RowId, SessionDep, StaffUser, TemporalDep
+from visitflow.api.deps import (
+    MAX_ROW_ID,
+    AdminUser,
+    CurrentUser,
+    RowId,
+    SessionDep,
+    StaffUser,
+    TemporalDep,
+    WriteSessionDep,
+)
 from visitflow.db.tables import (
     Authorization,
     AuthorizationCreate,
@@ -47,7 +56,7 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
 
     @router.post(f"/{path}", response_model=public, status_code=status.HTTP_201_CREATED, tags=[name],
                  name=f"create_{name}")
-    def create_item(body: create, session: SessionDep, _user: AdminUser):  # type: ignore[valid-type]  # noqa: F821
+    def create_item(body: create, session: WriteSessionDep, _user: AdminUser):  # type: ignore[valid-type]  # noqa: F821
         item = table.model_validate(body)
         session.add(item)
         session.commit()
@@ -67,7 +76,7 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
         return item
 
     @router.patch(f"/{path}/{{item_id}}", response_model=changed, tags=[name], name=f"change_{name}")
-    async def change_item(item_id: RowId, body: update, session: SessionDep, temporal: TemporalDep,  # type: ignore[valid-type]
+    async def change_item(item_id: RowId, body: update, session: WriteSessionDep, temporal: TemporalDep,  # type: ignore[valid-type]
                           _user: AdminUser):
         item = session.get(table, item_id)
         if item is None:
@@ -82,12 +91,13 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
         session.add(item)
         session.commit()
         session.refresh(item)
+        saved = item.model_dump()  # before the re-check ends the session's transaction
         rechecked = []
         if visit_column is not None:
             what = ", ".join(f"{k}={v}" for k, v in changes.items())
             rechecked = await recheck_visits_of(session, temporal, f"{name} {item_id}", visit_column == item_id,
                                                 f"changed ({what})")
-        return changed(**item.model_dump(), rechecked_visits=rechecked)
+        return changed(**saved, rechecked_visits=rechecked)
 
 
 def _nullable(table: type[SQLModel], field: str) -> bool:
@@ -118,7 +128,7 @@ def _check_authorization(session: SessionDep, auth: Authorization) -> None:
 
 
 @router.post("/authorizations", response_model=AuthorizationChangeResult, status_code=201, tags=["authorization"])
-async def create_authorization(body: AuthorizationCreate, session: SessionDep, temporal: TemporalDep,
+async def create_authorization(body: AuthorizationCreate, session: WriteSessionDep, temporal: TemporalDep,
                                _user: AdminUser):
     auth = Authorization.model_validate(body, update={
         "service_code": body.service_code.upper(), "modifiers": [m.upper() for m in body.modifiers],
@@ -127,12 +137,13 @@ async def create_authorization(body: AuthorizationCreate, session: SessionDep, t
     session.add(auth)
     session.commit()
     session.refresh(auth)
+    saved = auth.model_dump()  # before the re-check ends the session's transaction
     rechecked = await recheck_visits_for(session, temporal, auth, "added")
-    return AuthorizationChangeResult(**auth.model_dump(), rechecked_visits=rechecked)
+    return AuthorizationChangeResult(**saved, rechecked_visits=rechecked)
 
 
 @router.patch("/authorizations/{auth_id}", response_model=AuthorizationChangeResult, tags=["authorization"])
-async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, session: SessionDep,
+async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, session: WriteSessionDep,
                                temporal: TemporalDep, _user: AdminUser):
     auth = session.get(Authorization, auth_id)
     if auth is None:
@@ -151,8 +162,9 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
     session.commit()
     session.refresh(auth)
     what = ", ".join(f"{k}={v}" for k, v in changes.items())
+    saved = auth.model_dump()  # before the re-check ends the session's transaction
     rechecked = await recheck_visits_for(session, temporal, auth, f"changed ({what})")
-    return AuthorizationChangeResult(**auth.model_dump(), rechecked_visits=rechecked)
+    return AuthorizationChangeResult(**saved, rechecked_visits=rechecked)
 
 
 @router.get("/authorizations", response_model=list[AuthorizationPublic], tags=["authorization"])
