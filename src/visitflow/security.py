@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -25,6 +24,3 @@ def verify_password(password_hash: str, password: str) -> bool:
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
