@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
 
     from visitflow.settings import Settings
 
-BARE_ACTIVITY_TIMEOUT = timedelta(seconds=30)  # VisitFlow's ACTIVITY_TIMEOUT and ACTIVITY_RETRY, not imported:
+BARE_ACTIVITY_TIMEOUT = timedelta(seconds=30)  # VisitFlow's ACTIVITY_OPTIONS, copied, not imported:
 BARE_ACTIVITY_RETRY = RetryPolicy(  # the sandbox would then re-import visitflow.workflows.visit per bare run
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
 DEADLINE = timedelta(hours=24)  # the bare workflow's note/sign waits, like VisitFlow's DOC-01 deadlines

@@ -338,6 +338,35 @@ class SendBack(BaseModel):
     message: str
 
 
+class VisitProgress(BaseModel):
+    """Everything a visit's workflow knows, in one model.
+
+    It is what a long-lived visit carries into a fresh run of its workflow (continue-as-new) so its history
+    stays short however long it is held, and what the snapshot is made from.
+    """
+
+    spec: VisitSpec
+    state: VisitState = VisitState.scheduled
+    version: int = 0
+    punches: list[Punch] = []
+    note: Note | None = None
+    signature: Signature | None = None
+    holds: list[Finding] = []
+    acknowledgements: list[Acknowledgement] = []
+    timeline: list[TimelineEntry] = []
+    gate_result: GateResult | None = None
+    note_deadline_override: datetime | None = None
+    sign_deadline: datetime | None = None
+    notified: set[str] = set()  # "note:reminder", "note:escalation", ...
+    sent_back: str | None = None
+    recheck: bool = False  # new facts arrived: evaluate the gates again
+    release: Release | None = None
+    released_at: datetime | None = None
+    cancel: Cancel | None = None
+    # Update ids of actions taken in earlier runs: a retry that crosses into a fresh run is not applied again.
+    earlier_actions: list[str] = []
+
+
 class NotificationRequest(BaseModel):
     visit_id: str
     role: Role

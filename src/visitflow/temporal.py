@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -19,10 +20,17 @@ async def connect(settings: Settings) -> Client:
                                 data_converter=pydantic_data_converter)
 
 
+# When a worker dies, the visits cached on it wait this long before another worker takes their next task.
+STICKY_TIMEOUT = timedelta(seconds=3)
+# On a clean stop, running activities (milliseconds each) get this long to finish before they are cancelled.
+DRAIN_FOR = timedelta(seconds=5)
+
+
 def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16) -> Worker:
     activities = VisitActivities(engine)
     return Worker(
         client, task_queue=task_queue, workflows=[VisitWorkflow], activities=activities.all(),
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,
+        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT, graceful_shutdown_timeout=DRAIN_FOR,
     )

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -106,12 +105,6 @@ async def rejection(call) -> ApplicationError:
         await call
     assert isinstance(info.value.cause, ApplicationError)
     return info.value.cause
-
-
-@pytest_asyncio.fixture
-async def t0(env: WorkflowEnvironment) -> datetime:
-    """The test server's clock: time skipping in earlier tests moves it ahead of the wall clock."""
-    return (await env.get_current_time()).replace(microsecond=0)
 
 
 def recent(t0: datetime, hours_ago: float = 3) -> datetime:
@@ -248,10 +241,13 @@ async def test_hold_is_rechecked_on_a_timer_when_nobody_signals(client, agency, 
     spec = agency.spec(recent(t0), timers=Timers(hold_recheck_every=timedelta(hours=6)))
     handle = await start(client, spec)
     await deliver(handle, agency, spec)
-    await until(handle, in_state(VisitState.on_hold))
+    held = await until(handle, in_state(VisitState.on_hold))
+    await env.sleep(timedelta(hours=13))  # two re-checks that find the same hold show nothing new
+    assert (await state_of(handle)).version == held.version
     authorize_around(agency, spec)
     await env.sleep(timedelta(hours=7))
     await until(handle, in_state(VisitState.claim_ready))
+    await record(handle, "hold_rechecked_quietly")
 
 
 async def test_over_authorized_units_hold_and_never_change_times(client, agency, t0):
@@ -486,3 +482,22 @@ async def test_documented_duration_outside_the_service_bounds_goes_to_a_supervis
     await handle.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
         actor=agency.actor("supervisor"), key="DOC-02", decision="approved", reason="Client asked to end early"))
     await until(handle, in_state(VisitState.claim_ready))
+
+
+async def test_an_action_arriving_with_the_start_comes_after_scheduled_in_the_timeline(client, agency, engine, t0):
+    """An Update that reaches a just-started visit in its first workflow task is handled before run() begins."""
+    from visitflow.temporal import build_worker
+
+    spec = agency.spec(t0 - timedelta(hours=3))
+    queue = f"late-{spec.visit_id}"  # no worker yet: the start and the punch wait together for the first task
+    handle = await client.start_workflow(VisitWorkflow.run, spec, id=visit_workflow_id(spec.visit_id),
+                                         task_queue=queue)
+    punch = asyncio.ensure_future(handle.execute_update(VisitWorkflow.record_punch, RecordPunch(
+        actor=agency.actor("clinician"), now=t0,
+        punch=PunchInput(kind=PunchKind.clock_in, at=spec.scheduled_start, method=PunchMethod.telephony))))
+    await asyncio.sleep(0.5)
+    async with build_worker(client, queue, engine):
+        snap = await punch
+        kinds = [(e.seq, e.kind) for e in snap.timeline]
+        assert kinds[:2] == [(1, "scheduled"), (2, "punch")], kinds
+        await handle.terminate("test finished")

@@ -6,7 +6,12 @@ forward, usage is one row per visit, notifications carry a dedupe key.
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import delete, func, insert, update
 from sqlalchemy.engine import Engine
@@ -39,6 +44,36 @@ from visitflow.models import (
 )
 from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
 
+HEARTBEAT_EVERY = 1.0  # seconds; the workflow's heartbeat timeout is a few of these
+
+F = TypeVar("F", bound=Callable)
+
+
+def heartbeating(fn: F) -> F:
+    """Heartbeat from a side thread while a blocking activity runs.
+
+    Activities here take milliseconds, but one may wait its turn for the database. Heartbeats let the
+    server notice a dead worker within the heartbeat timeout, and hand the activity to another worker,
+    instead of waiting out the whole start-to-close timeout. A body that ends within a second sends none.
+    """
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        context = contextvars.copy_context()  # the activity's context, for heartbeats from the side thread
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_EVERY):
+                context.run(activity.heartbeat)
+
+        threading.Thread(target=beat, name="activity-heartbeat", daemon=True).start()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            done.set()
+
+    return run  # type: ignore[return-value]
+
 
 def payer_rules(payer: Payer) -> PayerRules:
     return PayerRules(
@@ -52,6 +87,7 @@ class VisitActivities:
         self.engine = engine
 
     @activity.defn(name="project_visit")
+    @heartbeating
     def project_visit(self, snap: VisitSnapshot) -> None:
         spec = snap.spec
         now = datetime.now(UTC)
@@ -104,6 +140,7 @@ class VisitActivities:
             s.commit()
 
     @activity.defn(name="evaluate_gates")
+    @heartbeating
     def evaluate_gates(self, snap: VisitSnapshot) -> GateResult:
         """Load the facts the gates need, run the pure rules, hold the units the visit uses (AUTH-02)."""
         spec = snap.spec
@@ -155,6 +192,7 @@ class VisitActivities:
             return result
 
     @activity.defn(name="notify")
+    @heartbeating
     def notify(self, req: NotificationRequest) -> None:
         with Session(self.engine) as s:
             s.add(Notification(visit_id=req.visit_id, role=req.role, clinician_id=req.clinician_id,

@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePa
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from visitflow.activities.visits import VisitActivities
     from visitflow.models import (
         REASONS_NEEDING_TEXT,
         Acknowledgement,
@@ -28,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         Cancel,
         ExtendDeadline,
         Finding,
-        GateResult,
         Note,
         NotificationRequest,
         PayerRules,
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitNote,
         Task,
         TimelineEntry,
+        VisitProgress,
         VisitSnapshot,
         VisitSpec,
         VisitState,
@@ -66,8 +67,19 @@ SEARCH_ATTRIBUTES = {  # name -> type, for `temporal server start-dev --search-a
     "VisitServiceDate": "Datetime",
 }
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
-ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
+# Activities take milliseconds but may queue for the database under load: a generous start-to-close, and a
+# short heartbeat timeout (they heartbeat every second while running) so that when a worker dies, the activity
+# it was running moves to another worker within seconds.
+ACTIVITY_OPTIONS = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "heartbeat_timeout": timedelta(seconds=3),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
+}
+# A workflow task is milliseconds of work; if the worker running it dies, another worker retries it after this.
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=5)
+# Past this many history events a visit goes on in a fresh run (continue-as-new), carrying its VisitProgress.
+FRESH_RUN_AFTER_EVENTS = 2000
+EARLIER_ACTIONS_KEPT = 500
 
 # Update rejections carry one of these types; the API maps them to HTTP status codes.
 FORBIDDEN = "Forbidden"  # 403: wrong role, wrong clinician
@@ -97,65 +109,84 @@ def _reject(kind: str, message: str) -> ApplicationError:
 @workflow.defn
 class VisitWorkflow:
     @workflow.init
-    def __init__(self, spec: VisitSpec) -> None:
-        self._spec = spec
-        self._state = VisitState.scheduled
-        self._version = 0
-        self._punches: list[Punch] = []
-        self._note: Note | None = None
-        self._signature: Signature | None = None
-        self._holds: list[Finding] = []
-        self._acks: list[Acknowledgement] = []
-        self._timeline: list[TimelineEntry] = []
-        self._gate_result: GateResult | None = None
-        self._note_deadline_override: datetime | None = None
-        self._sign_deadline: datetime | None = None
-        self._notified: set[str] = set()  # "note:reminder", "note:escalation", ...
-        self._sent_back: str | None = None
-        self._recheck = False  # new facts arrived: evaluate the gates again
+    def __init__(self, start: VisitSpec | VisitProgress) -> None:
+        # A new visit starts from what was scheduled; a visit going on in a fresh run (continue-as-new) from
+        # everything it knew. All of it lives in one model.
+        carried = start if isinstance(start, VisitProgress) else None
+        self._visit = carried or VisitProgress(spec=start)
+        spec = self._visit.spec
         self._wake = 0  # bumped when a deadline moves, so a waiting stage recomputes its timers
-        self._release: Release | None = None
-        self._released_at: datetime | None = None
-        self._cancel: Cancel | None = None
+        self._actions_this_run: list[str] = []  # Update ids, carried into a fresh run (never applied twice)
+        self._fresh_runs_allowed: bool | None = None  # decided (a patch) when the history first grows long
         # One projection at a time, so the read model sees versions in order and rows never race.
         self._projecting = asyncio.Lock()
+        if carried is None:
+            # Logged here, not in run(): an Update that arrives with the first workflow task is handled before
+            # run() starts, and its timeline entry must still come after "scheduled".
+            self._log(spec.scheduled_by, "scheduled",
+                      f"{spec.service_code} {spec.scheduled_start:%Y-%m-%d %H:%M}-{spec.scheduled_end:%H:%M} UTC")
 
     # --- main flow ---------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, spec: VisitSpec) -> VisitSnapshot:
-        self._log(spec.scheduled_by, "scheduled",
-                  f"{spec.service_code} {spec.scheduled_start:%Y-%m-%d %H:%M}-{spec.scheduled_end:%H:%M} UTC")
-        await self._project()
+    async def run(self, start: VisitSpec | VisitProgress) -> VisitSnapshot:
+        if isinstance(start, VisitSpec):
+            await self._project()
         while not self._finished:
-            if self._note is None:
-                await self._wait_for_stage("note", lambda: self._note is not None)
-            elif self._signature is None:
-                await self._wait_for_stage("signature", lambda: self._signature is not None)
+            if self._fresh_run_due():
+                # Let running actions finish, then go on in a fresh run with everything the visit knows.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._finished:
+                    workflow.continue_as_new(self._carry_over(),
+                                             search_attributes=workflow.info().typed_search_attributes)
+            if self._visit.note is None:
+                await self._wait_for_stage("note", lambda: self._visit.note is not None)
+            elif self._visit.signature is None:
+                await self._wait_for_stage("signature", lambda: self._visit.signature is not None)
             else:
                 await self._check_gates()
         # Let in-flight handlers (e.g. the release that finished us) write their projections.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._snapshot()
 
+    def _fresh_run_wanted(self) -> bool:
+        """The history is long (a visit held for months re-checks every few hours). Pure: used in waits."""
+        if self._fresh_runs_allowed is False:
+            return False
+        info = workflow.info()
+        return info.get_current_history_length() >= FRESH_RUN_AFTER_EVENTS or info.is_continue_as_new_suggested()
+
+    def _fresh_run_due(self) -> bool:
+        """Whether to go on in a fresh run now: the history is long, and this visit's code may (patch)."""
+        if not self._fresh_run_wanted():
+            return False
+        if self._fresh_runs_allowed is None:  # asked once, when the history first grows long
+            self._fresh_runs_allowed = workflow.patched("continue-as-new")
+        return self._fresh_runs_allowed
+
+    def _carry_over(self) -> VisitProgress:
+        carried = self._visit.model_copy()
+        carried.earlier_actions = [*self._visit.earlier_actions, *self._actions_this_run][-EARLIER_ACTIONS_KEPT:]
+        return carried
+
     @property
     def _finished(self) -> bool:
-        return self._state in (VisitState.released, VisitState.cancelled)
+        return self._visit.state in (VisitState.released, VisitState.cancelled)
 
     async def _wait_for_stage(self, stage: str, done: Callable[[], bool]) -> None:
         """Wait for the note or the signature; remind at the deadline, escalate after (DOC-01)."""
-        timers = self._spec.timers
+        timers = self._visit.spec.timers
         escalate_after = timers.note_escalate_after if stage == "note" else timers.sign_escalate_after
         while not (done() or self._finished):
             deadline = self._deadline(stage)
             now = workflow.now()
-            if now >= deadline and f"{stage}:reminder" not in self._notified:
+            if now >= deadline and f"{stage}:reminder" not in self._visit.notified:
                 await self._notify(stage, "reminder", deadline, Role.clinician)
-            if now >= deadline + escalate_after and f"{stage}:escalation" not in self._notified:
+            if now >= deadline + escalate_after and f"{stage}:escalation" not in self._visit.notified:
                 await self._notify(stage, "escalation", deadline, Role.supervisor)
-            if f"{stage}:reminder" not in self._notified:
+            if f"{stage}:reminder" not in self._visit.notified:
                 next_wake: datetime | None = deadline
-            elif f"{stage}:escalation" not in self._notified:
+            elif f"{stage}:escalation" not in self._visit.notified:
                 next_wake = deadline + escalate_after
             else:
                 next_wake = None
@@ -163,51 +194,58 @@ class VisitWorkflow:
             timeout = max(next_wake - now, timedelta(0)) if next_wake else None
             try:
                 await workflow.wait_condition(
-                    lambda wake=wake: done() or self._finished or self._wake != wake, timeout=timeout)
+                    lambda wake=wake: done() or self._finished or self._wake != wake or self._fresh_run_wanted(),
+                    timeout=timeout)
             except TimeoutError:
                 pass
+            if self._fresh_run_due():
+                return  # the main loop carries the visit into a fresh run
 
     def _deadline(self, stage: str) -> datetime:
+        v = self._visit
         if stage == "note":
-            return self._note_deadline_override or (self._spec.scheduled_end + self._spec.timers.note_due)
-        assert self._sign_deadline is not None
-        return self._sign_deadline
+            return v.note_deadline_override or (v.spec.scheduled_end + v.spec.timers.note_due)
+        assert self._visit.sign_deadline is not None
+        return self._visit.sign_deadline
 
     async def _notify(self, stage: str, level: str, deadline: datetime, role: Role) -> None:
-        self._notified.add(f"{stage}:{level}")
+        self._visit.notified.add(f"{stage}:{level}")
         what = "note" if stage == "note" else "signature"
         late = workflow.now() - deadline
         hours = late.total_seconds() / 3600
-        message = (f"{what} for visit {self._spec.visit_id} was due {deadline:%Y-%m-%d %H:%M} UTC"
+        message = (f"{what} for visit {self._visit.spec.visit_id} was due {deadline:%Y-%m-%d %H:%M} UTC"
                    + (f", {hours:.1f} h overdue" if hours >= 0.1 else ""))
-        await workflow.execute_activity(
-            "notify",
+        await workflow.execute_activity_method(
+            VisitActivities.notify,
             NotificationRequest(
-                visit_id=self._spec.visit_id, role=role,
-                clinician_id=self._spec.clinician_id if role == Role.clinician else None,
+                visit_id=self._visit.spec.visit_id, role=role,
+                clinician_id=self._visit.spec.clinician_id if role == Role.clinician else None,
                 kind=f"{stage}_{level}", message=message,
-                dedupe_key=f"{self._spec.visit_id}:{stage}:{level}:{deadline.isoformat()}"),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY)
+                dedupe_key=f"{self._visit.spec.visit_id}:{stage}:{level}:{deadline.isoformat()}"),
+            **ACTIVITY_OPTIONS)
         self._log("system", f"{stage}_{level}", message)
         await self._project()
 
     async def _check_gates(self) -> None:
         """Authorization and EVV gates; hold with named reasons, or become claim-ready."""
-        self._recheck = False
-        result: GateResult = await workflow.execute_activity(
-            "evaluate_gates", self._snapshot(), result_type=GateResult,
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY)
-        if self._finished or self._signature is None or self._recheck:
+        self._visit.recheck = False
+        result = await workflow.execute_activity_method(
+            VisitActivities.evaluate_gates, self._snapshot(), **ACTIVITY_OPTIONS)
+        if self._finished or self._visit.signature is None or self._visit.recheck:
             return  # something changed while we were checking: loop and look again
-        self._gate_result = result
+        unchanged = self._visit.state == VisitState.on_hold and result == self._visit.gate_result
+        self._visit.gate_result = result
         self._record_hold_changes(result.findings)
         if result.findings:
             self._set_state(VisitState.on_hold)
-            await self._project()
+            # A periodic re-check that finds the same holds has nothing new to show: no projection, so a visit
+            # held for months adds only a timer and one activity per re-check to its history.
+            if not (unchanged and workflow.patched("quiet-recheck")):
+                await self._project()
             try:
                 await workflow.wait_condition(
-                    lambda: self._recheck or self._finished or self._signature is None,
-                    timeout=self._spec.timers.hold_recheck_every)
+                    lambda: self._visit.recheck or self._finished or self._visit.signature is None
+                    or self._fresh_run_wanted(), timeout=self._visit.spec.timers.hold_recheck_every)
             except TimeoutError:
                 pass  # a periodic re-check catches a change nobody signalled
             return
@@ -215,35 +253,39 @@ class VisitWorkflow:
             self._set_state(state)
             self._log("system", state.value, self._gate_detail(state))
         await self._project()
-        await workflow.wait_condition(
-            lambda: self._recheck or self._finished or self._signature is None)
+        while not (self._visit.recheck or self._finished or self._visit.signature is None):
+            await workflow.wait_condition(
+                lambda: self._visit.recheck or self._finished or self._visit.signature is None
+                or self._fresh_run_wanted())
+            if self._fresh_run_due():
+                return
 
     def _gate_detail(self, state: VisitState) -> str:
-        r = self._gate_result
+        r = self._visit.gate_result
         if state == VisitState.authorized and r and r.authorization_number:
             return f"authorization {r.authorization_number}, {r.billable_units} units"
         if state == VisitState.evv_verified:
-            return f"{len(self._punches)} punches verified"
+            return f"{len(self._visit.punches)} punches verified"
         return ""
 
     def _record_hold_changes(self, findings: list[Finding]) -> None:
-        before = {h.key for h in self._holds}
+        before = {h.key for h in self._visit.holds}
         after = {f.key for f in findings}
         for f in findings:
             if f.key not in before:
                 self._log("system", "hold", f"{f.message} -> {f.role.value}")
-        for h in self._holds:
+        for h in self._visit.holds:
             if h.key not in after:
                 self._log("system", "hold_cleared", h.message)
-        self._holds = findings
+        self._visit.holds = findings
 
     # --- human actions: Updates with validators ---------------------------------------------
 
     @workflow.update
     async def record_punch(self, req: RecordPunch) -> VisitSnapshot:
-        punch = Punch(seq=len(self._punches) + 1, recorded_by=req.actor.username,
+        punch = Punch(seq=len(self._visit.punches) + 1, recorded_by=req.actor.username,
                       recorded_at=req.now, **req.punch.model_dump())
-        self._punches.append(punch)
+        self._visit.punches.append(punch)
         self._log(req.actor.username, "punch",
                   f"{punch.kind.value} {punch.at:%Y-%m-%d %H:%M} UTC via {punch.method.value}"
                   + (f" ({punch.reason_code.value})" if punch.reason_code else ""))
@@ -272,14 +314,14 @@ class VisitWorkflow:
 
     @workflow.update
     async def adjust_punch(self, req: AdjustPunch) -> VisitSnapshot:
-        punch = self._punches[req.seq - 1]
+        punch = self._visit.punches[req.seq - 1]
         punch.adjusted_at = req.adjusted_at
         punch.adjust_reason_code = req.reason_code
         punch.adjust_reason_text = req.reason_text
         punch.adjusted_by = req.actor.username
         punch.adjusted_when = req.now
         # A new correction needs a new approval (EVV-04).
-        self._acks = [a for a in self._acks
+        self._visit.acknowledgements = [a for a in self._visit.acknowledgements
                       if not (a.key.endswith(f"punch-{req.seq}") or a.key == f"EVV-03:{punch.kind.value}")]
         self._log(req.actor.username, "punch_adjusted",
                   f"{punch.kind.value} {punch.at:%H:%M} -> {req.adjusted_at:%Y-%m-%d %H:%M} UTC "
@@ -292,7 +334,7 @@ class VisitWorkflow:
         self._require_role(req.actor, Role.clinician, Role.supervisor)
         if req.actor.role == Role.clinician:
             self._require_own_visit(req.actor)
-        if not 1 <= req.seq <= len(self._punches):
+        if not 1 <= req.seq <= len(self._visit.punches):
             raise _reject(INVALID, f"this visit has no punch #{req.seq}")
         self._require_reason(req.reason_code, req.reason_text, "a time correction")
         if req.adjusted_at > req.now + PUNCH_CLOCK_SKEW:
@@ -301,11 +343,11 @@ class VisitWorkflow:
 
     @workflow.update
     async def submit_note(self, req: SubmitNote) -> VisitSnapshot:
-        first = self._note is None
-        self._note = Note(fields=req.fields, submitted_by=req.actor.username, submitted_at=workflow.now())
-        if first or self._sign_deadline is None:
-            self._sign_deadline = workflow.now() + self._spec.timers.sign_due
-        self._sent_back = None
+        first = self._visit.note is None
+        self._visit.note = Note(fields=req.fields, submitted_by=req.actor.username, submitted_at=workflow.now())
+        if first or self._visit.sign_deadline is None:
+            self._visit.sign_deadline = workflow.now() + self._visit.spec.timers.sign_due
+        self._visit.sent_back = None
         self._set_state(VisitState.documented)
         self._log(req.actor.username, "note_submitted", "note submitted" if first else "note revised")
         return await self._changed()
@@ -315,15 +357,15 @@ class VisitWorkflow:
         self._require_open()
         self._require_role(req.actor, Role.clinician)
         self._require_own_visit(req.actor)
-        if self._signature is not None:
+        if self._visit.signature is not None:
             raise _reject(CONFLICT, "the note is already signed; a biller or supervisor must send it back first")
-        missing = [f for f in self._spec.required_note_fields if not req.fields.get(f, "").strip()]
+        missing = [f for f in self._visit.spec.required_note_fields if not req.fields.get(f, "").strip()]
         if missing:
             raise _reject(INVALID, f"DOC-03 required note fields missing: {', '.join(missing)}")
 
     @workflow.update
     async def sign_note(self, req: SignNote) -> VisitSnapshot:
-        self._signature = Signature(attestation=req.attestation_text, signed_by=req.actor.username,
+        self._visit.signature = Signature(attestation=req.attestation_text, signed_by=req.actor.username,
                                     signed_at=workflow.now())
         self._set_state(VisitState.signed)
         self._log(req.actor.username, "signed", req.attestation_text)
@@ -334,17 +376,17 @@ class VisitWorkflow:
         self._require_open()
         self._require_role(req.actor, Role.clinician)
         self._require_own_visit(req.actor)  # SIG-01: by the visit's clinician
-        if self._note is None:
+        if self._visit.note is None:
             raise _reject(CONFLICT, "SIG-01 there is no note to sign yet: submit the note first")
-        if self._signature is not None:
+        if self._visit.signature is not None:
             raise _reject(CONFLICT, "the note is already signed")
         if not req.attestation:
             raise _reject(INVALID, "SIG-01 signing needs the attestation to be confirmed")
 
     @workflow.update
     async def resolve_hold(self, req: ResolveHold) -> VisitSnapshot:
-        hold = next(h for h in self._holds if h.key == req.key)
-        self._acks.append(Acknowledgement(key=req.key, rule_id=hold.rule_id, decision=req.decision,
+        hold = next(h for h in self._visit.holds if h.key == req.key)
+        self._visit.acknowledgements.append(Acknowledgement(key=req.key, rule_id=hold.rule_id, decision=req.decision,
                                           reason=req.reason, by=req.actor.username, at=workflow.now()))
         self._log(req.actor.username, f"exception_{req.decision}", f"{hold.message}: {req.reason}")
         return await self._changed()
@@ -353,7 +395,7 @@ class VisitWorkflow:
     def _validate_resolve_hold(self, req: ResolveHold) -> None:
         self._require_open()
         self._require_role(req.actor, Role.supervisor)
-        hold = next((h for h in self._holds if h.key == req.key), None)
+        hold = next((h for h in self._visit.holds if h.key == req.key), None)
         if hold is None:
             raise _reject(CONFLICT, f"no open hold {req.key!r} on this visit")
         if not hold.approvable:
@@ -364,11 +406,11 @@ class VisitWorkflow:
     @workflow.update
     async def extend_deadline(self, req: ExtendDeadline) -> VisitSnapshot:
         if req.stage == "note":
-            self._note_deadline_override = req.new_deadline
+            self._visit.note_deadline_override = req.new_deadline
         else:
-            self._sign_deadline = req.new_deadline
+            self._visit.sign_deadline = req.new_deadline
         # The new deadline gets its own reminder and escalation.
-        self._notified -= {f"{req.stage}:reminder", f"{req.stage}:escalation"}
+        self._visit.notified -= {f"{req.stage}:reminder", f"{req.stage}:escalation"}
         self._wake += 1
         self._log(req.actor.username, "deadline_extended",
                   f"{req.stage} due {req.new_deadline:%Y-%m-%d %H:%M} UTC: {req.reason}")
@@ -378,8 +420,8 @@ class VisitWorkflow:
     def _validate_extend_deadline(self, req: ExtendDeadline) -> None:
         self._require_open()
         self._require_role(req.actor, Role.supervisor)
-        waiting = (req.stage == "note" and self._note is None) or (
-            req.stage == "signature" and self._note is not None and self._signature is None)
+        waiting = (req.stage == "note" and self._visit.note is None) or (
+            req.stage == "signature" and self._visit.note is not None and self._visit.signature is None)
         if not waiting:
             raise _reject(CONFLICT, f"the visit is not waiting for its {req.stage}")
         if req.new_deadline <= workflow.now():
@@ -389,8 +431,8 @@ class VisitWorkflow:
 
     @workflow.update
     async def reassign(self, req: Reassign) -> VisitSnapshot:
-        before = self._spec.clinician_id
-        self._spec.clinician_id = req.clinician_id
+        before = self._visit.spec.clinician_id
+        self._visit.spec.clinician_id = req.clinician_id
         workflow.upsert_search_attributes([VISIT_CLINICIAN.value_set(str(req.clinician_id))])
         self._log(req.actor.username, "reassigned", f"clinician {before} -> {req.clinician_id}: {req.reason}")
         return await self._changed()
@@ -399,17 +441,17 @@ class VisitWorkflow:
     def _validate_reassign(self, req: Reassign) -> None:
         self._require_open()
         self._require_role(req.actor, Role.supervisor)
-        if self._signature is not None:
+        if self._visit.signature is not None:
             raise _reject(CONFLICT, "a signed visit cannot be reassigned; send it back first")
-        if req.clinician_id == self._spec.clinician_id:
+        if req.clinician_id == self._visit.spec.clinician_id:
             raise _reject(INVALID, "the visit is already assigned to that clinician")
         if not req.reason.strip():
             raise _reject(INVALID, "reassigning needs a reason")
 
     @workflow.update
     async def reschedule(self, req: Reschedule) -> VisitSnapshot:
-        self._spec.scheduled_start = req.scheduled_start
-        self._spec.scheduled_end = req.scheduled_end
+        self._visit.spec.scheduled_start = req.scheduled_start
+        self._visit.spec.scheduled_end = req.scheduled_end
         workflow.upsert_search_attributes([VISIT_SERVICE_DATE.value_set(req.scheduled_start)])
         self._wake += 1  # the note deadline follows the scheduled end
         self._log(req.actor.username, "rescheduled",
@@ -429,7 +471,7 @@ class VisitWorkflow:
 
     @workflow.update
     async def cancel(self, req: Cancel) -> VisitSnapshot:
-        self._cancel = req
+        self._visit.cancel = req
         self._set_state(VisitState.cancelled)
         self._log(req.actor.username, "cancelled", req.reason)
         return await self._changed()
@@ -443,8 +485,8 @@ class VisitWorkflow:
 
     @workflow.update
     async def release(self, req: Release) -> VisitSnapshot:
-        self._release = req
-        self._released_at = workflow.now()
+        self._visit.release = req
+        self._visit.released_at = workflow.now()
         self._set_state(VisitState.released)
         self._log(req.actor.username, "released", f"batch {req.batch_id}")
         return await self._changed()
@@ -452,23 +494,23 @@ class VisitWorkflow:
     @release.validator
     def _validate_release(self, req: Release) -> None:
         self._require_role(req.actor, Role.biller)  # REL-01: only a biller releases
-        if self._state == VisitState.released and self._release:
-            raise _reject(CONFLICT, f"already released by {self._release.actor.username} "
-                                    f"in batch {self._release.batch_id}")
-        if self._state == VisitState.claim_ready and self._recheck:
+        if self._visit.state == VisitState.released and self._visit.release:
+            raise _reject(CONFLICT, f"already released by {self._visit.release.actor.username} "
+                                    f"in batch {self._visit.release.batch_id}")
+        if self._visit.state == VisitState.claim_ready and self._visit.recheck:
             raise _reject(CONFLICT, "the visit is being re-checked after a change; try again in a moment")
-        if self._state != VisitState.claim_ready:
-            holds = "; ".join(h.message for h in self._holds)
-            raise _reject(CONFLICT, f"the visit is {self._state.value}, not claim_ready"
+        if self._visit.state != VisitState.claim_ready:
+            holds = "; ".join(h.message for h in self._visit.holds)
+            raise _reject(CONFLICT, f"the visit is {self._visit.state.value}, not claim_ready"
                                     + (f" (holds: {holds})" if holds else ""))
 
     @workflow.update
     async def send_back(self, req: SendBack) -> VisitSnapshot:
         # The clinician revises the note and signs again; the gates run again after that.
-        self._signature = None
-        self._sent_back = req.message
-        self._sign_deadline = workflow.now() + self._spec.timers.sign_due
-        self._notified -= {"signature:reminder", "signature:escalation"}
+        self._visit.signature = None
+        self._visit.sent_back = req.message
+        self._visit.sign_deadline = workflow.now() + self._visit.spec.timers.sign_due
+        self._visit.notified -= {"signature:reminder", "signature:escalation"}
         self._set_state(VisitState.documented)
         self._log(req.actor.username, "sent_back", req.message)
         return await self._changed()
@@ -477,7 +519,7 @@ class VisitWorkflow:
     def _validate_send_back(self, req: SendBack) -> None:
         self._require_open()
         self._require_role(req.actor, Role.biller, Role.supervisor)
-        if self._signature is None:
+        if self._visit.signature is None:
             raise _reject(CONFLICT, "the note is not signed yet; nothing to send back")
         if not req.message.strip():
             raise _reject(INVALID, "say what the clinician must fix")
@@ -488,13 +530,13 @@ class VisitWorkflow:
     def authorization_changed(self, change: AuthorizationChanged) -> None:
         """AUTH-04: an authorization touching this visit changed; check the gates again now."""
         self._log("system", "authorization_changed", f"authorization {change.authorization_id} {change.change}")
-        self._recheck = True
+        self._visit.recheck = True
 
     @workflow.signal
     def reference_data_changed(self, change: ReferenceDataChanged) -> None:
         """The patient's or payer's facts changed (e.g. the service address was corrected): check again."""
         self._log("system", "reference_data_changed", f"{change.what} {change.change}")
-        self._recheck = True
+        self._visit.recheck = True
 
     @workflow.query
     def snapshot(self) -> VisitSnapshot:
@@ -503,14 +545,21 @@ class VisitWorkflow:
     # --- helpers ----------------------------------------------------------------------------
 
     async def _changed(self) -> VisitSnapshot:
-        self._recheck = True
+        action = workflow.current_update_info()
+        if action is not None:
+            self._actions_this_run.append(action.id)
+        self._visit.recheck = True
         await self._project()
         return self._snapshot()
 
     def _require_open(self) -> None:
-        if self._state == VisitState.cancelled:
+        action = workflow.current_update_info()
+        if action is not None and action.id in self._visit.earlier_actions:
+            # Temporal answers a repeated Update id within a run; across a fresh run, we refuse it ourselves.
+            raise _reject(CONFLICT, "this action was already taken on this visit")
+        if self._visit.state == VisitState.cancelled:
             raise _reject(CONFLICT, "the visit is cancelled")
-        if self._state == VisitState.released:
+        if self._visit.state == VisitState.released:
             raise _reject(CONFLICT, "the visit is already released for billing")
 
     def _require_role(self, actor: Actor, *roles: Role) -> None:
@@ -518,7 +567,7 @@ class VisitWorkflow:
             raise _reject(FORBIDDEN, f"only {roles_phrase(roles)} can do this (you are {roles_phrase([actor.role])})")
 
     def _require_own_visit(self, actor: Actor) -> None:
-        if actor.role == Role.clinician and actor.clinician_id != self._spec.clinician_id:
+        if actor.role == Role.clinician and actor.clinician_id != self._visit.spec.clinician_id:
             raise _reject(FORBIDDEN, "this visit is assigned to another clinician")
 
     def _require_reason(self, code, text: str | None, what: str) -> None:
@@ -531,80 +580,80 @@ class VisitWorkflow:
         if not is_correction:
             return
         problem = evv_06_correction_allowed(
-            service_date(self._spec), now,
-            PayerRules(correction_window_days=self._spec.correction_window_days))
+            service_date(self._visit.spec), now,
+            PayerRules(correction_window_days=self._visit.spec.correction_window_days))
         if problem:
             raise _reject(CONFLICT, problem)
 
     def _latest(self, kind: PunchKind) -> Punch | None:
-        found = [p for p in self._punches if p.kind == kind]
+        found = [p for p in self._visit.punches if p.kind == kind]
         return found[-1] if found else None
 
     def _set_state(self, state: VisitState) -> None:
-        if state != self._state:
-            self._state = state
+        if state != self._visit.state:
+            self._visit.state = state
             workflow.upsert_search_attributes([VISIT_STATE.value_set(state.value)])
 
     def _log(self, actor: str, kind: str, detail: str = "") -> None:
-        self._timeline.append(TimelineEntry(seq=len(self._timeline) + 1, at=workflow.now(), actor=actor,
-                                            kind=kind, detail=detail, state=self._state))
+        self._visit.timeline.append(TimelineEntry(seq=len(self._visit.timeline) + 1, at=workflow.now(), actor=actor,
+                                            kind=kind, detail=detail, state=self._visit.state))
 
     async def _project(self) -> None:
         async with self._projecting:
-            self._version += 1
-            await workflow.execute_activity(
-                "project_visit", self._snapshot(), start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY)
+            self._visit.version += 1
+            await workflow.execute_activity_method(VisitActivities.project_visit, self._snapshot(),
+                                                   **ACTIVITY_OPTIONS)
 
     def _tasks(self) -> list[Task]:
-        spec, tasks = self._spec, []
-        if self._state in (VisitState.released, VisitState.cancelled):
+        spec, tasks = self._visit.spec, []
+        if self._visit.state in (VisitState.released, VisitState.cancelled):
             return tasks
-        if self._note is None or self._signature is None:
-            stage = "note" if self._note is None else "signature"
+        if self._visit.note is None or self._visit.signature is None:
+            stage = "note" if self._visit.note is None else "signature"
             due = self._deadline(stage)
-            reminded = f"{stage}:reminder" in self._notified
+            reminded = f"{stage}:reminder" in self._visit.notified
             title = ("Write the visit note" if stage == "note" else "Sign the note") + (
-                f" (sent back: {self._sent_back})" if self._sent_back else "")
+                f" (sent back: {self._visit.sent_back})" if self._visit.sent_back else "")
             tasks.append(Task(kind="write_note" if stage == "note" else "sign_note", role=Role.clinician,
                               clinician_id=spec.clinician_id, title=title, due_at=due, escalated=reminded))
-            if f"{stage}:escalation" in self._notified:
+            if f"{stage}:escalation" in self._visit.notified:
                 tasks.append(Task(kind=f"{stage}_overdue", role=Role.supervisor, clinician_id=spec.clinician_id,
                                   title=f"{'Note' if stage == 'note' else 'Signature'} overdue", due_at=due,
                                   escalated=True))
-        elif self._state == VisitState.on_hold:
-            for h in self._holds:
+        elif self._visit.state == VisitState.on_hold:
+            for h in self._visit.holds:
                 tasks.append(Task(kind=_hold_task_kind(h), role=h.role,
                                   clinician_id=spec.clinician_id if h.role == Role.clinician else None,
                                   title=h.message, hold_key=h.key))
-        elif self._state == VisitState.claim_ready:
+        elif self._visit.state == VisitState.claim_ready:
             tasks.append(Task(kind="release", role=Role.biller, title="Claim-ready: release for billing"))
         return tasks
 
     def _snapshot(self) -> VisitSnapshot:
-        r = self._gate_result
-        signed = self._signature is not None
-        hold_gates = {h.gate.value for h in self._holds} if self._state == VisitState.on_hold else set()
+        v = self._visit
+        r = v.gate_result
+        signed = v.signature is not None
+        held = v.state == VisitState.on_hold
+        hold_gates = {h.gate.value for h in v.holds} if held else set()
         checked = r is not None and signed
         gates = {
-            "documented": self._note is not None,
+            "documented": v.note is not None,
             "signed": signed,
             "authorized": checked and "authorized" not in hold_gates,
             "evv": checked and "evv" not in hold_gates,
         }
         return VisitSnapshot(
-            spec=self._spec, state=self._state, version=self._version, punches=self._punches,
-            note=self._note, signature=self._signature,
-            holds=self._holds if self._state == VisitState.on_hold else [],
-            acknowledgements=self._acks, tasks=self._tasks(), timeline=self._timeline, gates=gates,
-            note_deadline=self._deadline("note"), sign_deadline=self._sign_deadline,
+            spec=v.spec, state=v.state, version=v.version, punches=v.punches, note=v.note, signature=v.signature,
+            holds=v.holds if held else [], acknowledgements=v.acknowledgements,
+            tasks=self._tasks(), timeline=v.timeline, gates=gates,
+            note_deadline=self._deadline("note"), sign_deadline=v.sign_deadline,
             billable_units=r.billable_units if r else None,
             authorization_id=r.authorization_id if r else None,
             authorization_number=r.authorization_number if r else None,
-            release_batch_id=self._release.batch_id if self._release else None,
-            released_by=self._release.actor.username if self._release else None,
-            released_at=self._released_at,
-            cancelled_reason=self._cancel.reason if self._cancel else None,
+            release_batch_id=v.release.batch_id if v.release else None,
+            released_by=v.release.actor.username if v.release else None,
+            released_at=v.released_at,
+            cancelled_reason=v.cancel.reason if v.cancel else None,
         )
 
 
