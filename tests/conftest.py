@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from visitflow.db.session import get_engine, migrate, normalise_url
-from visitflow.db.tables import Authorization, Clinician, Patient, Payer, User
+from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, User
 from visitflow.models import Actor, Discipline, Role, Timers, VisitSpec
 from visitflow.rules.documentation import REQUIRED_NOTE_FIELDS_DEFAULT
 from visitflow.security import hash_password, token_digest
@@ -56,6 +56,17 @@ def database_url(tmp_path_factory) -> Iterator[str]:
             yield url
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'visitflow.db'}"
+
+
+@pytest.fixture
+def empty_database_url(tmp_path) -> Iterator[str]:
+    """A database of the test's own, with no tables yet, on the same kind of server as `database_url`."""
+    base = os.environ.get("VISITFLOW_TEST_DATABASE_URL", "")
+    if base.startswith("postgres"):
+        with postgres_database(base) as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
 
 
 @pytest.fixture(scope="session")
@@ -122,11 +133,13 @@ class Agency:
                                (Role.supervisor, None), (Role.biller, None), ("other", self.other_clinician)):
                 name = f"{role if isinstance(role, str) else role.value}-{tag}"
                 user = User(username=name, display_name=name, role=Role.clinician if role == "other" else role,
-                            clinician_id=clin.id if clin else None, password_hash=hash_password("pw"),
-                            api_token_hash=token_digest(f"token-{name}"))
+                            clinician_id=clin.id if clin else None, password_hash=hash_password("pw"))
                 s.add(user)
                 s.commit()
                 s.refresh(user)
+                s.add(ApiToken(user_id=user.id, name="test token", token_hash=token_digest(f"token-{name}"),
+                               prefix=f"token-{name}"[:10], created_at=datetime.now(UTC)))
+                s.commit()
                 self.users[role if isinstance(role, str) else role.value] = user
         self.tag = tag
 

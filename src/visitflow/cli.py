@@ -6,15 +6,25 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import timedelta
 
 import typer
 import uvicorn
 
 from visitflow.db.session import get_engine, migrate
 from visitflow.settings import Settings, get_settings
+from visitflow.users import count_users
+from visitflow.users_cli import users_app
 
 app = typer.Typer(help="VisitFlow: home care visits from schedule to claim, on Temporal.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 log = logging.getLogger("visitflow")
+
+
+# A clean stop (Ctrl-C, SIGTERM) ends within about 15 s with requests in flight: open requests get API_DRAIN to
+# finish, then the worker gets WORKER_DRAIN. Nothing is lost either way: visits live in Temporal.
+API_DRAIN = timedelta(seconds=5)
+WORKER_DRAIN = timedelta(seconds=7)
 
 
 class _QuietServer(uvicorn.Server):
@@ -60,7 +70,8 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
     server = None
     if run_api:
         config = uvicorn.Config(create_app(settings, client), host=settings.api_host, port=settings.api_port,
-                                log_level="warning", lifespan="on")
+                                log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=int(API_DRAIN.total_seconds()))
         server = _QuietServer(config)
         tasks.append(asyncio.create_task(server.serve(), name="api"))
     if seed:
@@ -69,15 +80,27 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
         summary = await seed_demo(settings, client)
         if summary:
             typer.echo(summary)
+    if run_api and count_users(engine) == 0:
+        typer.echo("There are no users yet. Create the first admin (it asks for a password):\n"
+                   "  visitflow users add NAME --role admin")
     typer.echo(f"VisitFlow is up: http://{settings.api_host}:{settings.api_port}  (API docs at /docs)"
                if run_api else "VisitFlow worker is running")
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     typer.echo("stopping VisitFlow...")
+    # First the API, while the worker still runs: requests in flight are waiting on visit Updates that
+    # only the worker can finish. Then the worker, which lets running activities end. Every step is bounded.
     if server:
         server.should_exit = True
+        await asyncio.wait([t for t in tasks if t.get_name() == "api"], timeout=API_DRAIN.total_seconds() + 1)
     if worker:
-        await worker.shutdown()
+        try:
+            await asyncio.wait_for(worker.shutdown(), timeout=WORKER_DRAIN.total_seconds())
+        except TimeoutError:
+            log.warning("the worker did not stop within %s; its tasks move to the next worker", WORKER_DRAIN)
+    for task in tasks:
+        if not task.done():
+            task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         if task is not stopper and task.exception():

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from visitflow.db.session import get_engine
-from visitflow.db.tables import Authorization, Clinician, Patient, Payer, User
+from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, User
 from visitflow.models import (
     Discipline,
     GeoPoint,
@@ -29,6 +29,7 @@ from visitflow.models import (
 from visitflow.security import hash_password, token_digest
 from visitflow.services import ScheduleRequest, act, actor_of, schedule_visit
 from visitflow.settings import Settings
+from visitflow.users import TOKEN_PREFIX_CHARS
 from visitflow.workflows.visit import VisitWorkflow
 
 DEMO_PASSWORD = "demo"
@@ -76,9 +77,13 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         s.flush()
         clinicians = {"Reyes": carla, "Price": devon}
         for username, name, role, clin in DEMO_USERS:
-            s.add(User(username=username, display_name=name, role=role,
-                       clinician_id=clinicians[clin].id if clin else None,
-                       password_hash=hash_password(DEMO_PASSWORD), api_token_hash=token_digest(demo_token(username))))
+            user = User(username=username, display_name=name, role=role,
+                        clinician_id=clinicians[clin].id if clin else None, password_hash=hash_password(DEMO_PASSWORD))
+            s.add(user)
+            s.flush()
+            token = demo_token(username)
+            s.add(ApiToken(user_id=user.id, name="Demo token", token_hash=token_digest(token),
+                           prefix=token[:TOKEN_PREFIX_CHARS], created_at=datetime.now(UTC)))
         today = datetime.now(UTC).date()
         s.add_all([
             Authorization(auth_number="PA-TX-24017", patient_id=patients[0].id, payer_id=tx.id, service_code="T1019",

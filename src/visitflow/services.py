@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -31,7 +32,12 @@ from visitflow.models import (
     VisitState,
 )
 from visitflow.settings import Settings
-from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
+from visitflow.workflows.visit import (
+    WORKFLOW_TASK_TIMEOUT,
+    VisitWorkflow,
+    search_attributes_for,
+    visit_workflow_id,
+)
 
 _STATUS_BY_REJECTION = {"Forbidden": 403, "Conflict": 409, "Invalid": 422}
 
@@ -103,10 +109,11 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
         minutes_min=bounds[0] if bounds else None, minutes_max=bounds[1] if bounds else None,
         scheduled_by=actor.username)
     workflow_id = visit_workflow_id(spec.visit_id)
+    session.rollback()  # hold no read transaction across the call to Temporal
     try:
         await client.start_workflow(
             VisitWorkflow.run, spec, id=workflow_id, task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            task_timeout=WORKFLOW_TASK_TIMEOUT, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             search_attributes=search_attributes_for(spec, VisitState.scheduled))
     except WorkflowAlreadyStartedError:
@@ -118,7 +125,10 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
     return VisitSnapshot(spec=spec, state=VisitState.scheduled, version=0), True
 
 
-_IDENTITY = {"patient_id", "payer_id", "service_code", "modifiers", "scheduled_start", "scheduled_end"}
+# What makes a repeated schedule request "the same visit". A retry of the same request is answered as a success;
+# the same id with any of these different is a conflict, never a silent keep-the-old.
+_IDENTITY = {"patient_id", "clinician_id", "payer_id", "service_code", "modifiers", "scheduled_start",
+             "scheduled_end"}
 
 
 async def visit_snapshot(client: Client, visit_id: str) -> VisitSnapshot:
@@ -134,18 +144,52 @@ async def visit_snapshot(client: Client, visit_id: str) -> VisitSnapshot:
 # --- human actions ------------------------------------------------------------------------
 
 
-async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, update_id: str | None = None
-              ) -> VisitSnapshot:
-    """Run one human action (a workflow Update) and return the visit as it is afterwards."""
+def update_id_for(update: Any, actor: Actor, idempotency_key: str | None) -> str | None:
+    """The Temporal Update id of a human action: the caller's key, scoped to the action and the person.
+
+    Temporal keeps each Update's outcome by id, also after the visit's workflow has closed, so a retried
+    request with the same key gets the first outcome back and the action is never applied twice.
+    """
+    if idempotency_key is None:
+        return None
+    scoped = hashlib.sha256(f"{actor.user_id}:{idempotency_key}".encode()).hexdigest()[:32]
+    return f"{update.__name__}:{scoped}"
+
+
+# A visit action normally answers in milliseconds; past this the caller is told to retry with its key.
+UPDATE_WAIT = timedelta(seconds=20)
+
+
+class MaybeApplied(VisitError):
+    """No answer in time: the action may or may not have been applied. The same key finds out which."""
+
+    def __init__(self, visit_id: str) -> None:
+        super().__init__(503, f"visit {visit_id} did not answer in time; the action may have been applied. "
+                              "Send the same request again with the same Idempotency-Key to get its outcome.")
+
+
+async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempotency_key: str | None = None,
+              update_id: str | None = None) -> VisitSnapshot:
+    """Run one human action (a workflow Update) and return the visit as it is afterwards.
+
+    With an idempotency key (or an explicit `update_id`), a repeat of the same action returns the first
+    outcome instead of acting again.
+    """
     handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+    update_id = update_id or update_id_for(update, arg.actor, idempotency_key)
     try:
-        return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot)
+        return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot,
+                                           rpc_timeout=UPDATE_WAIT)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):
             raise VisitError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message) from None
         raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise MaybeApplied(visit_id) from None
     except RPCError as err:
+        if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise MaybeApplied(visit_id) from None
         if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise
     # The workflow is gone or closed: say which, and how it ended.
@@ -170,17 +214,32 @@ class ReleaseOutcome(BaseModel):
     rejected: list[dict] = []
 
 
-async def release_visits(session: Session, client: Client, visit_ids: list[str], actor: Actor,
+def release_batch_id(actor: Actor, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return "b" + uuid.uuid4().hex[:16]
+    return "b" + hashlib.sha256(f"{actor.username}:{idempotency_key}".encode()).hexdigest()[:16]
+
+
+async def release_visits(engine: Engine, client: Client, visit_ids: list[str], actor: Actor,
                          idempotency_key: str | None = None) -> ReleaseOutcome:
     """REL-01: release claim-ready visits into a batch. Each visit is released once, whoever asks twice.
 
-    The Update id is fixed per visit ("release"), so Temporal itself answers a repeated or competing
-    release with the first one's result; we tell the caller whose batch the visit went into.
+    The batch is stored first, so a visit can never be released into a batch that does not exist, whatever
+    dies when; a retry with the same key lands in the same batch and finishes it. The Update id is fixed per
+    visit ("release"), so Temporal itself answers a repeated or competing release with the first one's
+    result; we tell the caller whose batch the visit went into.
     """
-    batch_id = ("b" + hashlib.sha256(f"{actor.username}:{idempotency_key}".encode()).hexdigest()[:16]
-                if idempotency_key else "b" + uuid.uuid4().hex[:16])
+    batch_id = release_batch_id(actor, idempotency_key)
+    visit_ids = list(dict.fromkeys(visit_ids))  # keep order, drop repeats
+    with write_session(engine) as writer:
+        batch = writer.get(ReleaseBatch, batch_id)
+        if batch is None:
+            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[])
+        batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *visit_ids]))
+        writer.add(batch)
+        writer.commit()
     outcome = ReleaseOutcome(batch_id=batch_id)
-    for visit_id in dict.fromkeys(visit_ids):  # keep order, drop repeats
+    for visit_id in visit_ids:
         try:
             snap = await act(client, visit_id, VisitWorkflow.release, Release(actor=actor, batch_id=batch_id),
                              update_id="release")
@@ -197,14 +256,11 @@ async def release_visits(session: Session, client: Client, visit_ids: list[str],
         else:
             outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
                                              "released_by": snap.released_by})
-    if outcome.released:
-        with write_session(session.get_bind()) as writer:
-            batch = writer.get(ReleaseBatch, batch_id)
-            if batch is None:
-                batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[])
-            batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *outcome.released]))
-            writer.add(batch)
-            writer.commit()
+    with write_session(engine) as writer:
+        batch = writer.get(ReleaseBatch, batch_id)
+        batch.completed_at = now_utc()
+        writer.add(batch)
+        writer.commit()
     return outcome
 
 

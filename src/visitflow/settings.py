@@ -71,6 +71,20 @@ class Settings(BaseSettings):
     seed_demo: bool = True
     secret_key: str = ""  # signs UI sessions; generated into data_dir when empty
     secure_cookies: bool = False  # true behind TLS: the session cookie is then sent over HTTPS only
+    # True only when a reverse proxy we run sits in front: the audit trail then takes the client address from
+    # the last X-Forwarded-For entry (the one that proxy added); otherwise anyone could write their own.
+    behind_proxy: bool = False
+    # Sign-in sessions: an idle browser is signed out (the usual automatic log-off for systems holding health
+    # records), and every session ends after one long shift however busy it is.
+    session_idle_timeout: Duration = timedelta(minutes=30)
+    session_max_age: Duration = timedelta(hours=12)
+    # Guessing passwords: each failed sign-in waits longer (this, doubling per consecutive failure, at most
+    # eight times it); after `signin_max_failures` in a row the account is locked for `signin_lockout`.
+    signin_failure_delay: Duration = timedelta(seconds=0.5)
+    signin_max_failures: int = Field(default=5, ge=1, le=100)
+    signin_lockout: Duration = timedelta(minutes=15)
+    # Answers to requests sent with an Idempotency-Key are replayed to retries for this long, then deleted.
+    idempotency_keep: Duration = timedelta(hours=24)
 
     # Agency policy (DOC-01, SIG-01 deadlines): configuration, not law.
     note_due: Duration = timedelta(hours=24)

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
-
-import httpx
-import pytest
-import pytest_asyncio
+from datetime import datetime, timedelta
 
 from tests.conftest import HOME, Agency
-from visitflow.api.app import create_app
-from visitflow.settings import Settings
 
 NOTE = {"tasks_performed": "Bathing", "client_condition": "Stable"}
 
 
-@pytest_asyncio.fixture
-async def api(client, database_url, tmp_path):
-    settings = Settings(database_url=database_url, task_queue="visits-test", data_dir=tmp_path)
-    app = create_app(settings, temporal=client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
-        yield http
-
-
 def as_user(agency: Agency, who: str) -> dict:
     return {"Authorization": f"Bearer {agency.token(who)}"}
-
-
-@pytest.fixture
-def t0() -> datetime:
-    """Wall-clock now: the API stamps punches with it (EVV-06, no future punches)."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 async def schedule(api, agency: Agency, start: datetime, **extra) -> dict:
@@ -82,8 +62,8 @@ async def test_idempotency_key_lands_a_retry_on_the_same_visit(api, agency, t0):
             "scheduled_end": (t0 + timedelta(days=1, hours=2)).isoformat()}
     first = await api.post("/api/visits", json=body, headers=headers)
     second = await api.post("/api/visits", json=body, headers=headers)
-    assert (first.status_code, second.status_code) == (201, 200)
-    assert first.json()["id"] == second.json()["id"] and first.json()["service_code"] == "T1019"
+    assert (first.status_code, second.status_code) == (201, 201)  # the first answer, again
+    assert first.json() == second.json() and first.json()["service_code"] == "T1019"
 
 
 async def test_authorization_cut_rechecks_a_claim_ready_visit_at_once(api, agency, t0):
@@ -216,3 +196,42 @@ async def test_ids_temporal_cannot_take_are_a_422_not_an_outage(api, agency):
     assert r.status_code in (404, 422), r.text
     r = await api.post("/api/releases", json={"visit_ids": ["x" * 65]}, headers=as_user(agency, "biller"))
     assert r.status_code == 422
+
+
+async def test_a_nul_in_the_address_is_refused_with_a_reason(api, agency):
+    """Every route with a path parameter, every method, a NUL in the parameter: a 422 that says why, never a
+    500 (PostgreSQL refuses NUL characters). The same for a query parameter."""
+    import re
+
+    paths = {p: ops for p, ops in api._transport.app.openapi()["paths"].items() if "{" in p}
+    assert len(paths) > 10
+    for template, operations in [*paths.items(), ("/visits/{visit_id}", {"get": {}})]:  # and a UI page
+        path = re.sub(r"\{[^}]+\}", "V%00-1", template)
+        for method in operations:
+            r = await api.request(method.upper(), path, json={}, headers=as_user(agency, "admin"))
+            assert r.status_code == 422 and "NUL" in r.text, (method, path, r.status_code, r.text[:200])
+    r = await api.get("/api/visits?clinician=1%00", headers=as_user(agency, "admin"))
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
+
+
+async def test_a_reassigned_visits_reminder_leaves_the_former_clinicians_inbox(api, agency, env, t0):
+    visit = await schedule(api, agency, t0 - timedelta(hours=2))
+    await until_listed(api, agency, visit["id"])
+    await env.sleep(timedelta(hours=25))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not (await api.get("/api/notifications", headers=as_user(agency, "clinician"))).json():
+        assert loop.time() < deadline, "no reminder arrived"
+        await asyncio.sleep(0.05)
+    r = await api.post(f"/api/visits/{visit['id']}/reassign", headers=as_user(agency, "supervisor"),
+                       json={"clinician_id": agency.other_clinician.id, "reason": "Devon moved to nights"})
+    assert r.status_code == 200, r.text
+    while (await api.get(f"/api/visits/{visit['id']}", headers=as_user(agency, "supervisor"))
+           ).json()["clinician_id"] != agency.other_clinician.id or (await api.get(
+               "/api/visits", headers=as_user(agency, "supervisor"), params={"clinician": agency.other_clinician.id})
+           ).json()["items"] == []:
+        assert loop.time() < deadline + 10, "the reassignment never reached the read model"
+        await asyncio.sleep(0.05)
+    assert (await api.get("/api/notifications", headers=as_user(agency, "clinician"))).json() == []
+    tasks = (await api.get("/api/tasks", headers=as_user(agency, "other"))).json()["tasks"]
+    assert [t["visit_id"] for t in tasks] == [visit["id"]]  # the work moved with the visit

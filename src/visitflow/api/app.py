@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from visitflow.api import reference, visits
+from visitflow.api import audit, idempotency, reference, users, visits
+from visitflow.api.idempotency import StoreAnswers, forget_old_answers
 from visitflow.api.text_guard import reject_unstorable_text
+from visitflow.audit import AuditMiddleware
 from visitflow.db.session import get_engine
 from visitflow.settings import Settings, get_settings
 from visitflow.temporal import connect
+from visitflow.ui import audit_page
 from visitflow.ui.views import mount_ui
 
 log = logging.getLogger("visitflow.api")
@@ -28,16 +34,23 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     async def lifespan(app: FastAPI):
         if getattr(app.state, "temporal", None) is None:
             app.state.temporal = await connect(settings)
+        housekeeping = asyncio.create_task(forget_old_answers_every(app.state.engine, settings.idempotency_keep))
         yield
+        housekeeping.cancel()
 
     app = FastAPI(title="VisitFlow", version="0.1.0", lifespan=lifespan,
                   description="Every home care visit from schedule to claim. Authenticate with "
-                              "`Authorization: Bearer <token>` (demo tokens are printed by `visitflow up`).")
+                              "`Authorization: Bearer <token>` (demo tokens are printed by `visitflow up`).\n\n"
+                              "**Retrying safely.** " + idempotency.RETRY_ADVICE)
     app.state.settings = settings
     app.state.temporal = temporal  # given by `visitflow up` and the tests; else connected at start-up
     app.state.engine = get_engine(settings.resolved_database_url)
-    app.include_router(reference.router)
-    app.include_router(visits.router)
+    # Every API route takes an Idempotency-Key: a retried state-changing request gets its first answer.
+    retry_safe = [Depends(idempotency.claim_idempotency)]
+    for api_router in (reference.router, visits.router, users.router, audit.router):
+        app.include_router(api_router, dependencies=retry_safe)
+    app.add_middleware(StoreAnswers, engine=app.state.engine)
+    app.add_exception_handler(idempotency.Replay, idempotency.replay)
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(_request: Request, exc: RequestValidationError):
@@ -53,8 +66,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         if exc.status == RPCStatusCode.INVALID_ARGUMENT:  # e.g. an id Temporal cannot take
             return JSONResponse(status_code=422, content={"detail": f"not accepted: {exc.message}"})
         log.warning("Temporal call failed on %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(status_code=503, content={
-            "detail": "the workflow service did not answer; try again shortly"})
+        return JSONResponse(status_code=503, headers={"Retry-After": "5"}, content={
+            "detail": "the workflow service did not answer; try again shortly. A state-changing request may "
+                      "have been applied: send it again with the same Idempotency-Key to get its outcome."})
 
     @app.exception_handler(Exception)
     async def no_stack_traces(request: Request, exc: Exception):
@@ -66,8 +80,22 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         return {"ok": True}
 
     mount_ui(app, settings)
-    app.middleware("http")(reject_unstorable_text)  # outermost: before sessions, CSRF and routes
+    app.include_router(audit_page.router)
+    app.middleware("http")(reject_unstorable_text)  # before sessions, CSRF and routes
+    # Outermost, so it records every answer, including the refusals of the layers above.
+    app.add_middleware(AuditMiddleware, engine=app.state.engine, behind_proxy=settings.behind_proxy)
     return app
+
+
+async def forget_old_answers_every(engine, keep: timedelta, every: timedelta = timedelta(minutes=10)) -> None:
+    """Stored answers to keyed requests are kept for `keep` (retries come within minutes), then deleted."""
+    while True:
+        try:
+            while await run_in_threadpool(forget_old_answers, engine, keep):
+                pass
+        except Exception:
+            log.exception("could not delete old idempotent answers; trying again later")
+        await asyncio.sleep(every.total_seconds())
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict]:

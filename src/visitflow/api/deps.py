@@ -8,14 +8,16 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio.client import Client
 
 from visitflow.db.session import WRITE_LOCK
 from visitflow.db.tables import User
 from visitflow.models import Role, roles_phrase
-from visitflow.security import token_digest
+from visitflow.sessions import session_user
 from visitflow.settings import Settings
+from visitflow.ui.auth import session_token
+from visitflow.users import token_user
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -53,14 +55,17 @@ _bearer = HTTPBearer(auto_error=False, description="API token of a VisitFlow use
 
 def get_current_user(request: Request, session: SessionDep,
                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
-    user: User | None = None
+    """The caller, by API token or by a signed-in UI session; 401 when the token is revoked, the session
+    ended or expired, or the account is deactivated."""
+    engine = request.app.state.engine
     if credentials is not None:
-        user = session.exec(select(User).where(User.api_token_hash == token_digest(credentials.credentials))).first()
-    elif (user_id := request.session.get("user_id") if "session" in request.scope else None) is not None:
-        user = session.get(User, user_id)  # signed-in UI session
-    if user is None or not user.active:
+        user = token_user(session, engine, credentials.credentials)
+    else:
+        user = session_user(session, engine, request.app.state.settings, session_token(request))
+    if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in or send a valid bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
+    request.state.user = user  # the audit trail records who made the request
     return user
 
 

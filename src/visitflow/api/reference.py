@@ -4,20 +4,21 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 from sqlmodel import SQLModel, func, select
 
+from visitflow.access import visible
 from visitflow.api.deps import (
     MAX_ROW_ID,
     AdminUser,
     CurrentUser,
     RowId,
     SessionDep,
-    StaffUser,
     TemporalDep,
     WriteSessionDep,
 )
+from visitflow.api.idempotency import IdempotencyDep
 from visitflow.db.tables import (
     Authorization,
     AuthorizationCreate,
@@ -48,7 +49,7 @@ class ChangeResult(BaseModel):
 
 def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQLModel], update: type[BaseModel],
                    public: type[SQLModel], visit_column=None):
-    """Create / list / get / change one kind of reference data: changed by office staff, read by staff.
+    """Create / list / get / change one kind of reference data: changed by admins, read as `access` allows.
 
     `visit_column` names the visits a change touches; those waiting on their gates check them again.
     """
@@ -56,21 +57,25 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
 
     @router.post(f"/{path}", response_model=public, status_code=status.HTTP_201_CREATED, tags=[name],
                  name=f"create_{name}")
-    def create_item(body: create, session: WriteSessionDep, _user: AdminUser):  # type: ignore[valid-type]  # noqa: F821
+    def create_item(body: create, request: Request, session: WriteSessionDep, _user: AdminUser,  # type: ignore[valid-type]  # noqa: F821
+                    idempotency: IdempotencyDep):
         item = table.model_validate(body)
         session.add(item)
+        session.flush()
+        # The answer to a retry is stored with the row, in one transaction: created once, whatever dies when.
+        answer = idempotency.answer(request, session, status.HTTP_201_CREATED, public.model_validate(item))
         session.commit()
-        session.refresh(item)
-        return item
+        return answer
 
     @router.get(f"/{path}", response_model=list[public], tags=[name], name=f"list_{name}")
-    def list_items(session: SessionDep, _user: CurrentUser, limit: int = Query(100, ge=1, le=500),
+    def list_items(session: SessionDep, user: CurrentUser, limit: int = Query(100, ge=1, le=500),
                    offset: int = Query(0, ge=0, le=1_000_000)):
-        return session.exec(select(table).order_by(table.id).offset(offset).limit(limit)).all()
+        return session.exec(select(table).where(visible(user, table)).order_by(table.id)
+                            .offset(offset).limit(limit)).all()
 
     @router.get(f"/{path}/{{item_id}}", response_model=public, tags=[name], name=f"get_{name}")
-    def get_item(item_id: RowId, session: SessionDep, _user: CurrentUser):
-        item = session.get(table, item_id)
+    def get_item(item_id: RowId, session: SessionDep, user: CurrentUser):
+        item = session.exec(select(table).where(table.id == item_id, visible(user, table))).first()
         if item is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} {item_id} not found")
         return item
@@ -168,18 +173,19 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
 
 
 @router.get("/authorizations", response_model=list[AuthorizationPublic], tags=["authorization"])
-def list_authorizations(session: SessionDep, _user: StaffUser,
+def list_authorizations(session: SessionDep, user: CurrentUser,
                         patient_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
                         limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
-    query = select(Authorization)
+    query = select(Authorization).where(visible(user, Authorization))
     if patient_id is not None:
         query = query.where(Authorization.patient_id == patient_id)
     return session.exec(query.order_by(Authorization.id).offset(offset).limit(limit)).all()
 
 
 @router.get("/authorizations/{auth_id}", response_model=AuthorizationPublic, tags=["authorization"])
-def get_authorization(auth_id: RowId, session: SessionDep, _user: StaffUser):
-    auth = session.get(Authorization, auth_id)
+def get_authorization(auth_id: RowId, session: SessionDep, user: CurrentUser):
+    auth = session.exec(select(Authorization).where(Authorization.id == auth_id,
+                                                    visible(user, Authorization))).first()
     if auth is None:
         raise HTTPException(404, f"authorization {auth_id} not found")
     return auth

@@ -1,8 +1,8 @@
 """Refuse text no database can store, before it reaches a route.
 
 PostgreSQL text and JSON cannot hold NUL characters, and nothing can store a lone UTF-16 surrogate
-("\\ud800" with no partner) as UTF-8. Such input is a client error: answer 422 with the reason
-rather than failing inside the database with a 500.
+("\\ud800" with no partner) as UTF-8. Such input is a client error, in a body or in the address (a visit
+id in the path): answer 422 with the reason rather than failing inside the database with a 500.
 """
 
 from __future__ import annotations
@@ -51,7 +51,18 @@ def unstorable_text(body: bytes, content_type: str) -> str | None:
     return None
 
 
+def unstorable_address(path: str, query: str) -> str | None:
+    """Why this address (a visit id in the path, a filter in the query) cannot be looked up, or None."""
+    for text in (path, *(s for pair in parse_qsl(query, keep_blank_values=True) for s in pair)):
+        if "\x00" in text:
+            return "the address contains a NUL character, which no record can have"
+    return None
+
+
 async def reject_unstorable_text(request: Request, call_next):
+    problem = unstorable_address(request.scope["path"], request.url.query)
+    if problem:  # a NUL in a visit id would reach PostgreSQL, which refuses it with an error
+        return JSONResponse(status_code=422, content={"detail": problem})
     if request.method in ("POST", "PUT", "PATCH"):
         problem = unstorable_text(await request.body(), request.headers.get("content-type", ""))
         if problem:

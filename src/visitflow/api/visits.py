@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlmodel import func, select
 
+from visitflow.access import sees_visit_of, visible
 from visitflow.api.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep
-from visitflow.db.tables import Clinician, Notification, User, Visit, VisitHold, VisitTask
+from visitflow.api.idempotency import Idempotency, IdempotencyDep
+from visitflow.db.tables import Clinician, Notification, Visit, VisitHold, VisitTask
 from visitflow.models import (
     Acknowledgement,
     AdjustPunch,
@@ -54,7 +56,6 @@ from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
 router = APIRouter(prefix="/api", tags=["visit"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 # --- bodies and responses -----------------------------------------------------------------
@@ -191,13 +192,10 @@ class ReleaseBody(BaseModel):
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _visible(user: User, clinician_id: int) -> bool:
-    return user.role != Role.clinician or user.clinician_id == clinician_id
-
-
-async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: BaseModel) -> VisitPublic:
+async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: BaseModel,
+               idempotency: Idempotency) -> VisitPublic:
     try:
-        snap = await act(temporal, visit_id, update, arg)
+        snap = await act(temporal, visit_id, update, arg, idempotency_key=idempotency.key)
     except VisitError as err:
         raise HTTPException(err.status, err.message) from None
     return VisitPublic.of(snap, settings)
@@ -210,14 +208,14 @@ async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: Ba
              responses={200: {"description": "The same visit was already scheduled (a retried request)"}})
 async def create_visit(body: VisitCreate, response: Response, session: SessionDep, temporal: TemporalDep,
                        settings: SettingsDep, user: CurrentUser,
-                       idempotency_key: IdempotencyKey = None):
+                       idempotency: IdempotencyDep):
     """Schedule a visit: starts its VisitWorkflow (id `visit-<visit id>`)."""
     if user.role not in (Role.admin, Role.supervisor):
         raise HTTPException(403, "only an admin or a supervisor can schedule visits "
                                  f"(you are {roles_phrase([user.role])})")
     try:
         snap, created = await schedule_visit(session, temporal, settings, ScheduleRequest(**body.model_dump()),
-                                             actor_of(user), idempotency_key)
+                                             actor_of(user), idempotency.key)
     except VisitError as err:
         raise HTTPException(err.status, err.message) from None
     if not created:
@@ -233,9 +231,7 @@ def list_visits(session: SessionDep, user: CurrentUser,
                 date_to: date | None = None, has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500),
                 offset: int = Query(0, ge=0, le=1_000_000)):
     """Visits from the read model. A clinician only ever sees their own."""
-    if user.role == Role.clinician:
-        clinician = user.clinician_id
-    conditions = []
+    conditions = [visible(user, Visit)]
     for column, value in ((Visit.state, state), (Visit.clinician_id, clinician), (Visit.payer_id, payer),
                           (Visit.patient_id, patient)):
         if value is not None:
@@ -264,97 +260,111 @@ async def get_visit(visit_id: str, session: SessionDep, temporal: TemporalDep, s
             snap = await visit_snapshot(temporal, visit_id)
         except VisitError as err:
             raise HTTPException(err.status, err.message) from None
-    if not _visible(user, snap.spec.clinician_id):
+    if not sees_visit_of(user, snap.spec.clinician_id):
         raise HTTPException(404, f"visit {visit_id} not found")
     return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/punches", response_model=VisitPublic)
 async def record_punch(visit_id: str, body: PunchInput, temporal: TemporalDep, settings: SettingsDep,
-                       user: CurrentUser):
+                       user: CurrentUser, idempotency: IdempotencyDep):
     """Record an EVV clock-in or clock-out. A manual entry needs a reason code (EVV-04)."""
     body = body.model_copy(update={"at": as_utc(body.at)})
     return await _run(temporal, settings, visit_id, VisitWorkflow.record_punch,
-                      RecordPunch(actor=actor_of(user), punch=body, now=now_utc()))
+                      RecordPunch(actor=actor_of(user), punch=body, now=now_utc()), idempotency)
 
 
 @router.post("/visits/{visit_id}/punches/{seq}/adjustments", response_model=VisitPublic)
 async def adjust_punch(visit_id: str, seq: Annotated[int, Path(ge=1, le=1000)], body: AdjustmentBody,
                        temporal: TemporalDep,
-                       settings: SettingsDep, user: CurrentUser):
+                       settings: SettingsDep, user: CurrentUser,
+                       idempotency: IdempotencyDep):
     """Correct a punch's time; the original stays beside the correction (EVV-04, EVV-06)."""
     return await _run(temporal, settings, visit_id, VisitWorkflow.adjust_punch, AdjustPunch(
         actor=actor_of(user), seq=seq, adjusted_at=as_utc(body.adjusted_at), reason_code=body.reason_code,
-        reason_text=body.reason_text, now=now_utc()))
+        reason_text=body.reason_text, now=now_utc()), idempotency)
 
 
 @router.post("/visits/{visit_id}/note", response_model=VisitPublic)
 async def submit_note(visit_id: str, body: NoteBody, temporal: TemporalDep, settings: SettingsDep,
-                      user: CurrentUser):
+                      user: CurrentUser,
+                      idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.submit_note,
-                      SubmitNote(actor=actor_of(user), fields=body.fields))
+                      SubmitNote(actor=actor_of(user), fields=body.fields), idempotency)
 
 
 @router.post("/visits/{visit_id}/signature", response_model=VisitPublic)
 async def sign_note(visit_id: str, body: SignatureBody, temporal: TemporalDep, settings: SettingsDep,
-                    user: CurrentUser):
+                    user: CurrentUser,
+                    idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.sign_note,
-                      SignNote(actor=actor_of(user), attestation=body.attestation))
+                      SignNote(actor=actor_of(user), attestation=body.attestation), idempotency)
 
 
 @router.post("/visits/{visit_id}/exceptions", response_model=VisitPublic)
 async def decide_exception(visit_id: str, body: ExceptionDecisionBody, temporal: TemporalDep,
-                           settings: SettingsDep, user: CurrentUser):
+                           settings: SettingsDep, user: CurrentUser,
+                           idempotency: IdempotencyDep):
     """A supervisor approves or rejects an EVV or visit-time exception, with a reason."""
     return await _run(temporal, settings, visit_id, VisitWorkflow.resolve_hold,
-                      ResolveHold(actor=actor_of(user), **body.model_dump()))
+                      ResolveHold(actor=actor_of(user), **body.model_dump()), idempotency)
 
 
 @router.post("/visits/{visit_id}/deadline", response_model=VisitPublic)
 async def extend_deadline(visit_id: str, body: DeadlineBody, temporal: TemporalDep, settings: SettingsDep,
-                          user: CurrentUser):
+                          user: CurrentUser,
+                          idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.extend_deadline, ExtendDeadline(
-        actor=actor_of(user), stage=body.stage, new_deadline=as_utc(body.new_deadline), reason=body.reason))
+        actor=actor_of(user), stage=body.stage, new_deadline=as_utc(body.new_deadline), reason=body.reason),
+        idempotency)
 
 
 @router.post("/visits/{visit_id}/reassign", response_model=VisitPublic)
 async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, temporal: TemporalDep,
-                   settings: SettingsDep, user: CurrentUser):
+                   settings: SettingsDep, user: CurrentUser,
+                   idempotency: IdempotencyDep):
     if session.get(Clinician, body.clinician_id) is None:
         raise HTTPException(422, f"clinician {body.clinician_id} does not exist")
     return await _run(temporal, settings, visit_id, VisitWorkflow.reassign,
-                      Reassign(actor=actor_of(user), **body.model_dump()))
+                      Reassign(actor=actor_of(user), **body.model_dump()), idempotency)
 
 
 @router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
 async def reschedule(visit_id: str, body: RescheduleBody, temporal: TemporalDep, settings: SettingsDep,
-                     user: CurrentUser):
+                     user: CurrentUser,
+                     idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
         actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
-        scheduled_end=as_utc(body.scheduled_end), reason=body.reason))
+        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency)
 
 
 @router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)
 async def cancel(visit_id: str, body: ReasonBody, temporal: TemporalDep, settings: SettingsDep,
-                 user: CurrentUser):
+                 user: CurrentUser,
+                 idempotency: IdempotencyDep):
     """Cancel a visit; a cancelled visit never becomes claim-ready."""
     return await _run(temporal, settings, visit_id, VisitWorkflow.cancel,
-                      Cancel(actor=actor_of(user), reason=body.reason))
+                      Cancel(actor=actor_of(user), reason=body.reason), idempotency)
 
 
 @router.post("/visits/{visit_id}/send-back", response_model=VisitPublic)
 async def send_back(visit_id: str, body: SendBackBody, temporal: TemporalDep, settings: SettingsDep,
-                    user: CurrentUser):
+                    user: CurrentUser,
+                    idempotency: IdempotencyDep):
     """Send a signed visit back to its clinician with a message; they revise and sign again."""
     return await _run(temporal, settings, visit_id, VisitWorkflow.send_back,
-                      SendBack(actor=actor_of(user), message=body.message))
+                      SendBack(actor=actor_of(user), message=body.message), idempotency)
 
 
 @router.post("/releases", response_model=ReleaseOutcome)
-async def release(body: ReleaseBody, session: SessionDep, temporal: TemporalDep, user: BillerUser,
-                  idempotency_key: IdempotencyKey = None):
-    """REL-01: release claim-ready visits into a batch; each visit is released exactly once."""
-    return await release_visits(session, temporal, body.visit_ids, actor_of(user), idempotency_key)
+async def release(body: ReleaseBody, request: Request, temporal: TemporalDep, user: BillerUser,
+                  idempotency: IdempotencyDep):
+    """REL-01: release claim-ready visits into a batch; each visit is released exactly once.
+
+    The batch is stored before any visit is released; with an `Idempotency-Key`, a retry lands in the same
+    batch and finishes it."""
+    return await release_visits(request.app.state.engine, temporal, body.visit_ids, actor_of(user),
+                                idempotency.key)
 
 
 # --- work queues --------------------------------------------------------------------------
@@ -401,16 +411,17 @@ def my_notifications(session: SessionDep, user: CurrentUser, limit: int = Query(
     """Reminders and escalations sent to the caller's role (a clinician: only their own), newest first."""
     query = select(Notification).where(Notification.role == user.role)
     if user.role == Role.clinician:
-        query = query.where(Notification.clinician_id == user.clinician_id)
+        # Only visits still theirs: after a reassign, the reminder stays with the visit, not the former clinician.
+        query = query.join(Visit, Visit.id == Notification.visit_id).where(
+            Notification.clinician_id == user.clinician_id, Visit.clinician_id == user.clinician_id)
     return session.exec(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)).all()
 
 
 @router.get("/tasks", response_model=WorkQueue, tags=["task"])
 def my_tasks(session: SessionDep, user: CurrentUser, limit: int = Query(200, ge=1, le=1000)):
     """The caller's work queue, most urgent first (escalated, then earliest deadline)."""
-    query = select(VisitTask, Visit).join(Visit, Visit.id == VisitTask.visit_id).where(VisitTask.role == user.role)
-    if user.role == Role.clinician:
-        query = query.where(VisitTask.clinician_id == user.clinician_id)
+    query = (select(VisitTask, Visit).join(Visit, Visit.id == VisitTask.visit_id)
+             .where(VisitTask.role == user.role, visible(user, Visit)))  # a clinician: their own visits only
     query = query.order_by(VisitTask.escalated.desc(), VisitTask.due_at.is_(None), VisitTask.due_at,
                            Visit.scheduled_start).limit(limit)
     tasks = [TaskPublic(visit_id=t.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id, title=t.title,

@@ -7,6 +7,7 @@ Reference data follows the Base / Create / Public split: `XBase` holds the field
 
 from __future__ import annotations
 
+import re
 from copy import copy
 from datetime import date, datetime
 from typing import Annotated
@@ -35,24 +36,116 @@ def partial(model: type[SQLModel], name: str) -> type[BaseModel]:
 
 # --- people -------------------------------------------------------------------------------
 
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]*$"  # stored lower-case: "Carla" and "carla" are one person
 
-class User(SQLModel, table=True):
+
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip() if value is not None else None
+
+
+class UserBase(SQLModel):
+    display_name: str = Field(min_length=1, max_length=120)
+    role: Role
+    clinician_id: int | None = Field(default=None, foreign_key="clinician.id", ge=1, le=2_147_483_647)
+
+    _display_name = field_validator("display_name")(_not_blank)
+
+
+class User(UserBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, index=True, max_length=80)
-    display_name: str = Field(max_length=120)
-    role: Role
-    clinician_id: int | None = Field(default=None, foreign_key="clinician.id")
     password_hash: str
-    api_token_hash: str | None = Field(default=None, unique=True, index=True)
     active: bool = True
+    # Consecutive failed sign-ins since the last success (or lock); at the limit the account locks until then.
+    failed_signins: int = 0
+    locked_until: datetime | None = None
+    last_signed_in_at: datetime | None = None
 
 
-class UserPublic(SQLModel):
+class UserCreate(UserBase):
+    username: str = Field(min_length=1, max_length=80)
+    password: str = Field(min_length=8, max_length=256)
+
+    @field_validator("username", mode="before")
+    @classmethod
+    def _lower_case(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("username")
+    @classmethod
+    def _username_characters(cls, v: str) -> str:
+        if not re.match(USERNAME_PATTERN, v):
+            raise ValueError("use letters, digits and . _ @ + - only, starting with a letter or digit")
+        return v
+
+
+class UserUpdate(SQLModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=120)
+    role: Role | None = None
+    clinician_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    active: bool | None = None
+
+    _display_name = field_validator("display_name")(_not_blank)
+
+
+class UserPublic(UserBase):
     id: int
     username: str
-    display_name: str
-    role: Role
-    clinician_id: int | None
+    active: bool
+    failed_signins: int
+    locked_until: datetime | None
+    last_signed_in_at: datetime | None
+
+
+class PasswordReset(SQLModel):
+    password: str = Field(min_length=8, max_length=256)
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser. The cookie carries a random token; only its SHA-256 digest is stored here, so
+    neither a copy of the database nor of this table lets anyone sign in. `ended_at` is set on sign-out,
+    expiry or deactivation; an ended session never comes back."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    created_at: datetime
+    last_seen_at: datetime
+    ended_at: datetime | None = None
+    client_address: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=300)
+
+
+class ApiTokenCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=80)  # what it is for, e.g. "EVV aggregator sync"
+
+
+class ApiToken(ApiTokenCreate, table=True):
+    """A bearer token for the API. Shown once when issued; stored as its SHA-256 digest."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    # The token's first characters, to tell tokens apart; None for tokens moved from the old user column.
+    prefix: str | None = Field(default=None, max_length=16)
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiTokenPublic(ApiTokenCreate):
+    id: int
+    user_id: int
+    prefix: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenIssued(ApiTokenPublic):
+    token: str  # the only time it is ever shown
 
 
 class PatientBase(SQLModel):
@@ -263,12 +356,41 @@ class VisitTask(SQLModel, table=True):
 
 
 class ReleaseBatch(SQLModel, table=True):
-    """A biller's release of claim-ready visits; becomes a claim file in the claims issue."""
+    """A biller's release of claim-ready visits; becomes a claim file in the claims issue.
+
+    Written before any visit is released (REL-01), so no visit is ever released into a batch that is not
+    stored. `visit_ids` are the visits the biller put in the batch; which of them were released into it is on
+    each visit (`visit.release_batch_id`, written by the projection). `completed_at` is set once every visit
+    in it has answered; a batch without it was interrupted and is finished by retrying with the same key.
+    """
 
     id: str = Field(primary_key=True, max_length=64)
     created_by: str = Field(max_length=80)
     created_at: datetime
     visit_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    completed_at: datetime | None = None
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """One state-changing API request sent with an `Idempotency-Key`, and the answer it got.
+
+    A retry with the same key, from the same user, to the same method and path gets this answer again
+    (same status, same body) instead of acting twice. While the first request runs, `locked_until` holds
+    the key for it; a request that died leaves a lock that simply expires.
+    """
+
+    __table_args__ = (UniqueConstraint("user_id", "method", "path", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(index=True)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=300)
+    key: str = Field(max_length=200)
+    request_digest: str = Field(max_length=64)  # SHA-256 of the body: the same key with another body is refused
+    created_at: datetime = Field(index=True)
+    locked_until: datetime | None = None
+    status: int | None = None  # None while the first request is still running
+    content_type: str | None = Field(default=None, max_length=100)
+    body: str | None = None
 
 
 class Notification(SQLModel, table=True):
@@ -282,3 +404,39 @@ class Notification(SQLModel, table=True):
     message: str
     created_at: datetime
     dedupe_key: str = Field(unique=True, max_length=120)
+
+
+# --- audit trail ----------------------------------------------------------------------------
+
+
+class AuditEventBase(SQLModel):
+    at: datetime = Field(index=True)
+    user_id: int | None = None  # no foreign key: the record must outlive any change to the user
+    username: str | None = Field(default=None, max_length=80)  # for a failed sign-in: the name that was tried
+    action: str = Field(max_length=40)  # in plain words: signed_in, viewed_patient, recorded_punch, ...
+    method: str = Field(max_length=10)
+    path: str = Field(max_length=500)
+    status: int
+    visit_id: str | None = Field(default=None, max_length=64)
+    patient_id: int | None = None
+    client_ip: str | None = Field(default=None, max_length=64)
+
+
+class AuditEvent(AuditEventBase, table=True):
+    """Who signed in, looked at a patient or a visit, or acted: when, from where, and what came of it.
+
+    Append-only: the database itself refuses UPDATE and DELETE (triggers in migration 0004). Written only by
+    `visitflow.audit.AuditMiddleware`. Admins search it newest first by id, so each filter's index ends in id.
+    """
+
+    __table_args__ = (
+        Index("ix_auditevent_username_id", "username", "id"),
+        Index("ix_auditevent_patient_id_id", "patient_id", "id"),
+        Index("ix_auditevent_visit_id_id", "visit_id", "id"),
+        Index("ix_auditevent_action_id", "action", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class AuditEventPublic(AuditEventBase):
+    id: int

@@ -1,8 +1,14 @@
 """Who is signed in to the UI, and proof that a state-changing request came from our own pages.
 
-Sessions are Starlette's signed cookie (itsdangerous): HttpOnly, SameSite=Lax. Every POST/PUT/PATCH/DELETE
-that rides on that cookie must also carry the session's CSRF token, in the `X-CSRF-Token` header (htmx
-sends it from `hx-headers` on <body>) or in a `csrf_token` form field (plain forms: sign-in, sign-out).
+The cookie is Starlette's signed session cookie (itsdangerous): HttpOnly, SameSite=Lax. It holds two
+random values: the sign-in session's token and the CSRF token. Whether someone is signed in is decided on
+the server, by the `UserSession` row the token's digest names (visitflow.sessions): signing out, expiry and
+deactivation end that row, so a copied cookie stops working at once. Starlette's middleware stays for what
+it does well, signing the cookie (a forged one never reaches the database) and keeping the CSRF token.
+
+Every POST/PUT/PATCH/DELETE that rides on that cookie must also carry the session's CSRF token, in the
+`X-CSRF-Token` header (htmx sends it from `hx-headers` on <body>) or in a `csrf_token` form field (plain
+forms: sign-in, sign-out).
 """
 
 from __future__ import annotations
@@ -16,19 +22,18 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from fastapi import Request
-from sqlmodel import Session
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visitflow.db.tables import User
-from visitflow.security import hash_password, verify_password
+from visitflow.sessions import end_session, start_session
 from visitflow.settings import Settings
 
 log = logging.getLogger("visitflow.ui")
 
 SESSION_COOKIE = "visitflow_session"
-SESSION_MAX_AGE = 12 * 3600  # one long shift; after that, sign in again
+SESSION_TOKEN_KEY = "session"  # the sign-in session's token, in the signed cookie
 CSRF_SESSION_KEY = "csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -64,32 +69,23 @@ def csrf_token(request: Request) -> str:
     return token
 
 
+def session_token(request: Request) -> str | None:
+    return request.session.get(SESSION_TOKEN_KEY) if "session" in request.scope else None
+
+
 def sign_in(request: Request, user: User) -> None:
     # A fresh session on sign-in: nothing from before (including the CSRF token) carries over.
+    end_session(request.app.state.engine, session_token(request))
     request.session.clear()
-    request.session["user_id"] = user.id
+    request.session[SESSION_TOKEN_KEY] = start_session(
+        request.app.state.engine, user, request.client.host if request.client else None,
+        request.headers.get("user-agent"))
     csrf_token(request)
 
 
 def sign_out(request: Request) -> None:
+    end_session(request.app.state.engine, session_token(request))
     request.session.clear()
-
-
-_DUMMY_HASH: str | None = None
-
-
-def check_password(session: Session, username: str, password: str) -> User | None:
-    """The active user with this name and password, or None. Takes as long for unknown names."""
-    global _DUMMY_HASH
-    from sqlmodel import select
-
-    user = session.exec(select(User).where(User.username == username.strip())).first()
-    if user is None or not user.active:
-        # Verify against a throwaway hash so a wrong name is not faster than a wrong password.
-        _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_hex(8))
-        verify_password(_DUMMY_HASH, password)
-        return None
-    return user if verify_password(user.password_hash, password) else None
 
 
 class CSRFMiddleware:
@@ -110,7 +106,7 @@ class CSRFMiddleware:
             return
         headers = Headers(scope=scope)
         session = scope.get("session") or {}
-        if scope["path"].startswith("/api/") and ("authorization" in headers or not session.get("user_id")):
+        if scope["path"].startswith("/api/") and ("authorization" in headers or not session.get(SESSION_TOKEN_KEY)):
             await self.app(scope, receive, send)
             return
         sent = headers.get(CSRF_HEADER)

@@ -16,6 +16,9 @@ from visitflow.rules.documentation import missing_note_fields
 from visitflow.ui.present import Clock, field_label
 
 FORM = "_form"  # the error that belongs to the form as a whole, shown beside its submit button
+# Every action form carries a key made when the form is drawn (and kept when it is drawn again with an
+# error), so a double click or a resend after a lost answer acts once: it becomes the Update id.
+ACTION_KEY = "idempotency_key"
 _ROW_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 
@@ -64,9 +67,14 @@ class FormState:
     def ok(self) -> bool:
         return not self.errors
 
+    @property
+    def key(self) -> str | None:
+        """The action's idempotency key, as drawn into the form (None from an old page without one)."""
+        return self.v(ACTION_KEY).strip()[:200] or None
+
 
 def read_form(form, names: list[str]) -> FormState:
-    return FormState(values={n: str(form.get(n, "") or "") for n in names})
+    return FormState(values={n: str(form.get(n, "") or "") for n in [*names, ACTION_KEY]})
 
 
 @dataclass

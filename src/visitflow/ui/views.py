@@ -6,6 +6,7 @@ answers with a partial: the updated panel or row, or the same form with the prob
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,13 +21,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from visitflow.access import sees_visit_of
 from visitflow.api.deps import SessionDep, TemporalDep
 from visitflow.db.tables import Clinician, User, Visit
 from visitflow.models import (
@@ -47,16 +49,16 @@ from visitflow.models import (
     VisitState,
 )
 from visitflow.services import VisitError, act, actor_of, now_utc, release_visits
+from visitflow.sessions import session_user
 from visitflow.settings import Settings
 from visitflow.ui import queries
 from visitflow.ui.auth import (
     CSRF_FIELD,
     SESSION_COOKIE,
-    SESSION_MAX_AGE,
     CSRFMiddleware,
-    check_password,
     csrf_token,
     session_secret,
+    session_token,
     sign_in,
     sign_out,
 )
@@ -79,6 +81,7 @@ from visitflow.ui.present import (
     field_label,
     human_duration,
 )
+from visitflow.users import attempt_sign_in
 from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
 log = logging.getLogger("visitflow.ui")
@@ -94,7 +97,8 @@ NAV = {  # each role's pages, its home first
     Role.clinician: [("My tasks", "/tasks")],
     Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Dashboard", "/dashboard")],
     Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Dashboard", "/dashboard")],
-    Role.admin: [("Dashboard", "/dashboard"), ("Holds", "/holds")],
+    Role.admin: [("Dashboard", "/dashboard"), ("Holds", "/holds"), ("Users", "/admin/users"),
+                 ("Audit", "/admin/audit")],
 }
 
 # htmx swaps 4xx answers too: they carry the form again with the problem next to the field.
@@ -138,6 +142,7 @@ class UIState:
             PUNCH_LABELS=PUNCH_LABELS, RULES=RULES, GATES=GATES, FORM=FORM, CSRF_FIELD=CSRF_FIELD,
             note_field_name=note_field_name, human_duration=human_duration, static=self.static_url,
             htmx_url=f"{HTMX_URL}?v={self.htmx_version}" if htmx else None, htmx_config=HTMX_CONFIG,
+            new_key=lambda: uuid.uuid4().hex,
             money=lambda cents: f"${cents / 100:,.2f}" if cents is not None else "—",
             human_duration_h=_hours_in_words, blank=FormState, visit_target=Target,
             row_target=lambda row_id: Target("row", row_id))
@@ -195,9 +200,9 @@ class SignInRequired(Exception):
 
 
 def signed_in_user(request: Request, session: SessionDep) -> User:
-    user_id = request.session.get("user_id")
-    user = session.get(User, user_id) if user_id is not None else None
-    if user is None or not user.active:
+    # The session row decides, not the cookie: signed out, expired or deactivated means not signed in.
+    user = session_user(session, request.app.state.engine, get_ui(request).settings, session_token(request))
+    if user is None:
         raise SignInRequired()
     request.state.user = user
     return user
@@ -227,7 +232,7 @@ SendBackUser = Annotated[User, role_page(Role.supervisor, Role.biller)]
 def visible_visit(session: Session, user: User, visit_id: str, with_events: bool = True) -> queries.VisitView:
     """The visit, if this person may see it. A clinician sees only their own: others do not exist (404)."""
     view = queries.load_visit(session, visit_id, with_events)
-    if view is None or (user.role == Role.clinician and user.clinician_id != view.snap.spec.clinician_id):
+    if view is None or not sees_visit_of(user, view.snap.spec.clinician_id):
         raise HTTPException(404, f"There is no visit {visit_id} for you to see.")
     return view
 
@@ -251,27 +256,42 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/signin")
-def signin_page(request: Request, session: SessionDep, next: str = "/", signed_out: bool = False) -> Response:
-    user_id = request.session.get("user_id")
-    if user_id is not None and (user := session.get(User, user_id)) and user.active:
+def signin_page(request: Request, session: SessionDep, ui: UIDep, next: str = "/",
+                signed_out: bool = False) -> Response:
+    if session_user(session, request.app.state.engine, ui.settings, session_token(request)) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return render(request, "signin.html", {"f": FormState(), "next": _safe_next(next), "signed_out": signed_out})
 
 
 @router.post("/signin")
-async def signin(request: Request, session: SessionDep) -> Response:
+async def signin(request: Request, session: SessionDep, ui: UIDep) -> Response:
     form = await request.form()
     f = read_form(form, ["username", "password", "next"])
     username = f.need("username", "Enter your username.")
     password = f.need("password", "Enter your password.")
-    user = check_password(session, username, password) if f.ok else None
-    if user is None:
-        if f.ok:
+    status, user = 401, None
+    if f.ok:
+        # Hashing and the database run in a worker thread, and the wait below is a sleep on the loop:
+        # a burst of guesses slows down only the guesser.
+        outcome = await run_in_threadpool(attempt_sign_in, session, request.app.state.engine, ui.settings,
+                                          username, password)
+        user = outcome.user
+        if outcome.locked_until is not None:
+            status = 429
+            # Whole minutes, rounded up: "15 min" right after the lock, never "0 min".
+            left = int((outcome.locked_until - now_utc()).total_seconds())
+            wait = human_duration(timedelta(minutes=max(1, -(-left // 60))))
+            f.errors[FORM] = (f"This account is locked after too many failed sign-ins. Try again in {wait} "
+                              f"(at {ui.clock.clock(outcome.locked_until)}), or ask the office to unlock it.")
+        elif user is None:
+            await asyncio.sleep(outcome.delay.total_seconds())
             f.errors["password"] = "That username and password do not match an active account."
+    if user is None:
         f.values["password"] = ""  # never echo a password back into the page
         return render(request, "signin.html", {"f": f, "next": _safe_next(f.v("next")), "signed_out": False},
-                      status=401)
-    sign_in(request, user)
+                      status=status)
+    await run_in_threadpool(sign_in, request, user)
+    request.state.user = user  # the audit trail records who signed in
     log.info("%s signed in", user.username)
     return RedirectResponse(_safe_next(f.v("next")) if f.v("next") not in ("", "/") else NAV[user.role][0][1],
                             status_code=303)
@@ -450,7 +470,8 @@ async def submit_note(visit_id: str, request: Request, session: SessionDep, temp
     f.errors.update({note_field_name(n): msg for n, msg in note_errors(fields, required).items()})
     ctx = {"view": view, "snap": view.snap, "draft_key": f"{user.id}:{visit_id}"}
     result = await perform(request, "_form_note.html", ctx, f, {}, lambda: act(
-        temporal, visit_id, VisitWorkflow.submit_note, SubmitNote(actor=actor_of(user), fields=fields)))
+        temporal, visit_id, VisitWorkflow.submit_note, SubmitNote(actor=actor_of(user), fields=fields),
+        idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, Target(), result, "Note submitted. Sign it to send it on.", clear_draft=True)
@@ -467,7 +488,7 @@ async def sign_note(visit_id: str, request: Request, session: SessionDep, tempor
     result = await perform(request, "_form_sign.html", {"view": view, "snap": view.snap}, f,
                            {"attestation": "attestation"},
                            lambda: act(temporal, visit_id, VisitWorkflow.sign_note,
-                                       SignNote(actor=actor_of(user), attestation=True)))
+                                       SignNote(actor=actor_of(user), attestation=True), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, Target(), result, "Signed. The visit is being checked for billing.")
@@ -493,7 +514,7 @@ async def adjust_punch(visit_id: str, request: Request, session: SessionDep, tem
         {**_TIME_WORDS, "in the future": "adjusted_at"},
         lambda: act(temporal, visit_id, VisitWorkflow.adjust_punch, AdjustPunch(
             actor=actor_of(user), seq=int(f.v("seq")), adjusted_at=adjusted_at, reason_code=code,
-            reason_text=f.v("reason_text").strip() or None, now=now_utc())))
+            reason_text=f.v("reason_text").strip() or None, now=now_utc()), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, Target(), result,
@@ -519,7 +540,7 @@ async def add_punch(visit_id: str, request: Request, session: SessionDep, tempor
         lambda: act(temporal, visit_id, VisitWorkflow.record_punch, RecordPunch(
             actor=actor_of(user), now=now_utc(), punch=PunchInput(
                 kind=kind, at=at, method=PunchMethod.manual, reason_code=code,
-                reason_text=f.v("reason_text").strip() or None))))
+                reason_text=f.v("reason_text").strip() or None)), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, Target(), result,
@@ -540,7 +561,8 @@ async def decide_exception(visit_id: str, request: Request, session: SessionDep,
     ctx = {"view": view, "visit_id": visit_id, "hold": hold, "hold_key": f.v("key"), "target": target}
     result = await perform(request, "_form_decision.html", ctx, f, {"needs a reason": "reason"},
                            lambda: act(temporal, visit_id, VisitWorkflow.resolve_hold, ResolveHold(
-                               actor=actor_of(user), key=f.v("key"), decision=f.v("decision"), reason=reason)))
+                               actor=actor_of(user), key=f.v("key"), decision=f.v("decision"), reason=reason),
+                               idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     verb = "Approved" if f.v("decision") == "approved" else "Rejected (sent back to the clinician)"
@@ -563,7 +585,8 @@ async def extend_deadline(visit_id: str, request: Request, session: SessionDep, 
     result = await perform(request, "_form_extend.html", ctx, f,
                            {"in the future": "new_deadline", "needs a reason": "reason"},
                            lambda: act(temporal, visit_id, VisitWorkflow.extend_deadline, ExtendDeadline(
-                               actor=actor_of(user), stage=f.v("stage"), new_deadline=new_deadline, reason=reason)))
+                               actor=actor_of(user), stage=f.v("stage"), new_deadline=new_deadline, reason=reason),
+                               idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, target, result,
@@ -586,7 +609,8 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
     result = await perform(request, "_form_reassign.html", ctx, f,
                            {"already assigned": "clinician_id", "needs a reason": "reason"},
                            lambda: act(temporal, visit_id, VisitWorkflow.reassign, Reassign(
-                               actor=actor_of(user), clinician_id=clinician.id, reason=reason)))
+                               actor=actor_of(user), clinician_id=clinician.id, reason=reason),
+                               idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, target, result,
@@ -604,7 +628,7 @@ async def send_back(visit_id: str, request: Request, session: SessionDep, tempor
     ctx = {"view": view, "visit_id": visit_id, "target": target}
     result = await perform(request, "_form_send_back.html", ctx, f, {"what the clinician must fix": "message"},
                            lambda: act(temporal, visit_id, VisitWorkflow.send_back,
-                                       SendBack(actor=actor_of(user), message=message)))
+                                       SendBack(actor=actor_of(user), message=message), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, target, result,
@@ -702,8 +726,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       {**context, "error": "Tick at least one visit to release."}, status=422)
     # The key is fixed when the page is drawn: a double click or a retry lands in the same batch.
     key = str(form.get("release_key") or "") or uuid.uuid4().hex
-    outcome = await release_and_record(request.app.state.engine, temporal, visit_ids, actor_of(user), key)
-    session.rollback()
+    outcome = await release_visits(request.app.state.engine, temporal, visit_ids, actor_of(user), key)
+    session.rollback()  # end the read transaction begun before the release, so reads see the projections
     if form.get("context") == "visit" and len(visit_ids) == 1:
         view = visible_visit(session, user, visit_ids[0], with_events=False)
         message = _release_sentence(outcome)
@@ -712,24 +736,6 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
     return render(request, "_release_outcome.html", {
         **context, "outcome": outcome, "flash": _release_sentence(outcome),
         "ready": queries.ready_to_bill(session, filters, page)}, headers={"HX-Trigger": "queue-changed"})
-
-
-async def release_and_record(engine, temporal, visit_ids: list[str], actor, key: str):
-    """services.release_visits with a session of its own, begun only after the releases.
-
-    The request's session has been reading since sign-in was checked; on SQLite that read snapshot
-    goes stale while the workflows project the releases, and writing the batch with it fails at once
-    ("database is locked"). Releasing is idempotent by key, so one retry with a fresh session is safe.
-    """
-    for attempt in (1, 2):
-        with Session(engine) as fresh:
-            try:
-                return await release_visits(fresh, temporal, visit_ids, actor, idempotency_key=key)
-            except OperationalError:
-                if attempt == 2:
-                    raise
-                log.warning("recording release batch for %s hit a busy database; trying once more", key)
-    raise AssertionError("unreachable")
 
 
 def _release_sentence(outcome) -> str:
@@ -910,6 +916,9 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     ui = UIState(settings, htmx)
     app.state.ui = ui
     app.include_router(router)
+    from visitflow.ui.admin import router as admin_router  # here: the admin pages build on this module
+
+    app.include_router(admin_router)
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")
 
     def csrf_rejection(scope: Scope, reason: str) -> Response:
@@ -922,5 +931,6 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(ServerTiming)
     app.add_middleware(CSRFMiddleware, reject=csrf_rejection)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
-                       max_age=SESSION_MAX_AGE, same_site="lax", https_only=settings.secure_cookies)
+                       max_age=int(settings.session_max_age.total_seconds()), same_site="lax",
+                       https_only=settings.secure_cookies)
     install_error_handlers(app)
