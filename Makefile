@@ -21,5 +21,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/visitflow bench
 
+# Fault injection: the worker SIGKILLed, Temporal and the API restarted under load; every invariant checked.
+FAULT_VISITS ?= 1000
+.PHONY: fault
+fault: $(STAMP)
+	$(VENV)/bin/python -m tests.fault.harness --visits $(FAULT_VISITS)
+
 clean:
 	rm -rf $(VENV) node_modules data test-artifacts
