@@ -188,11 +188,12 @@ class StoreAnswers:
                 start = message
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    await self._keep(scope, start, b"".join(chunks))
             await send(message)
 
         await self.app(scope, receive, capture)
+        # Stored once the route is all done and its database session closed (a session can hold SQLite's write
+        # lock until then). A retry in between finds the key still claimed and is told to come back (409).
+        await self._keep(scope, start, b"".join(chunks))
 
     async def _keep(self, scope: Scope, start: Message | None, body: bytes) -> None:
         state = scope.get("state") or {}
