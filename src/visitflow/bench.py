@@ -343,7 +343,7 @@ def _seed(engine, settings: Settings) -> _Agency:
 
     from visitflow.db.tables import Authorization, Clinician, Patient, Payer, User
     from visitflow.models import Discipline, Role
-    from visitflow.services import actor_of
+    from visitflow.services.commands import actor_of
 
     today = datetime.now(UTC).date()
     with Session(engine, expire_on_commit=False) as s:
@@ -390,7 +390,7 @@ def _visitflow_visit(client: Client, settings: Settings, engine, agency: _Agency
         SubmitNote,
         VisitState,
     )
-    from visitflow.services import ScheduleRequest, act, schedule_visit
+    from visitflow.services.commands import ScheduleRequest, act, schedule_visit
     from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
     def row_state(visit_id: str) -> str | None:
@@ -443,7 +443,7 @@ def _visitflow_visit(client: Client, settings: Settings, engine, agency: _Agency
         return latency
 
     async def act_snapshot(visit_id: str):
-        from visitflow.services import visit_snapshot
+        from visitflow.services.commands import visit_snapshot
 
         return await visit_snapshot(client, visit_id)
 

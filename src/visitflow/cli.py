@@ -52,7 +52,7 @@ async def _connect_with_retry(settings: Settings, timeout: float = 60.0):
 async def serve(settings: Settings, run_api: bool = True, run_worker: bool = True, seed: bool = False,
                 stop: asyncio.Event | None = None) -> None:
     """Run the worker and/or the API until `stop` is set (or SIGINT/SIGTERM)."""
-    from visitflow.api.app import create_app
+    from visitflow.main import create_app
     from visitflow.temporal import build_worker
 
     stop = stop or asyncio.Event()

@@ -6,7 +6,7 @@ Nothing here touches a database or the clock: workflow modules import this file 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -46,6 +46,64 @@ OPEN_STATES = frozenset(
     {VisitState.scheduled, VisitState.documented, VisitState.signed, VisitState.authorized,
      VisitState.evv_verified, VisitState.on_hold, VisitState.claim_ready}
 )
+
+
+class TaskKind(StrEnum):
+    """Work a visit asks of someone."""
+
+    write_note = "write_note"
+    sign_note = "sign_note"
+    fix_evv = "fix_evv"
+    fix_note = "fix_note"
+    approve_exception = "approve_exception"
+    note_overdue = "note_overdue"
+    signature_overdue = "signature_overdue"
+    release = "release"
+    resolve_authorization = "resolve_authorization"
+    fix_reference_data = "fix_reference_data"
+
+
+class EventKind(StrEnum):
+    """What a visit's timeline records."""
+
+    scheduled = "scheduled"
+    punch = "punch"
+    punch_adjusted = "punch_adjusted"
+    note_submitted = "note_submitted"
+    signed = "signed"
+    hold = "hold"
+    hold_cleared = "hold_cleared"
+    exception_approved = "exception_approved"
+    exception_rejected = "exception_rejected"
+    deadline_extended = "deadline_extended"
+    reassigned = "reassigned"
+    rescheduled = "rescheduled"
+    cancelled = "cancelled"
+    released = "released"
+    sent_back = "sent_back"
+    authorization_changed = "authorization_changed"
+    reference_data_changed = "reference_data_changed"
+    authorized = "authorized"
+    evv_verified = "evv_verified"
+    claim_ready = "claim_ready"
+    note_reminder = "note_reminder"
+    note_escalation = "note_escalation"
+    signature_reminder = "signature_reminder"
+    signature_escalation = "signature_escalation"
+
+
+class Stage(StrEnum):
+    """What a visit waits for from its clinician, each with its own deadline (DOC-01, SIG-01)."""
+
+    note = "note"
+    signature = "signature"
+
+
+class Decision(StrEnum):
+    """A supervisor's decision on an exception (EVV-04 and others a supervisor may approve)."""
+
+    approved = "approved"
+    rejected = "rejected"
 
 
 class Gate(StrEnum):
@@ -211,13 +269,13 @@ class TimelineEntry(BaseModel):
     seq: int
     at: datetime
     actor: str
-    kind: str  # scheduled, punch, note, signed, hold, claim_ready, released, ...
+    kind: EventKind
     detail: str = ""
     state: VisitState
 
 
 class Task(BaseModel):
-    kind: str  # write_note, sign_note, fix_evv, approve_exception, note_overdue, release, ...
+    kind: TaskKind
     role: Role
     clinician_id: int | None = None
     title: str
@@ -299,13 +357,13 @@ class SignNote(BaseModel):
 class ResolveHold(BaseModel):
     actor: Actor
     key: str
-    decision: str = Field(pattern="^(approved|rejected)$")
+    decision: Decision
     reason: str
 
 
 class ExtendDeadline(BaseModel):
     actor: Actor
-    stage: str = Field(pattern="^(note|signature)$")
+    stage: Stage
     new_deadline: datetime
     reason: str
 
@@ -390,6 +448,11 @@ class AuthorizationChanged(BaseModel):
     authorization_id: int
     change: str
     at: datetime
+
+
+def as_utc(dt: datetime) -> datetime:
+    """Times without a zone are taken as UTC; everything inside VisitFlow is zone-aware UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def roles_phrase(roles) -> str:

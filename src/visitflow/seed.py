@@ -27,7 +27,7 @@ from visitflow.models import (
     SubmitNote,
 )
 from visitflow.security import hash_password, token_digest
-from visitflow.services import ScheduleRequest, act, actor_of, schedule_visit
+from visitflow.services.commands import ScheduleRequest, act, actor_of, schedule_visit
 from visitflow.settings import Settings
 from visitflow.users import TOKEN_PREFIX_CHARS
 from visitflow.workflows.visit import VisitWorkflow

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from visitflow.api.app import create_app
+from visitflow.main import create_app
 from visitflow.settings import Settings
 
 

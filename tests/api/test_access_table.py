@@ -28,8 +28,8 @@ from sqlmodel import Session
 
 from tests.conftest import HOME, Agency
 from tests.ui.conftest import VisitSetup, end_workflows, recent_start, sign_in
-from visitflow.api.app import create_app
 from visitflow.db.tables import Patient, User
+from visitflow.main import create_app
 from visitflow.models import ReasonCode, Role
 from visitflow.security import hash_password
 from visitflow.settings import Settings

@@ -21,9 +21,9 @@ from sqlmodel import Session
 
 from tests.api.test_api import as_user, schedule, until_listed
 from tests.conftest import HOME, Agency
-from visitflow.api.app import create_app
 from visitflow.audit import ACTIONS, SIGN_IN_PATH, AuditSearch, search
 from visitflow.db.tables import AuditEvent, Patient
+from visitflow.main import create_app
 from visitflow.settings import Settings
 
 

@@ -6,9 +6,9 @@ import httpx
 from sqlmodel import Session, func, select
 
 from tests.e2e.test_up import free_port
-from visitflow.api.app import create_app
 from visitflow.db.tables import Visit
 from visitflow.devserver import DevServer
+from visitflow.main import create_app
 from visitflow.settings import Settings
 from visitflow.temporal import connect
 

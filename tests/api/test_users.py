@@ -13,8 +13,8 @@ import pytest_asyncio
 from sqlmodel import Session
 
 from tests.conftest import Agency
-from visitflow.api.app import create_app
 from visitflow.db.tables import ApiToken, User
+from visitflow.main import create_app
 from visitflow.security import verify_password
 from visitflow.settings import Settings
 

@@ -23,10 +23,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import HOME, Agency
-from visitflow.api.app import create_app
 from visitflow.db.tables import Visit
+from visitflow.main import create_app
 from visitflow.models import GeoPoint, PunchInput, PunchKind, PunchMethod, RecordPunch, SignNote, SubmitNote
-from visitflow.services import ScheduleRequest, act, schedule_visit
+from visitflow.services.commands import ScheduleRequest, act, schedule_visit
 from visitflow.settings import Settings
 from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 

@@ -11,9 +11,9 @@ import httpx
 from sqlmodel import Session
 
 from tests.ui.conftest import VisitSetup, csrf_of, htmx, recent_start, sign_in
-from visitflow.api.app import create_app
 from visitflow.audit import AuditSearch, search
 from visitflow.db.tables import AuditEvent
+from visitflow.main import create_app
 from visitflow.settings import Settings
 
 

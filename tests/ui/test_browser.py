@@ -20,7 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.conftest import ARTIFACTS
 from tests.ui.conftest import FAR, VisitSetup, recent_start
-from visitflow.api.app import create_app
+from visitflow.main import create_app
 
 pytestmark = pytest.mark.browser
 

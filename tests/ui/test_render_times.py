@@ -22,9 +22,9 @@ from sqlmodel import Session, select
 
 from tests.conftest import ARTIFACTS
 from tests.ui.conftest import csrf_of, end_workflows
-from visitflow.api.app import create_app
 from visitflow.db.session import get_engine, migrate
 from visitflow.db.tables import Visit, VisitTask
+from visitflow.main import create_app
 from visitflow.seed import DEMO_PASSWORD, seed_demo
 from visitflow.settings import Settings
 from visitflow.temporal import build_worker

@@ -15,11 +15,13 @@ import pytest
 from sqlmodel import Session
 
 from tests.ui.conftest import FAR, VisitSetup, csrf_of, htmx, recent_start, sign_in
-from visitflow.api.app import create_app
 from visitflow.db.tables import Visit
+from visitflow.main import create_app
 from visitflow.models import PunchKind
+from visitflow.services import queries
 from visitflow.settings import Settings
-from visitflow.ui import auth, views
+from visitflow.ui import app as ui_app
+from visitflow.ui import auth
 
 
 def field_block(html: str, field_id: str) -> str:
@@ -350,7 +352,7 @@ async def test_holds_are_grouped_by_rule_and_a_biller_sends_a_visit_back(web, ag
     token = await sign_in(web, agency.users["biller"].username)
     page = await web.get(f"/holds?payer={agency.payer.id}")
     group = page.text.split('<span class="rule">AUTH-01</span>')[1]
-    assert "An active authorization covers the visit" in group.split("</h2>")[0]
+    assert "No authorization covers the visit" in group.split("</h2>")[0]  # the heading names the problem
     assert visit_id in group and "Who must act: Billing" in group and "no active authorization" in group
     row = re.search(rf'<li id="(hold-{re.escape(visit_id)}-[^"]+)"', page.text).group(1)
 
@@ -416,7 +418,7 @@ async def test_errors_are_told_in_words_never_as_a_stack_trace(web, agency, monk
     def broken(*_args, **_kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(views.queries, "clinician_tasks", broken)
+    monkeypatch.setattr(queries, "clinician_tasks", broken)
     page = await web.get("/tasks")
     assert page.status_code == 500
     assert "VisitFlow could not finish this" in page.text
@@ -447,7 +449,7 @@ async def test_htmx_is_served_from_node_modules(web):
 
 
 async def test_the_app_starts_without_htmx_and_says_so(ui_settings, env, monkeypatch, caplog):
-    monkeypatch.setattr(views, "find_htmx", lambda: None)
+    monkeypatch.setattr(ui_app, "find_htmx", lambda: None)
     with caplog.at_level(logging.WARNING, logger="visitflow.ui"):
         app = create_app(ui_settings, temporal=env.client)
     assert "htmx is not installed" in caplog.text and "npm install" in caplog.text

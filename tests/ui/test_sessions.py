@@ -18,8 +18,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import Agency
 from tests.ui.conftest import csrf_of, htmx, sign_in
-from visitflow.api.app import create_app
 from visitflow.db.tables import User, UserSession
+from visitflow.main import create_app
 from visitflow.settings import Settings
 
 FAILURE_DELAY = 0.2  # seconds: long enough to measure, short enough for five failures in a test

@@ -39,7 +39,7 @@ from visitflow.models import (
     VisitSnapshot,
     VisitState,
 )
-from visitflow.services import VisitError, act
+from visitflow.services.commands import VisitError, act
 from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
 
 NOTE = {"tasks_performed": "Bathing, meals", "client_condition": "Stable"}

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from visitflow.api.deps import MAX_ROW_ID, AdminUser, SessionDep
 from visitflow.audit import AuditSearch, every_match, search
 from visitflow.db.tables import AuditEvent, AuditEventPublic
+from visitflow.deps import MAX_ROW_ID, AdminUser, SessionDep
 
 router = APIRouter(prefix="/api", tags=["audit"])
 

@@ -31,9 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visitflow.api.deps import CurrentUser
 from visitflow.db.session import write_session
 from visitflow.db.tables import IdempotentRequest
+from visitflow.deps import CurrentUser
 
 log = logging.getLogger("visitflow.api")
 

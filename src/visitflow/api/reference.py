@@ -9,15 +9,6 @@ from pydantic import BaseModel
 from sqlmodel import SQLModel, func, select
 
 from visitflow.access import visible
-from visitflow.api.deps import (
-    MAX_ROW_ID,
-    AdminUser,
-    CurrentUser,
-    RowId,
-    SessionDep,
-    TemporalDep,
-    WriteSessionDep,
-)
 from visitflow.api.idempotency import IdempotencyDep
 from visitflow.db.tables import (
     Authorization,
@@ -38,7 +29,16 @@ from visitflow.db.tables import (
     PayerUpdate,
     Visit,
 )
-from visitflow.services import recheck_visits_for, recheck_visits_of
+from visitflow.deps import (
+    MAX_ROW_ID,
+    AdminUser,
+    CurrentUser,
+    RowId,
+    SessionDep,
+    TemporalDep,
+    WriteSessionDep,
+)
+from visitflow.services.commands import recheck_visits_for, recheck_visits_of
 
 router = APIRouter(prefix="/api")
 

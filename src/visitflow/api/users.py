@@ -9,7 +9,6 @@ from typing import TypeVar
 
 from fastapi import APIRouter, HTTPException, status
 
-from visitflow.api.deps import AdminUser, RowId, SessionDep, WriteSessionDep
 from visitflow.db.tables import (
     ApiTokenCreate,
     ApiTokenIssued,
@@ -19,6 +18,7 @@ from visitflow.db.tables import (
     UserPublic,
     UserUpdate,
 )
+from visitflow.deps import AdminUser, RowId, SessionDep, WriteSessionDep
 from visitflow.users import (
     UserError,
     add_user,

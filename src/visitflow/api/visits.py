@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import func, select
 
 from visitflow.access import sees_visit_of, visible
-from visitflow.api.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
 from visitflow.db.tables import Clinician, Notification, Visit, VisitHold, VisitTask
+from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep
 from visitflow.models import (
     Acknowledgement,
     AdjustPunch,
@@ -39,7 +39,7 @@ from visitflow.models import (
     VisitState,
     roles_phrase,
 )
-from visitflow.services import (
+from visitflow.services.commands import (
     ReleaseOutcome,
     ScheduleRequest,
     VisitError,

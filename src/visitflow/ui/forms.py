@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from visitflow.catalogue import field_label
 from visitflow.models import REASONS_NEEDING_TEXT, ReasonCode
 from visitflow.rules.documentation import missing_note_fields
-from visitflow.ui.present import Clock, field_label
+from visitflow.ui.present import Clock
 
 FORM = "_form"  # the error that belongs to the form as a whole, shown beside its submit button
 # Every action form carries a key made when the form is drawn (and kept when it is drawn again with an

@@ -30,6 +30,7 @@ from visitflow.models import (
     VisitSnapshot,
     VisitSpec,
     VisitState,
+    as_utc,
 )
 from visitflow.settings import Settings
 from visitflow.workflows.visit import (
@@ -55,11 +56,6 @@ def actor_of(user: User) -> Actor:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def as_utc(dt: datetime) -> datetime:
-    """Times without a zone are taken as UTC; everything inside VisitFlow is zone-aware UTC."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 # --- scheduling ---------------------------------------------------------------------------

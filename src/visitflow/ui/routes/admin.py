@@ -13,12 +13,12 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from visitflow.api.deps import RowId, WriteSessionDep
 from visitflow.db.tables import ApiToken, Clinician, PasswordReset, User, UserCreate, UserUpdate
+from visitflow.deps import RowId, SessionDep, WriteSessionDep
 from visitflow.models import Role
-from visitflow.ui import queries
+from visitflow.services import queries
+from visitflow.ui.deps import render, role_page
 from visitflow.ui.forms import FORM, FormState, read_form
-from visitflow.ui.views import SessionDep, render, role_page
 from visitflow.users import (
     UserError,
     add_user,

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import QueryParams
 
-from visitflow.api.deps import MAX_ROW_ID, SessionDep
 from visitflow.audit import ACTIONS, AUDITED_READS, SIGN_IN_OUTCOMES, AuditSearch, search
 from visitflow.db.tables import User
+from visitflow.deps import MAX_ROW_ID, SessionDep
 from visitflow.models import Role
+from visitflow.ui.deps import UIDep, render, role_page
 from visitflow.ui.forms import FormState
 from visitflow.ui.present import Clock
-from visitflow.ui.views import UIDep, render, role_page
 
 router = APIRouter(include_in_schema=False)
 

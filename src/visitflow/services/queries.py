@@ -6,6 +6,7 @@ Each function answers one question a person asks of the agency's visits; lists c
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -14,12 +15,18 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
+from visitflow.catalogue import RULES, STATE_LABELS
 from visitflow.db.tables import Authorization, Clinician, Patient, Payer, Visit, VisitEvent, VisitHold, VisitTask
-from visitflow.models import Role, VisitSnapshot, VisitState
-from visitflow.ui.present import RULES, STATE_LABELS, as_utc, dom_id
+from visitflow.models import Role, VisitSnapshot, VisitState, as_utc
 
 PAGE_SIZE = 25
 T = TypeVar("T")
+
+
+def dom_id(*parts: object) -> str:
+    """A safe HTML id (and CSS selector) from visit ids and hold keys like 'EVV-02:punch-1'."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", "-".join(str(p) for p in parts))
+
 
 
 @dataclass

@@ -21,8 +21,7 @@ from visitflow.audit import AuditMiddleware
 from visitflow.db.session import get_engine
 from visitflow.settings import Settings, get_settings
 from visitflow.temporal import connect
-from visitflow.ui import audit_page
-from visitflow.ui.views import mount_ui
+from visitflow.ui.app import mount_ui
 
 log = logging.getLogger("visitflow.api")
 
@@ -80,7 +79,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         return {"ok": True}
 
     mount_ui(app, settings)
-    app.include_router(audit_page.router)
     app.middleware("http")(reject_unstorable_text)  # before sessions, CSRF and routes
     # Outermost, so it records every answer, including the refusals of the layers above.
     app.add_middleware(AuditMiddleware, engine=app.state.engine, behind_proxy=settings.behind_proxy)

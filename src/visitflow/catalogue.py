@@ -1,0 +1,129 @@
+"""One vocabulary: how VisitFlow names states, tasks, events, reasons and rules in the agency's words.
+
+Read by the services, the API and the UI alike, so a rule or a task is called the same thing everywhere.
+Rule ids are those of the domain catalogue (DOMAIN.md); each rule is named as the problem it holds a visit for.
+"""
+
+from __future__ import annotations
+
+from visitflow.models import EventKind, ReasonCode, Role, TaskKind, VisitState
+
+STATE_LABELS = {
+    VisitState.scheduled: "Scheduled",
+    VisitState.documented: "Awaiting signature",
+    VisitState.signed: "Signed, being checked",
+    VisitState.authorized: "Authorized",
+    VisitState.evv_verified: "EVV verified",
+    VisitState.on_hold: "On hold",
+    VisitState.claim_ready: "Ready to bill",
+    VisitState.released: "Released",
+    VisitState.cancelled: "Cancelled",
+}
+
+TASK_LABELS = {
+    TaskKind.write_note: "Write the visit note",
+    TaskKind.sign_note: "Sign the note",
+    TaskKind.fix_evv: "Fix the EVV punches",
+    TaskKind.fix_note: "Fix the note",
+    TaskKind.approve_exception: "Approve or reject an exception",
+    TaskKind.note_overdue: "Note overdue",
+    TaskKind.signature_overdue: "Signature overdue",
+    TaskKind.release: "Release for billing",
+    TaskKind.resolve_authorization: "Resolve the authorization",
+    TaskKind.fix_reference_data: "Fix patient or payer data",
+}
+
+ROLE_LABELS = {
+    Role.clinician: "Clinician",
+    Role.supervisor: "Clinical supervisor",
+    Role.biller: "Billing",
+    Role.admin: "Office (admin)",
+}
+
+ROLE_PEOPLE = {  # who a page is for, in the plural
+    Role.clinician: "clinicians",
+    Role.supervisor: "clinical supervisors",
+    Role.biller: "billers",
+    Role.admin: "office staff",
+}
+
+REASON_LABELS = {
+    ReasonCode.mobile_device_issue: "Mobile device issue",
+    ReasonCode.no_cell_coverage: "No cell coverage",
+    ReasonCode.forgot_to_clock: "Forgot to clock in or out",
+    ReasonCode.alternate_location: "Service at an alternate location (explain)",
+    ReasonCode.schedule_error: "Schedule error",
+    ReasonCode.data_entry_error: "Data entry error",
+    ReasonCode.patient_requested_change: "Patient requested a change",
+    ReasonCode.emergency: "Emergency (explain)",
+    ReasonCode.other: "Other (explain)",
+}
+
+METHOD_LABELS = {"gps": "Mobile GPS", "telephony": "Telephone", "fixed_device": "Fixed device",
+                 "manual": "Manual entry"}
+PUNCH_LABELS = {"clock_in": "Clock-in", "clock_out": "Clock-out"}
+
+EVENT_LABELS = {
+    EventKind.scheduled: "Scheduled",
+    EventKind.punch: "EVV punch",
+    EventKind.punch_adjusted: "Punch corrected",
+    EventKind.note_submitted: "Note submitted",
+    EventKind.signed: "Note signed",
+    EventKind.hold: "Held",
+    EventKind.hold_cleared: "Hold cleared",
+    EventKind.exception_approved: "Exception approved",
+    EventKind.exception_rejected: "Exception rejected",
+    EventKind.deadline_extended: "Deadline extended",
+    EventKind.reassigned: "Reassigned",
+    EventKind.rescheduled: "Rescheduled",
+    EventKind.cancelled: "Cancelled",
+    EventKind.released: "Released for billing",
+    EventKind.sent_back: "Sent back to clinician",
+    EventKind.authorization_changed: "Authorization changed",
+    EventKind.reference_data_changed: "Patient or payer details changed",
+    EventKind.authorized: "Authorized",
+    EventKind.evv_verified: "EVV verified",
+    EventKind.claim_ready: "Ready to bill",
+    EventKind.note_reminder: "Note reminder sent",
+    EventKind.note_escalation: "Late note escalated",
+    EventKind.signature_reminder: "Signature reminder sent",
+    EventKind.signature_escalation: "Late signature escalated",
+}
+
+# The rule catalogue (ids as in DOMAIN.md): each rule named as the problem a person sees when it holds a visit.
+RULES = {
+    "DOC-01": "Note not submitted on time",
+    "DOC-02": "Visit length outside the service's limits",
+    "DOC-03": "Note missing required fields",
+    "SIG-01": "Note not signed by the visit's clinician",
+    "SIG-02": "Plan of care or orders not signed",
+    "AUTH-01": "No authorization covers the visit",
+    "AUTH-02": "Units over the authorization",
+    "AUTH-03": "More visits than the ordered frequency",
+    "AUTH-04": "Authorization changed: re-checking",
+    "EVV-01": "EVV elements missing",
+    "EVV-02": "Punch far from the client's address",
+    "EVV-03": "Clock-in or clock-out off schedule",
+    "EVV-04": "Manual or corrected time needs approval",
+    "EVV-05": "Visit longer than the maximum",
+    "EVV-06": "Correction past the maintenance window",
+    "REL-01": "Release blocked",
+}
+
+GATES = [("documented", "Documented"), ("signed", "Signed"), ("authorized", "Authorized"), ("evv", "EVV verified")]
+
+FIELD_HINTS = {
+    "assessment": "What you observed and measured today.",
+    "interventions": "What you did: care, teaching, procedures.",
+    "treatment": "Treatment given and the patient's tolerance.",
+    "patient_response": "How the patient responded.",
+    "plan": "What happens next visit.",
+    "tasks_performed": "The care tasks you carried out.",
+    "client_condition": "How the client was: mood, appetite, anything unusual.",
+}
+
+
+def field_label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+

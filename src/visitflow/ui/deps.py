@@ -1,0 +1,219 @@
+"""What every UI request needs: templates and the agency's clock (UIState), the signed-in person and the
+pages their role may see, and the visit they may see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+from starlette.templating import Jinja2Templates
+
+from visitflow.access import sees_visit_of
+from visitflow.catalogue import (
+    EVENT_LABELS,
+    FIELD_HINTS,
+    GATES,
+    METHOD_LABELS,
+    PUNCH_LABELS,
+    REASON_LABELS,
+    ROLE_LABELS,
+    ROLE_PEOPLE,
+    RULES,
+    STATE_LABELS,
+    TASK_LABELS,
+    field_label,
+)
+from visitflow.db.tables import User
+from visitflow.deps import SessionDep
+from visitflow.models import (
+    Role,
+)
+from visitflow.services import queries
+from visitflow.services.queries import dom_id
+from visitflow.sessions import session_user
+from visitflow.settings import Settings
+from visitflow.ui.auth import (
+    CSRF_FIELD,
+    csrf_token,
+    session_token,
+)
+from visitflow.ui.forms import FORM, FormState, Target, note_field_name
+from visitflow.ui.present import Clock, human_duration
+
+log = logging.getLogger("visitflow.ui")
+
+
+HERE = Path(__file__).parent
+
+
+TEMPLATES = HERE / "templates"
+
+
+STATIC = HERE / "static"
+
+
+HTMX_FILE = Path("node_modules") / "htmx.org" / "dist" / "htmx.min.js"
+
+
+HTMX_URL = "/static/vendor/htmx.min.js"
+
+
+NAV = {  # each role's pages, its home first
+    Role.clinician: [("My tasks", "/tasks")],
+    Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Dashboard", "/dashboard")],
+    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Dashboard", "/dashboard")],
+    Role.admin: [("Dashboard", "/dashboard"), ("Holds", "/holds"), ("Users", "/admin/users"),
+                 ("Audit", "/admin/audit")],
+}
+
+
+# htmx swaps 4xx answers too: they carry the form again with the problem next to the field.
+HTMX_CONFIG = {
+    "responseHandling": [
+        {"code": "204", "swap": False},
+        {"code": "[23]..", "swap": True},
+        {"code": "4..", "swap": True, "error": False},
+        {"code": "5..", "swap": True, "error": True},
+    ],
+    "historyCacheSize": 0,  # never keep copies of patient pages in localStorage
+    "refreshOnHistoryMiss": True,
+}
+
+
+def find_htmx() -> Path | None:
+    """htmx from `npm install` (node_modules is not in the repository): beside the project or the cwd."""
+    project = HERE.parents[2]  # src/visitflow/ui -> the repository root in a source checkout
+    for root in (Path.cwd(), project):
+        candidate = root / HTMX_FILE
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+class UIState:
+    """What every UI request needs: templates, the agency's clock, settings, where htmx lives."""
+
+    def __init__(self, settings: Settings, htmx: Path | None) -> None:
+        self.settings = settings
+        self.clock = Clock(settings.agency_timezone)
+        self.htmx = htmx
+        self.htmx_version = _package_version(htmx)
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                 autoescape=jinja2.select_autoescape(), trim_blocks=True, lstrip_blocks=True)
+        env.globals.update(
+            clock=self.clock, settings=settings, dom_id=dom_id, field_label=field_label, FIELD_HINTS=FIELD_HINTS,
+            STATE_LABELS={s.value: label for s, label in STATE_LABELS.items()}, TASK_LABELS=TASK_LABELS,
+            ROLE_LABELS={r.value: label for r, label in ROLE_LABELS.items()}, EVENT_LABELS=EVENT_LABELS,
+            REASON_LABELS={r.value: label for r, label in REASON_LABELS.items()}, METHOD_LABELS=METHOD_LABELS,
+            PUNCH_LABELS=PUNCH_LABELS, RULES=RULES, GATES=GATES, FORM=FORM, CSRF_FIELD=CSRF_FIELD,
+            note_field_name=note_field_name, human_duration=human_duration, static=self.static_url,
+            htmx_url=f"{HTMX_URL}?v={self.htmx_version}" if htmx else None, htmx_config=HTMX_CONFIG,
+            new_key=lambda: uuid.uuid4().hex,
+            money=lambda cents: f"${cents / 100:,.2f}" if cents is not None else "—",
+            human_duration_h=_hours_in_words, blank=FormState, visit_target=Target,
+            row_target=lambda row_id: Target("row", row_id))
+        self.templates = Jinja2Templates(env=env, context_processors=[self.common_context])
+
+    @staticmethod
+    def static_url(name: str) -> str:
+        path = STATIC / name
+        stamp = int(path.stat().st_mtime) if path.is_file() else 0  # a changed file is fetched again
+        return f"/static/ui/{name}?v={stamp}"
+
+    @staticmethod
+    def common_context(request: Request) -> dict[str, Any]:
+        user: User | None = getattr(request.state, "user", None)
+        nav = NAV.get(user.role, []) if user else []
+        return {"user": user, "nav": nav, "csrf": csrf_token(request), "path": request.url.path}
+
+
+def _hours_in_words(hours: float | None) -> str:
+    if hours is None:
+        return "—"
+    words = human_duration(timedelta(hours=hours))
+    return f"−{words}" if hours < 0 else words
+
+
+def _package_version(htmx: Path | None) -> str:
+    try:
+        return json.loads((htmx.parents[1] / "package.json").read_text())["version"] if htmx else ""
+    except (OSError, ValueError, KeyError):
+        return "0"
+
+
+def get_ui(request: Request) -> UIState:
+    return request.app.state.ui
+
+
+UIDep = Annotated[UIState, Depends(get_ui)]
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200,
+           headers: dict[str, str] | None = None) -> Response:
+    return get_ui(request).templates.TemplateResponse(request, name, context or {}, status_code=status,
+                                                      headers=headers)
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def signed_in_user(request: Request, session: SessionDep) -> User:
+    # The session row decides, not the cookie: signed out, expired or deactivated means not signed in.
+    user = session_user(session, request.app.state.engine, get_ui(request).settings, session_token(request))
+    if user is None:
+        raise SignInRequired()
+    request.state.user = user
+    return user
+
+
+UserDep = Annotated[User, Depends(signed_in_user)]
+
+
+def role_page(*roles: Role):
+    def check(user: UserDep) -> User:
+        if user.role not in roles:
+            allowed = ", ".join(ROLE_PEOPLE[r] for r in roles)
+            raise HTTPException(403, f"This page is for {allowed}. You are signed in as "
+                                     f"{user.display_name} ({ROLE_LABELS[user.role].lower()}).")
+        return user
+    return Depends(check)
+
+
+ClinicianUser = Annotated[User, role_page(Role.clinician)]
+
+
+SupervisorUser = Annotated[User, role_page(Role.supervisor)]
+
+
+BillerUser = Annotated[User, role_page(Role.biller)]
+
+
+StaffUser = Annotated[User, role_page(Role.supervisor, Role.biller, Role.admin)]
+
+
+ActingUser = Annotated[User, role_page(Role.clinician, Role.supervisor)]
+
+
+SendBackUser = Annotated[User, role_page(Role.supervisor, Role.biller)]
+
+
+def visible_visit(session: Session, user: User, visit_id: str, with_events: bool = True) -> queries.VisitView:
+    """The visit, if this person may see it. A clinician sees only their own: others do not exist (404)."""
+    view = queries.load_visit(session, visit_id, with_events)
+    if view is None or not sees_visit_of(user, view.snap.spec.clinician_id):
+        raise HTTPException(404, f"There is no visit {visit_id} for you to see.")
+    return view

@@ -1,0 +1,130 @@
+"""A biller's work: ready to bill, release into a batch, holds by rule, send back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from visitflow.deps import SessionDep, TemporalDep
+from visitflow.models import (
+    SendBack,
+)
+from visitflow.services import queries
+from visitflow.services.commands import act, actor_of, release_visits
+from visitflow.ui.actions import done, perform, work_context
+from visitflow.ui.deps import BillerUser, SendBackUser, StaffUser, render, visible_visit
+from visitflow.ui.forms import FormState, Target, read_form
+from visitflow.workflows.visit import VisitWorkflow
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post("/visits/{visit_id}/send-back")
+async def send_back(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+                    user: SendBackUser) -> Response:
+    view = visible_visit(session, user, visit_id, with_events=False)
+    form = await request.form()
+    f = read_form(form, ["message"])
+    target = Target.of(form)
+    message = f.need("message", "Tell the clinician what to fix.")
+    ctx = {"view": view, "visit_id": visit_id, "target": target}
+    result = await perform(request, "_form_send_back.html", ctx, f, {"what the clinician must fix": "message"},
+                           lambda: act(temporal, visit_id, VisitWorkflow.send_back,
+                                       SendBack(actor=actor_of(user), message=message), idempotency_key=f.key))
+    if isinstance(result, Response):
+        return result
+    return done(request, session, user, target, result,
+                f"Visit {visit_id} went back to {queries.person(view.clinician)} to revise and sign again.")
+
+
+def billing_filter(form_or_query, f: FormState | None = None) -> queries.BillingFilter:
+    """The payer and date range from a query string or a form; bad values become field errors."""
+    f = f if f is not None else FormState()
+    payer = str(form_or_query.get("payer") or "")
+    filters = queries.BillingFilter(payer_id=int(payer) if payer.isdigit() else None)
+    for name in ("date_from", "date_to"):
+        raw = str(form_or_query.get(name) or "").strip()
+        f.values[name] = raw
+        if raw:
+            try:
+                setattr(filters, name, date.fromisoformat(raw))
+            except ValueError:
+                f.errors[name] = "Enter a date, e.g. 2024-11-26."
+    f.values["payer"] = payer
+    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+        f.errors["date_to"] = "The end date must not be before the start date."
+        filters.date_to = None
+    return filters
+
+
+@router.get("/billing")
+def billing_page(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
+    f = FormState()
+    filters = billing_filter(request.query_params, f)
+    return render(request, "billing.html", {
+        "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
+        "ready": queries.ready_to_bill(session, filters, page)})
+
+
+@router.get("/billing/list")
+def billing_list(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
+    filters = billing_filter(request.query_params)
+    return render(request, "_ready_list.html", {"filters": filters,
+                                                "ready": queries.ready_to_bill(session, filters, page)})
+
+
+@router.post("/billing/release")
+async def release(request: Request, session: SessionDep, temporal: TemporalDep, user: BillerUser) -> Response:
+    form = await request.form()
+    visit_ids = [str(v) for v in form.getlist("visit_ids") if str(v).strip()]
+    filters = billing_filter(form)
+    page = int(str(form.get("page") or "1")) if str(form.get("page") or "1").isdigit() else 1
+    context = {"filters": filters, "release_key": uuid.uuid4().hex, "oob": True}
+    if not visit_ids:
+        return render(request, "_release_outcome.html",
+                      {**context, "error": "Tick at least one visit to release."}, status=422)
+    # The key is fixed when the page is drawn: a double click or a retry lands in the same batch.
+    key = str(form.get("release_key") or "") or uuid.uuid4().hex
+    outcome = await release_visits(request.app.state.engine, temporal, visit_ids, actor_of(user), key)
+    session.rollback()  # end the read transaction begun before the release, so reads see the projections
+    if form.get("context") == "visit" and len(visit_ids) == 1:
+        view = visible_visit(session, user, visit_ids[0], with_events=False)
+        message = _release_sentence(outcome)
+        return render(request, "_work.html", work_context(session, user, view, flash=message, outcome=outcome),
+                      headers={"HX-Retarget": "#work", "HX-Reswap": "outerHTML", "HX-Trigger": "visit-changed"})
+    return render(request, "_release_outcome.html", {
+        **context, "outcome": outcome, "flash": _release_sentence(outcome),
+        "ready": queries.ready_to_bill(session, filters, page)}, headers={"HX-Trigger": "queue-changed"})
+
+
+def _release_sentence(outcome) -> str:
+    parts = []
+    if outcome.released:
+        n = len(outcome.released)
+        parts.append(f"Released {n} visit{'s' if n != 1 else ''} in batch {outcome.batch_id}.")
+    if outcome.already_released:
+        parts.append(f"{len(outcome.already_released)} already released earlier.")
+    if outcome.rejected:
+        parts.append(f"{len(outcome.rejected)} could not be released.")
+    return " ".join(parts) or "Nothing was released."
+
+
+@router.get("/holds")
+def holds_page(request: Request, session: SessionDep, user: StaffUser, payer: str | None = None,
+               page: int = Query(1, ge=1)) -> Response:
+    payer_id = int(payer) if payer and payer.isdigit() else None
+    groups, count = queries.holds_by_rule(session, payer_id, page)
+    return render(request, "holds.html", {"payer_id": payer_id, "payers": queries.payers(session),
+                                          "groups": groups, "count": count})
+
+
+@router.get("/holds/list")
+def holds_list(request: Request, session: SessionDep, user: StaffUser, payer: str | None = None,
+               page: int = Query(1, ge=1)) -> Response:
+    payer_id = int(payer) if payer and payer.isdigit() else None
+    groups, count = queries.holds_by_rule(session, payer_id, page)
+    return render(request, "_holds_list.html", {"payer_id": payer_id, "groups": groups, "count": count})

@@ -1,0 +1,51 @@
+"""The dashboard: visits per state, backlog aging, note lag, holds and escalations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from visitflow.catalogue import (
+    STATE_LABELS,
+)
+from visitflow.deps import SessionDep
+from visitflow.models import (
+    VisitState,
+)
+from visitflow.services import queries
+from visitflow.services.commands import now_utc
+from visitflow.ui.charts import bars, stacked
+from visitflow.ui.deps import StaffUser, UIDep, UIState, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def dashboard_context(session: Session, ui: UIState) -> dict[str, Any]:
+    s = ui.settings
+    d = queries.dashboard(session, now_utc(), s.note_due, s.note_escalate_after)
+    state_tones = {STATE_LABELS[VisitState.on_hold]: "danger", STATE_LABELS[VisitState.claim_ready]: "good",
+                   STATE_LABELS[VisitState.released]: "muted", STATE_LABELS[VisitState.cancelled]: "muted"}
+    return {
+        "d": d,
+        "state_bars": bars([(label, n) for _, label, n in d.states], tones=state_tones),
+        "aging": stacked([(b.name, f"waiting on {b.who}", b.buckets) for b in d.backlogs], queries.AGE_BUCKETS),
+        "age_labels": queries.AGE_BUCKETS,
+        "lag_bars": bars(d.lag_buckets, tones={d.lag_buckets[1][0]: "warn", d.lag_buckets[2][0]: "danger"}),
+        "hold_bars": bars([(rule, n) for rule, _, n in d.holds], notes={rule: text for rule, text, _ in d.holds},
+                          tones={rule: "danger" for rule, _, _ in d.holds}),
+        "escalation_bars": bars(d.escalations, tones={label: "warn" for label, _ in d.escalations}),
+    }
+
+
+@router.get("/dashboard")
+def dashboard_page(request: Request, session: SessionDep, user: StaffUser, ui: UIDep) -> Response:
+    return render(request, "dashboard.html", dashboard_context(session, ui))
+
+
+@router.get("/dashboard/charts")
+def dashboard_charts(request: Request, session: SessionDep, user: StaffUser, ui: UIDep) -> Response:
+    return render(request, "_dashboard_charts.html", dashboard_context(session, ui))

@@ -1,0 +1,130 @@
+"""A supervisor's work: escalations, exception decisions, deadline extensions, reassignments.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from visitflow.db.tables import Clinician
+from visitflow.deps import SessionDep, TemporalDep
+from visitflow.models import (
+    ExtendDeadline,
+    Reassign,
+    ResolveHold,
+)
+from visitflow.services import queries
+from visitflow.services.commands import act, actor_of
+from visitflow.ui.actions import done, perform
+from visitflow.ui.deps import SupervisorUser, UIDep, render, visible_visit
+from visitflow.ui.forms import FORM, Target, read_form
+from visitflow.workflows.visit import VisitWorkflow
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post("/visits/{visit_id}/decision")
+async def decide_exception(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+                           user: SupervisorUser) -> Response:
+    view = visible_visit(session, user, visit_id, with_events=False)
+    form = await request.form()
+    f = read_form(form, ["key", "decision", "reason"])
+    target = Target.of(form)
+    reason = f.need("reason", "Give a reason for your decision; it goes on the visit's record.")
+    if f.v("decision") not in ("approved", "rejected"):
+        f.errors["decision"] = "Choose Approve or Reject."
+    hold = next((h for h in view.snap.holds if h.key == f.v("key")), None)
+    ctx = {"view": view, "visit_id": visit_id, "hold": hold, "hold_key": f.v("key"), "target": target}
+    result = await perform(request, "_form_decision.html", ctx, f, {"needs a reason": "reason"},
+                           lambda: act(temporal, visit_id, VisitWorkflow.resolve_hold, ResolveHold(
+                               actor=actor_of(user), key=f.v("key"), decision=f.v("decision"), reason=reason),
+                               idempotency_key=f.key))
+    if isinstance(result, Response):
+        return result
+    verb = "Approved" if f.v("decision") == "approved" else "Rejected (sent back to the clinician)"
+    rule = hold.rule_id if hold else f.v("key")
+    return done(request, session, user, target, result, f"{verb}: {rule} on visit {visit_id}.")
+
+
+@router.post("/visits/{visit_id}/deadline")
+async def extend_deadline(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+                          user: SupervisorUser, ui: UIDep) -> Response:
+    view = visible_visit(session, user, visit_id, with_events=False)
+    form = await request.form()
+    f = read_form(form, ["stage", "new_deadline", "reason"])
+    target = Target.of(form)
+    if f.v("stage") not in ("note", "signature"):
+        f.errors[FORM] = "The visit is not waiting for a note or a signature."
+    new_deadline = f.time("new_deadline", ui.clock, "Enter the new deadline.")
+    reason = f.need("reason", "Say why the deadline moves; it goes on the visit's record.")
+    ctx = {"view": view, "visit_id": visit_id, "stage": f.v("stage"), "target": target}
+    result = await perform(request, "_form_extend.html", ctx, f,
+                           {"in the future": "new_deadline", "needs a reason": "reason"},
+                           lambda: act(temporal, visit_id, VisitWorkflow.extend_deadline, ExtendDeadline(
+                               actor=actor_of(user), stage=f.v("stage"), new_deadline=new_deadline, reason=reason),
+                               idempotency_key=f.key))
+    if isinstance(result, Response):
+        return result
+    return done(request, session, user, target, result,
+                f"The {f.v('stage')} for visit {visit_id} is now due {ui.clock.when(new_deadline)}.")
+
+
+@router.post("/visits/{visit_id}/reassign")
+async def reassign(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+                   user: SupervisorUser) -> Response:
+    view = visible_visit(session, user, visit_id, with_events=False)
+    form = await request.form()
+    f = read_form(form, ["clinician_id", "reason"])
+    target = Target.of(form)
+    clinician = session.get(Clinician, int(f.v("clinician_id"))) if f.v("clinician_id").isdigit() else None
+    if clinician is None:
+        f.errors["clinician_id"] = "Choose the clinician who takes the visit over."
+    reason = f.need("reason", "Say why the visit is reassigned; it goes on the visit's record.")
+    ctx = {"view": view, "visit_id": visit_id, "target": target, "clinicians": queries.clinicians(session),
+           "current_clinician": view.snap.spec.clinician_id}
+    result = await perform(request, "_form_reassign.html", ctx, f,
+                           {"already assigned": "clinician_id", "needs a reason": "reason"},
+                           lambda: act(temporal, visit_id, VisitWorkflow.reassign, Reassign(
+                               actor=actor_of(user), clinician_id=clinician.id, reason=reason),
+                               idempotency_key=f.key))
+    if isinstance(result, Response):
+        return result
+    return done(request, session, user, target, result,
+                f"Visit {visit_id} is now assigned to {queries.clinician_label(clinician)}.")
+
+
+def _clinician_filter(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+@router.get("/escalations")
+def escalations_page(request: Request, session: SessionDep, user: SupervisorUser,
+                     clinician: str | None = None) -> Response:
+    cid = _clinician_filter(clinician)
+    return render(request, "escalations.html", {
+        "clinician_id": cid, "clinicians": queries.clinicians(session),
+        "overdue": queries.overdue_work(session, cid, 1), "exceptions": queries.exceptions_to_decide(session, cid, 1),
+        "team": queries.team_overdue(session)})
+
+
+@router.get("/escalations/overdue")
+def escalations_overdue(request: Request, session: SessionDep, user: SupervisorUser, clinician: str | None = None,
+                        page: int = Query(1, ge=1)) -> Response:
+    cid = _clinician_filter(clinician)
+    return render(request, "_overdue_list.html", {"clinician_id": cid, "clinicians": queries.clinicians(session),
+                                                  "overdue": queries.overdue_work(session, cid, page)})
+
+
+@router.get("/escalations/exceptions")
+def escalations_exceptions(request: Request, session: SessionDep, user: SupervisorUser,
+                           clinician: str | None = None, page: int = Query(1, ge=1)) -> Response:
+    cid = _clinician_filter(clinician)
+    return render(request, "_exceptions_list.html",
+                  {"clinician_id": cid, "exceptions": queries.exceptions_to_decide(session, cid, page)})
+
+
+@router.get("/escalations/team")
+def escalations_team(request: Request, session: SessionDep, user: SupervisorUser,
+                     clinician: str | None = None) -> Response:
+    return render(request, "_team.html", {"clinician_id": _clinician_filter(clinician),
+                                          "team": queries.team_overdue(session)})

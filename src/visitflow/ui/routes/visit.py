@@ -1,0 +1,102 @@
+"""One visit: the gates as a checklist, punches against the schedule, the timeline, the work panel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from visitflow.catalogue import (
+    GATES,
+)
+from visitflow.db.tables import User
+from visitflow.deps import SessionDep
+from visitflow.models import (
+    PunchKind,
+    VisitSnapshot,
+    VisitState,
+)
+from visitflow.services import queries
+from visitflow.settings import Settings
+from visitflow.ui.actions import work_context
+from visitflow.ui.deps import UserDep, get_ui, render, visible_visit
+from visitflow.workflows.visit import visit_workflow_id
+
+router = APIRouter(include_in_schema=False)
+
+
+def temporal_url(settings: Settings, visit_id: str) -> str:
+    workflow_id = visit_workflow_id(visit_id)
+    return f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
+
+
+def gate_checklist(snap: VisitSnapshot) -> list[dict[str, Any]]:
+    """Each gate as ✓ passed, ✗ held (with the holds' reasons), or … not reached yet (and why)."""
+    checked_after_signing = snap.signature is None
+    items = []
+    for gate, label in GATES:
+        holds = [h for h in snap.holds if h.gate.value == gate]
+        if holds:
+            status, why = "held", [h.message for h in holds]
+        elif snap.gates.get(gate):
+            status, why = "passed", []
+        elif gate == "documented":
+            status, why = "waiting", ["waiting for the note"]
+        elif gate == "signed":
+            status, why = "waiting", ["waiting for the clinician's signature"]
+        elif checked_after_signing:
+            status, why = "waiting", ["checked once the note is signed"]
+        elif snap.state in (VisitState.released, VisitState.cancelled):
+            status, why = "waiting", [f"not checked: the visit is {snap.state.value}"]
+        else:
+            status, why = "waiting", ["being checked now"]
+        items.append({"gate": gate, "label": label, "status": status, "why": why})
+    return items
+
+
+def punch_rows(snap: VisitSnapshot) -> list[dict[str, Any]]:
+    """Punches against the schedule: the original time and, beside it, any correction."""
+    spec = snap.spec
+    rows = []
+    for p in snap.punches:
+        scheduled = spec.scheduled_start if p.kind == PunchKind.clock_in else spec.scheduled_end
+        off = (p.effective_at - scheduled).total_seconds() / 60
+        rows.append({"p": p, "scheduled": scheduled, "off_min": round(off)})
+    for kind in PunchKind:
+        if not any(p.kind == kind for p in snap.punches):
+            rows.append({"p": None, "kind": kind.value,
+                         "scheduled": spec.scheduled_start if kind == PunchKind.clock_in else spec.scheduled_end})
+    return rows
+
+
+def visit_page_context(request: Request, session: Session, user: User, view: queries.VisitView) -> dict[str, Any]:
+    ui = get_ui(request)
+    return {"view": view, "snap": view.snap, "gates": gate_checklist(view.snap), "punches": punch_rows(view.snap),
+            "temporal_url": temporal_url(ui.settings, view.row.id), **work_context(session, user, view)}
+
+
+@router.get("/visits/{visit_id}")
+def visit_page(visit_id: str, request: Request, session: SessionDep, user: UserDep) -> Response:
+    view = visible_visit(session, user, visit_id)
+    return render(request, "visit.html", visit_page_context(request, session, user, view))
+
+
+@router.get("/visits/{visit_id}/status")
+def visit_status(visit_id: str, request: Request, session: SessionDep, user: UserDep,
+                 since: int | None = None) -> Response:
+    view = visible_visit(session, user, visit_id)
+    if since is not None and view.snap.version <= since:
+        return Response(status_code=204)  # nothing moved: htmx leaves the region alone
+    return render(request, "_visit_status.html", visit_page_context(request, session, user, view))
+
+
+@router.get("/visits/{visit_id}/work")
+def visit_work(visit_id: str, request: Request, session: SessionDep, user: UserDep,
+               since: int | None = None) -> Response:
+    view = visible_visit(session, user, visit_id, with_events=False)
+    if since is not None and view.snap.version <= since:
+        return Response(status_code=204)
+    return render(request, "_work.html", work_context(session, user, view))
