@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from visitflow.db.session import MIGRATIONS, get_engine, normalise_url
 from visitflow.security import token_digest
-from visitflow.users import find_user, token_user
+from visitflow.services.users import find_user, token_user
 
 
 def alembic_config(url: str) -> Config:

@@ -17,8 +17,8 @@ from visitflow.db.session import get_engine
 from visitflow.db.tables import Clinician, User
 from visitflow.models import Discipline
 from visitflow.security import verify_password
+from visitflow.services.users import find_user, token_user
 from visitflow.settings import Settings, get_settings
-from visitflow.users import find_user, token_user
 
 
 @pytest.fixture

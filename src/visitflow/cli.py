@@ -12,8 +12,8 @@ import typer
 import uvicorn
 
 from visitflow.db.session import get_engine, migrate
+from visitflow.services.users import count_users
 from visitflow.settings import Settings, get_settings
-from visitflow.users import count_users
 from visitflow.users_cli import users_app
 
 app = typer.Typer(help="VisitFlow: home care visits from schedule to claim, on Temporal.", no_args_is_help=True)

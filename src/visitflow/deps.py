@@ -14,10 +14,10 @@ from temporalio.client import Client
 from visitflow.db.session import WRITE_LOCK
 from visitflow.db.tables import User
 from visitflow.models import Role, roles_phrase
-from visitflow.sessions import session_user
+from visitflow.services.sessions import session_user
+from visitflow.services.users import token_user
 from visitflow.settings import Settings
 from visitflow.ui.auth import session_token
-from visitflow.users import token_user
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -27,6 +27,14 @@ def get_settings_dep(request: Request) -> Settings:
 def get_session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine) as session:
         yield session
+
+
+def let_go(session: Session) -> None:
+    """End the session's read transaction and hand its database connection back to the pool, keeping what
+    was read. Called before a request waits on something else (Temporal): a request waiting on a visit must
+    not hold one of the pool's few connections, or retries during an outage exhaust them."""
+    session.expunge_all()
+    session.rollback()
 
 
 def get_temporal(request: Request) -> Client:
@@ -66,6 +74,7 @@ def get_current_user(request: Request, session: SessionDep,
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in or send a valid bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
     request.state.user = user  # the audit trail records who made the request
+    let_go(session)
     return user
 
 

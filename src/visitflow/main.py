@@ -19,6 +19,7 @@ from visitflow.api.idempotency import StoreAnswers, forget_old_answers
 from visitflow.api.text_guard import reject_unstorable_text
 from visitflow.audit import AuditMiddleware
 from visitflow.db.session import get_engine
+from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings, get_settings
 from visitflow.temporal import connect
 from visitflow.ui.app import mount_ui
@@ -59,6 +60,13 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
             problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems),
                                                       "errors": jsonable_errors(exc)})
+
+    @app.exception_handler(ServiceError)
+    async def refused(_request: Request, exc: ServiceError):
+        # The one place a refusal becomes an answer: the status, the reason in words, the field it is about.
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        return JSONResponse(status_code=exc.status, headers=headers,
+                            content={"detail": exc.message, "field": exc.field, **exc.facts})
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(request: Request, exc: RPCError):

@@ -28,8 +28,8 @@ from visitflow.models import (
 )
 from visitflow.security import hash_password, token_digest
 from visitflow.services.commands import ScheduleRequest, act, actor_of, schedule_visit
+from visitflow.services.users import TOKEN_PREFIX_CHARS
 from visitflow.settings import Settings
-from visitflow.users import TOKEN_PREFIX_CHARS
 from visitflow.workflows.visit import VisitWorkflow
 
 DEMO_PASSWORD = "demo"

@@ -19,9 +19,8 @@ from sqlmodel import Session
 from visitflow.db.session import get_engine, migrate, write_session
 from visitflow.db.tables import PasswordReset, User, UserCreate, UserUpdate
 from visitflow.models import Role
-from visitflow.settings import get_settings
-from visitflow.users import (
-    UserError,
+from visitflow.services.errors import ServiceError
+from visitflow.services.users import (
     add_user,
     change_user,
     field_problems,
@@ -35,6 +34,7 @@ from visitflow.users import (
     set_active,
     unlock,
 )
+from visitflow.settings import get_settings
 
 users_app = typer.Typer(help="Add and manage users, their sign-in and their API tokens.", no_args_is_help=True)
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def _run(operation: Callable[[Session], T]) -> T:
     with _database() as session:
         try:
             return operation(session)
-        except UserError as err:
+        except ServiceError as err:
             _fail(err.message)
         except ValidationError as err:
             _fail("; ".join(f"{name}: {problem}" for name, problem in field_problems(err).items()))

@@ -39,7 +39,8 @@ from visitflow.models import (
     VisitSnapshot,
     VisitState,
 )
-from visitflow.services.commands import VisitError, act
+from visitflow.services.commands import act
+from visitflow.services.errors import ServiceError
 from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
 
 NOTE = {"tasks_performed": "Bathing, meals", "client_condition": "Stable"}
@@ -137,7 +138,7 @@ async def test_clean_visit_reaches_claim_ready_and_is_released_exactly_once(clie
     assert first.release_batch_id == again.release_batch_id == "b1"
     result = await handle.result()
     # A second biller's overlapping selection, after the visit closed, is told who released it.
-    with pytest.raises(VisitError) as info:
+    with pytest.raises(ServiceError) as info:
         await act(client, spec.visit_id, VisitWorkflow.release, Release(actor=biller, batch_id="b3"))
     assert info.value.status == 409 and f"released by {biller.username} in batch b1" in info.value.message
     assert result.state == VisitState.released and result.released_by == biller.username

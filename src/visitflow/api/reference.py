@@ -8,7 +8,6 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 from sqlmodel import SQLModel, func, select
 
-from visitflow.access import visible
 from visitflow.api.idempotency import IdempotencyDep
 from visitflow.db.tables import (
     Authorization,
@@ -38,6 +37,7 @@ from visitflow.deps import (
     TemporalDep,
     WriteSessionDep,
 )
+from visitflow.services.access import visible
 from visitflow.services.commands import recheck_visits_for, recheck_visits_of
 
 router = APIRouter(prefix="/api")

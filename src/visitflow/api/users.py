@@ -1,13 +1,11 @@
 """User administration for admins: accounts, roles, clinician links, passwords, lockouts and API tokens.
 
-Every route is a thin wrapper over `visitflow.users`; no route ever returns a password hash or a token
+Every route is a thin wrapper over `visitflow.services.users`; no route ever returns a password hash or a token
 digest, and a new token's text appears only in the answer that issued it.
 """
 
-from collections.abc import Callable
-from typing import TypeVar
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 
 from visitflow.db.tables import (
     ApiTokenCreate,
@@ -19,8 +17,7 @@ from visitflow.db.tables import (
     UserUpdate,
 )
 from visitflow.deps import AdminUser, RowId, SessionDep, WriteSessionDep
-from visitflow.users import (
-    UserError,
+from visitflow.services.users import (
     add_user,
     change_user,
     get_user,
@@ -33,14 +30,6 @@ from visitflow.users import (
 )
 
 router = APIRouter(prefix="/api/users", tags=["users"])
-T = TypeVar("T")
-
-
-def _answer(operation: Callable[[], T]) -> T:
-    try:
-        return operation()
-    except UserError as err:
-        raise HTTPException(err.status, err.message) from None
 
 
 @router.get("", response_model=list[UserPublic])
@@ -50,45 +39,45 @@ def list_all(session: SessionDep, _admin: AdminUser):
 
 @router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
 def create(body: UserCreate, session: WriteSessionDep, _admin: AdminUser):
-    return _answer(lambda: add_user(session, body))
+    return add_user(session, body)
 
 
 @router.get("/{user_id}", response_model=UserPublic)
 def get_one(user_id: RowId, session: SessionDep, _admin: AdminUser):
-    return _answer(lambda: get_user(session, user_id))
+    return get_user(session, user_id)
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
 def change(user_id: RowId, body: UserUpdate, session: WriteSessionDep, _admin: AdminUser):
     """Display name, role, clinician link, active. Deactivating ends the user's sessions and stops their
     API tokens at once."""
-    return _answer(lambda: change_user(session, user_id, body))
+    return change_user(session, user_id, body)
 
 
 @router.post("/{user_id}/password", response_model=UserPublic)
 def set_password(user_id: RowId, body: PasswordReset, session: WriteSessionDep, _admin: AdminUser):
     """Reset the password: the user's open sessions end and a sign-in lock is lifted."""
-    return _answer(lambda: reset_password(session, user_id, body))
+    return reset_password(session, user_id, body)
 
 
 @router.post("/{user_id}/unlock", response_model=UserPublic)
 def lift_lock(user_id: RowId, session: WriteSessionDep, _admin: AdminUser):
-    return _answer(lambda: unlock(session, user_id))
+    return unlock(session, user_id)
 
 
 @router.get("/{user_id}/tokens", response_model=list[ApiTokenPublic])
 def tokens(user_id: RowId, session: SessionDep, _admin: AdminUser):
-    return _answer(lambda: list_tokens(session, user_id))
+    return list_tokens(session, user_id)
 
 
 @router.post("/{user_id}/tokens", response_model=ApiTokenIssued, status_code=status.HTTP_201_CREATED)
 def issue(user_id: RowId, body: ApiTokenCreate, session: WriteSessionDep, _admin: AdminUser):
     """Issue a token; its text is in this answer only (store it now: VisitFlow keeps just a digest)."""
-    token, raw = _answer(lambda: issue_token(session, user_id, body.name))
+    token, raw = issue_token(session, user_id, body.name)
     return ApiTokenIssued(**token.model_dump(), token=raw)
 
 
 @router.delete("/{user_id}/tokens/{token_id}", response_model=ApiTokenPublic)
 def revoke(user_id: RowId, token_id: RowId, session: WriteSessionDep, _admin: AdminUser):
     """Revoke a token: the next request with it gets 401. Revoking a revoked token changes nothing."""
-    return _answer(lambda: revoke_token(session, token_id, user_id))
+    return revoke_token(session, token_id, user_id)

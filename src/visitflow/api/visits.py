@@ -9,10 +9,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from pydantic import BaseModel, Field
 from sqlmodel import func, select
 
-from visitflow.access import sees_visit_of, visible
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
 from visitflow.db.tables import Clinician, Notification, Visit, VisitHold, VisitTask
-from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep
+from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
     Acknowledgement,
     AdjustPunch,
@@ -39,10 +38,10 @@ from visitflow.models import (
     VisitState,
     roles_phrase,
 )
+from visitflow.services.access import sees_visit_of, visible
 from visitflow.services.commands import (
     ReleaseOutcome,
     ScheduleRequest,
-    VisitError,
     act,
     actor_of,
     as_utc,
@@ -194,10 +193,7 @@ class ReleaseBody(BaseModel):
 
 async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: BaseModel,
                idempotency: Idempotency) -> VisitPublic:
-    try:
-        snap = await act(temporal, visit_id, update, arg, idempotency_key=idempotency.key)
-    except VisitError as err:
-        raise HTTPException(err.status, err.message) from None
+    snap = await act(temporal, visit_id, update, arg, idempotency_key=idempotency.key)
     return VisitPublic.of(snap, settings)
 
 
@@ -213,11 +209,8 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
     if user.role not in (Role.admin, Role.supervisor):
         raise HTTPException(403, "only an admin or a supervisor can schedule visits "
                                  f"(you are {roles_phrase([user.role])})")
-    try:
-        snap, created = await schedule_visit(session, temporal, settings, ScheduleRequest(**body.model_dump()),
-                                             actor_of(user), idempotency.key)
-    except VisitError as err:
-        raise HTTPException(err.status, err.message) from None
+    snap, created = await schedule_visit(session, temporal, settings, ScheduleRequest(**body.model_dump()),
+                                         actor_of(user), idempotency.key)
     if not created:
         response.status_code = status.HTTP_200_OK
     return VisitPublic.of(snap, settings)
@@ -256,10 +249,8 @@ async def get_visit(visit_id: str, session: SessionDep, temporal: TemporalDep, s
     if row is not None:
         snap = VisitSnapshot.model_validate(row.snapshot)
     else:  # scheduled a moment ago; its first projection is on its way
-        try:
-            snap = await visit_snapshot(temporal, visit_id)
-        except VisitError as err:
-            raise HTTPException(err.status, err.message) from None
+        let_go(session)
+        snap = await visit_snapshot(temporal, visit_id)
     if not sees_visit_of(user, snap.spec.clinician_id):
         raise HTTPException(404, f"visit {visit_id} not found")
     return VisitPublic.of(snap, settings)
@@ -325,6 +316,7 @@ async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, tempo
                    idempotency: IdempotencyDep):
     if session.get(Clinician, body.clinician_id) is None:
         raise HTTPException(422, f"clinician {body.clinician_id} does not exist")
+    let_go(session)
     return await _run(temporal, settings, visit_id, VisitWorkflow.reassign,
                       Reassign(actor=actor_of(user), **body.model_dump()), idempotency)
 

@@ -1,7 +1,7 @@
 """What a person or a feeding system can do to visits, shared by the REST API and the UI.
 
 Routes translate HTTP to these calls; these calls talk to Temporal and read the SQL read model.
-Rejections come back as `VisitError` with an HTTP-like status and a sentence a person understands.
+Rejections come back as `ServiceError` with an HTTP-like status and a sentence a person understands.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from visitflow.models import (
     VisitState,
     as_utc,
 )
+from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
 from visitflow.workflows.visit import (
     WORKFLOW_TASK_TIMEOUT,
@@ -41,13 +42,6 @@ from visitflow.workflows.visit import (
 )
 
 _STATUS_BY_REJECTION = {"Forbidden": 403, "Conflict": 409, "Invalid": 422}
-
-
-class VisitError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def actor_of(user: User) -> Actor:
@@ -89,12 +83,12 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
     for name, value, found in (("patient", req.patient_id, patient), ("clinician", req.clinician_id, clinician),
                                ("payer", req.payer_id, payer)):
         if found is None:
-            raise VisitError(422, f"{name} {value} does not exist")
+            raise ServiceError(422, f"{name} {value} does not exist")
     start, end = as_utc(req.scheduled_start), as_utc(req.scheduled_end)
     if end <= start:
-        raise VisitError(422, "scheduled_end must be after scheduled_start")
+        raise ServiceError(422, "scheduled_end must be after scheduled_start")
     if (end - start).total_seconds() > 24 * 3600:
-        raise VisitError(422, "EVV-05 a visit cannot be scheduled for longer than 24 hours")
+        raise ServiceError(422, "EVV-05 a visit cannot be scheduled for longer than 24 hours")
     bounds = settings.visit_minutes.get(req.service_code.upper())
     spec = VisitSpec(
         visit_id=visit_id_for(req.id, idempotency_key), patient_id=patient.id, clinician_id=clinician.id,
@@ -116,7 +110,7 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
         existing = await visit_snapshot(client, spec.visit_id)
         same = existing.spec.model_dump(include=_IDENTITY) == spec.model_dump(include=_IDENTITY)
         if not same:
-            raise VisitError(409, f"visit {spec.visit_id} already exists with different details") from None
+            raise ServiceError(409, f"visit {spec.visit_id} already exists with different details") from None
         return existing, False
     return VisitSnapshot(spec=spec, state=VisitState.scheduled, version=0), True
 
@@ -133,7 +127,7 @@ async def visit_snapshot(client: Client, visit_id: str) -> VisitSnapshot:
         return await handle.query(VisitWorkflow.snapshot)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise VisitError(404, f"visit {visit_id} not found") from None
+            raise ServiceError(404, f"visit {visit_id} not found") from None
         raise
 
 
@@ -156,7 +150,7 @@ def update_id_for(update: Any, actor: Actor, idempotency_key: str | None) -> str
 UPDATE_WAIT = timedelta(seconds=20)
 
 
-class MaybeApplied(VisitError):
+class MaybeApplied(ServiceError):
     """No answer in time: the action may or may not have been applied. The same key finds out which."""
 
     def __init__(self, visit_id: str) -> None:
@@ -179,7 +173,9 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):
-            raise VisitError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message) from None
+            facts = dict(cause.details[0]) if cause.details and isinstance(cause.details[0], dict) else {}
+            raise ServiceError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message,
+                               facts.pop("field", None), **facts) from None
         raise
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         raise MaybeApplied(visit_id) from None
@@ -193,7 +189,7 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
     raise VisitClosed(snap)
 
 
-class VisitClosed(VisitError):
+class VisitClosed(ServiceError):
     """The visit's workflow has ended (released or cancelled); nothing more can be done to it."""
 
     def __init__(self, snap: VisitSnapshot) -> None:
@@ -244,7 +240,7 @@ async def release_visits(engine: Engine, client: Client, visit_ids: list[str], a
             if snap.state != VisitState.released:
                 outcome.rejected.append({"visit_id": visit_id, "status": 409, "reason": closed.message})
                 continue
-        except VisitError as err:
+        except ServiceError as err:
             outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
             continue
         if snap.release_batch_id == batch_id:

@@ -19,7 +19,7 @@ from visitflow.models import (
     VisitState,
 )
 from visitflow.services import queries
-from visitflow.services.commands import VisitError
+from visitflow.services.errors import ServiceError
 from visitflow.ui.deps import render
 from visitflow.ui.forms import FormState, Target, note_field_name, place_rejection
 
@@ -76,12 +76,12 @@ def done(request: Request, session: Session, user: User, target: Target, snap: V
 
 
 async def perform(request: Request, template: str, context: dict[str, Any], f: FormState,
-                  where: dict[str, str], call) -> VisitSnapshot | Response:
+                  call) -> VisitSnapshot | Response:
     """Run the action unless the form has problems; a rejection comes back as the form with its reason."""
     if not f.ok:
         return form_again(request, template, context, f, 422)
     try:
         return await call()
-    except VisitError as err:
-        f.errors.update(place_rejection(err.message, where))
+    except ServiceError as err:
+        f.errors.update(place_rejection(err, f))
         return form_again(request, template, context, f, err.status)

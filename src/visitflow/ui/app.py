@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
 from visitflow.ui.auth import (
     SESSION_COOKIE,
@@ -107,6 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, "VisitFlow could not finish this. It has been logged; nothing you "
                                             "typed is lost. Try again in a moment.")
 
+    wrap(ServiceError, lambda request, exc: error_response(request, exc.status, exc.message))
     wrap(StarletteHTTPException, http_error)
     wrap(RequestValidationError, invalid)
     wrap(Exception, crashed)

@@ -2,7 +2,7 @@
 
 The cookie is Starlette's signed session cookie (itsdangerous): HttpOnly, SameSite=Lax. It holds two
 random values: the sign-in session's token and the CSRF token. Whether someone is signed in is decided on
-the server, by the `UserSession` row the token's digest names (visitflow.sessions): signing out, expiry and
+the server, by the `UserSession` row the token's digest names (visitflow.services.sessions): signing out, expiry and
 deactivation end that row, so a copied cookie stops working at once. Starlette's middleware stays for what
 it does well, signing the cookie (a forged one never reaches the database) and keeping the CSRF token.
 
@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visitflow.db.tables import User
-from visitflow.sessions import end_session, start_session
+from visitflow.services.sessions import end_session, start_session
 from visitflow.settings import Settings
 
 log = logging.getLogger("visitflow.ui")

@@ -17,7 +17,6 @@ from fastapi.responses import Response
 from sqlmodel import Session
 from starlette.templating import Jinja2Templates
 
-from visitflow.access import sees_visit_of
 from visitflow.catalogue import (
     EVENT_LABELS,
     FIELD_HINTS,
@@ -33,13 +32,14 @@ from visitflow.catalogue import (
     field_label,
 )
 from visitflow.db.tables import User
-from visitflow.deps import SessionDep
+from visitflow.deps import SessionDep, let_go
 from visitflow.models import (
     Role,
 )
 from visitflow.services import queries
+from visitflow.services.access import sees_visit_of
 from visitflow.services.queries import dom_id
-from visitflow.sessions import session_user
+from visitflow.services.sessions import session_user
 from visitflow.settings import Settings
 from visitflow.ui.auth import (
     CSRF_FIELD,
@@ -177,6 +177,7 @@ def signed_in_user(request: Request, session: SessionDep) -> User:
     if user is None:
         raise SignInRequired()
     request.state.user = user
+    let_go(session)
     return user
 
 
@@ -216,4 +217,5 @@ def visible_visit(session: Session, user: User, visit_id: str, with_events: bool
     view = queries.load_visit(session, visit_id, with_events)
     if view is None or not sees_visit_of(user, view.snap.spec.clinician_id):
         raise HTTPException(404, f"There is no visit {visit_id} for you to see.")
+    let_go(session)  # an action on it waits on Temporal next
     return view

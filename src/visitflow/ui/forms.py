@@ -14,6 +14,7 @@ from datetime import datetime
 from visitflow.catalogue import field_label
 from visitflow.models import REASONS_NEEDING_TEXT, ReasonCode
 from visitflow.rules.documentation import missing_note_fields
+from visitflow.services.errors import ServiceError
 from visitflow.ui.present import Clock
 
 FORM = "_form"  # the error that belongs to the form as a whole, shown beside its submit button
@@ -103,16 +104,13 @@ def note_errors(fields: dict[str, str], required: list[str]) -> dict[str, str]:
             for name in missing_note_fields(fields, required)}
 
 
-def place_rejection(message: str, where: dict[str, str]) -> dict[str, str]:
-    """Attach the workflow's rejection to the field whose words it uses (`where`: words -> field)."""
-    if message.startswith("DOC-03 required note fields missing:"):
-        names = [n.strip() for n in message.split(":", 1)[1].split(",") if n.strip()]
-        errors = {note_field_name(n): f"{field_label(n)} is required for this discipline (DOC-03)." for n in names}
-        return errors or {FORM: message}
-    for words, name in where.items():
-        if words in message:
-            return {name: _sentence(message)}
-    return {FORM: _sentence(message)}
+def place_rejection(err: ServiceError, f: FormState) -> dict[str, str]:
+    """Attach a refusal to the field it names (as data), or to the form as a whole when the form has no such
+    field. A note's missing fields (DOC-03) each get their own message."""
+    if err.field == "fields" and err.facts.get("missing"):
+        return {note_field_name(n): f"{field_label(n)} is required for this discipline (DOC-03)."
+                for n in err.facts["missing"]}
+    return {err.field if err.field in f.values else FORM: _sentence(err.message)}
 
 
 def _sentence(message: str) -> str:

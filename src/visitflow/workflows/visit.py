@@ -102,8 +102,10 @@ def search_attributes_for(spec: VisitSpec, state: VisitState) -> TypedSearchAttr
     ])
 
 
-def _reject(kind: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
+def _reject(kind: str, message: str, field: str | None = None, **facts) -> ApplicationError:
+    """A refused action: its kind (-> HTTP status), the reason in words, and as data the field it is about
+    (named as in the request), so a form shows the reason next to that field without reading the words."""
+    return ApplicationError(message, {"field": field, **facts}, type=kind, non_retryable=True)
 
 
 @workflow.defn
@@ -299,17 +301,17 @@ class VisitWorkflow:
             self._require_own_visit(req.actor)
         p = req.punch
         if p.method == PunchMethod.gps and p.location is None:
-            raise _reject(INVALID, "a GPS punch needs its location (lat, lon)")
+            raise _reject(INVALID, "a GPS punch needs its location (lat, lon)", "location")
         if p.method == PunchMethod.manual:
             self._require_reason(p.reason_code, p.reason_text, "a manual punch")
         if p.at > req.now + PUNCH_CLOCK_SKEW:
-            raise _reject(INVALID, f"punch time {p.at:%Y-%m-%d %H:%M} UTC is in the future")
+            raise _reject(INVALID, f"punch time {p.at:%Y-%m-%d %H:%M} UTC is in the future", "at")
         if p.kind == PunchKind.clock_out:
             clock_in = self._latest(PunchKind.clock_in)
             if clock_in is None and p.method != PunchMethod.manual:
-                raise _reject(CONFLICT, "no clock-in recorded for this visit yet")
+                raise _reject(CONFLICT, "no clock-in recorded for this visit yet", "kind")
             if clock_in is not None and p.at <= clock_in.effective_at:
-                raise _reject(INVALID, "clock-out must be after the clock-in")
+                raise _reject(INVALID, "clock-out must be after the clock-in", "at")
         self._require_correction_window(req.now, p.method == PunchMethod.manual)
 
     @workflow.update
@@ -335,10 +337,10 @@ class VisitWorkflow:
         if req.actor.role == Role.clinician:
             self._require_own_visit(req.actor)
         if not 1 <= req.seq <= len(self._visit.punches):
-            raise _reject(INVALID, f"this visit has no punch #{req.seq}")
+            raise _reject(INVALID, f"this visit has no punch #{req.seq}", "seq")
         self._require_reason(req.reason_code, req.reason_text, "a time correction")
         if req.adjusted_at > req.now + PUNCH_CLOCK_SKEW:
-            raise _reject(INVALID, "a corrected time cannot be in the future")
+            raise _reject(INVALID, "a corrected time cannot be in the future", "adjusted_at")
         self._require_correction_window(req.now, True)
 
     @workflow.update
@@ -361,7 +363,8 @@ class VisitWorkflow:
             raise _reject(CONFLICT, "the note is already signed; a biller or supervisor must send it back first")
         missing = [f for f in self._visit.spec.required_note_fields if not req.fields.get(f, "").strip()]
         if missing:
-            raise _reject(INVALID, f"DOC-03 required note fields missing: {', '.join(missing)}")
+            raise _reject(INVALID, f"DOC-03 required note fields missing: {', '.join(missing)}", "fields",
+                          missing=missing)
 
     @workflow.update
     async def sign_note(self, req: SignNote) -> VisitSnapshot:
@@ -381,7 +384,7 @@ class VisitWorkflow:
         if self._visit.signature is not None:
             raise _reject(CONFLICT, "the note is already signed")
         if not req.attestation:
-            raise _reject(INVALID, "SIG-01 signing needs the attestation to be confirmed")
+            raise _reject(INVALID, "SIG-01 signing needs the attestation to be confirmed", "attestation")
 
     @workflow.update
     async def resolve_hold(self, req: ResolveHold) -> VisitSnapshot:
@@ -397,11 +400,11 @@ class VisitWorkflow:
         self._require_role(req.actor, Role.supervisor)
         hold = next((h for h in self._visit.holds if h.key == req.key), None)
         if hold is None:
-            raise _reject(CONFLICT, f"no open hold {req.key!r} on this visit")
+            raise _reject(CONFLICT, f"no open hold {req.key!r} on this visit", "key")
         if not hold.approvable:
-            raise _reject(CONFLICT, f"{hold.rule_id} cannot be approved; it must be fixed: {hold.message}")
+            raise _reject(CONFLICT, f"{hold.rule_id} cannot be approved; it must be fixed: {hold.message}", "key")
         if not req.reason.strip():
-            raise _reject(INVALID, "a decision on an exception needs a reason")
+            raise _reject(INVALID, "a decision on an exception needs a reason", "reason")
 
     @workflow.update
     async def extend_deadline(self, req: ExtendDeadline) -> VisitSnapshot:
@@ -423,11 +426,11 @@ class VisitWorkflow:
         waiting = (req.stage == "note" and self._visit.note is None) or (
             req.stage == "signature" and self._visit.note is not None and self._visit.signature is None)
         if not waiting:
-            raise _reject(CONFLICT, f"the visit is not waiting for its {req.stage}")
+            raise _reject(CONFLICT, f"the visit is not waiting for its {req.stage}", "stage")
         if req.new_deadline <= workflow.now():
-            raise _reject(INVALID, "the new deadline must be in the future")
+            raise _reject(INVALID, "the new deadline must be in the future", "new_deadline")
         if not req.reason.strip():
-            raise _reject(INVALID, "extending a deadline needs a reason")
+            raise _reject(INVALID, "extending a deadline needs a reason", "reason")
 
     @workflow.update
     async def reassign(self, req: Reassign) -> VisitSnapshot:
@@ -444,9 +447,9 @@ class VisitWorkflow:
         if self._visit.signature is not None:
             raise _reject(CONFLICT, "a signed visit cannot be reassigned; send it back first")
         if req.clinician_id == self._visit.spec.clinician_id:
-            raise _reject(INVALID, "the visit is already assigned to that clinician")
+            raise _reject(INVALID, "the visit is already assigned to that clinician", "clinician_id")
         if not req.reason.strip():
-            raise _reject(INVALID, "reassigning needs a reason")
+            raise _reject(INVALID, "reassigning needs a reason", "reason")
 
     @workflow.update
     async def reschedule(self, req: Reschedule) -> VisitSnapshot:
@@ -463,11 +466,11 @@ class VisitWorkflow:
         self._require_open()
         self._require_role(req.actor, Role.admin, Role.supervisor)
         if req.scheduled_end <= req.scheduled_start:
-            raise _reject(INVALID, "the scheduled end must be after the start")
+            raise _reject(INVALID, "the scheduled end must be after the start", "scheduled_end")
         if req.scheduled_end - req.scheduled_start > timedelta(hours=24):
-            raise _reject(INVALID, "EVV-05 a visit cannot be longer than 24 hours")
+            raise _reject(INVALID, "EVV-05 a visit cannot be longer than 24 hours", "scheduled_end")
         if not req.reason.strip():
-            raise _reject(INVALID, "rescheduling needs a reason")
+            raise _reject(INVALID, "rescheduling needs a reason", "reason")
 
     @workflow.update
     async def cancel(self, req: Cancel) -> VisitSnapshot:
@@ -481,7 +484,7 @@ class VisitWorkflow:
         self._require_open()
         self._require_role(req.actor, Role.admin, Role.supervisor)
         if not req.reason.strip():
-            raise _reject(INVALID, "cancelling needs a reason")
+            raise _reject(INVALID, "cancelling needs a reason", "reason")
 
     @workflow.update
     async def release(self, req: Release) -> VisitSnapshot:
@@ -522,7 +525,7 @@ class VisitWorkflow:
         if self._visit.signature is None:
             raise _reject(CONFLICT, "the note is not signed yet; nothing to send back")
         if not req.message.strip():
-            raise _reject(INVALID, "say what the clinician must fix")
+            raise _reject(INVALID, "say what the clinician must fix", "message")
 
     # --- system events ----------------------------------------------------------------------
 
@@ -572,9 +575,10 @@ class VisitWorkflow:
 
     def _require_reason(self, code, text: str | None, what: str) -> None:
         if code is None:
-            raise _reject(INVALID, f"EVV-04 {what} needs a reason code")
+            raise _reject(INVALID, f"EVV-04 {what} needs a reason code", "reason_code")
         if code in REASONS_NEEDING_TEXT and not (text or "").strip():
-            raise _reject(INVALID, f"EVV-04 reason code {code.value} needs an explanation in reason_text")
+            raise _reject(INVALID, f"EVV-04 reason code {code.value} needs an explanation in reason_text",
+                          "reason_text")
 
     def _require_correction_window(self, now: datetime, is_correction: bool) -> None:
         if not is_correction:

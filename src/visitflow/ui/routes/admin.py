@@ -1,6 +1,6 @@
 """The office's user administration page, /admin/users: who can sign in, as what, and with which API tokens.
 
-Every action goes through `visitflow.users` (the same operations as /api/users and `visitflow users`) and
+Every action goes through `visitflow.services.users` (the same operations as /api/users and `visitflow users`) and
 answers with the person's card as it is now, or the same form with the problem beside its field.
 """
 
@@ -17,10 +17,8 @@ from visitflow.db.tables import ApiToken, Clinician, PasswordReset, User, UserCr
 from visitflow.deps import RowId, SessionDep, WriteSessionDep
 from visitflow.models import Role
 from visitflow.services import queries
-from visitflow.ui.deps import render, role_page
-from visitflow.ui.forms import FORM, FormState, read_form
-from visitflow.users import (
-    UserError,
+from visitflow.services.errors import ServiceError
+from visitflow.services.users import (
     add_user,
     change_user,
     field_problems,
@@ -32,6 +30,8 @@ from visitflow.users import (
     set_active,
     unlock,
 )
+from visitflow.ui.deps import render, role_page
+from visitflow.ui.forms import FORM, FormState, read_form
 
 router = APIRouter(include_in_schema=False)
 AdminPage = Annotated[User, role_page(Role.admin)]
@@ -52,7 +52,7 @@ def _card_response(request: Request, session: Session, user_id: int, status: int
     return render(request, "_user_card.html", _card(session, get_user(session, user_id), **extra), status=status)
 
 
-def _refused(request: Request, session: Session, user_id: int, form: str, f: FormState, err: UserError) -> Response:
+def _refused(request: Request, session: Session, user_id: int, form: str, f: FormState, err: ServiceError) -> Response:
     f.errors[err.field if err.field in f.values else FORM] = _sentence(err.message)
     return _card_response(request, session, user_id, err.status, forms={form: f}, open=form)
 
@@ -89,7 +89,7 @@ async def add(request: Request, session: WriteSessionDep, admin: AdminPage) -> R
             clinician_id=int(f.v("clinician_id")) if f.v("clinician_id").isdigit() else None))
     except ValidationError as err:
         f.errors = {**field_problems(err), **f.errors}
-    except UserError as err:
+    except ServiceError as err:
         f.errors[err.field or FORM] = _sentence(err.message)
     f.values["password"] = ""  # never sent back into the page
     if f.errors:
@@ -117,7 +117,7 @@ async def change_role(user_id: RowId, request: Request, session: WriteSessionDep
     except ValidationError as err:
         f.errors.update(field_problems(err))
         return _card_response(request, session, user_id, 422, forms={"role": f}, open="role")
-    except UserError as err:
+    except ServiceError as err:
         return _refused(request, session, user_id, "role", f, err)
     return _card_response(request, session, user_id, flash=f"{user.display_name} is now {role.value}.")
 
@@ -128,7 +128,7 @@ async def change_active(user_id: RowId, request: Request, session: WriteSessionD
     active = f.v("active") == "yes"
     try:
         user = set_active(session, user_id, active)
-    except UserError as err:
+    except ServiceError as err:
         return _refused(request, session, user_id, "active", f, err)
     message = (f"{user.display_name} can sign in again." if active else
                f"{user.display_name} is deactivated: signed out everywhere, API tokens refused.")
@@ -144,7 +144,7 @@ async def set_password(user_id: RowId, request: Request, session: WriteSessionDe
         f.errors.update(field_problems(err))
         f.values["password"] = ""
         return _card_response(request, session, user_id, 422, forms={"password": f}, open="password")
-    except UserError as err:
+    except ServiceError as err:
         return _refused(request, session, user_id, "password", f, err)
     return _card_response(request, session, user_id,
                           flash=f"New password set for {user.display_name}; their open sessions ended.")
@@ -154,7 +154,7 @@ async def set_password(user_id: RowId, request: Request, session: WriteSessionDe
 def lift_lock(user_id: RowId, request: Request, session: WriteSessionDep, admin: AdminPage) -> Response:
     try:
         user = unlock(session, user_id)
-    except UserError as err:
+    except ServiceError as err:
         return _refused(request, session, user_id, "unlock", FormState(), err)
     return _card_response(request, session, user_id, flash=f"{user.display_name} can sign in again.")
 
@@ -164,7 +164,7 @@ async def new_token(user_id: RowId, request: Request, session: WriteSessionDep, 
     f = read_form(await request.form(), ["name"])
     try:
         token, raw = issue_token(session, user_id, f.v("name"))
-    except UserError as err:
+    except ServiceError as err:
         return _refused(request, session, user_id, "tokens", f, err)
     return _card_response(request, session, user_id, issued={"name": token.name, "token": raw}, open="tokens",
                           flash=f"Issued the API token “{token.name}”. Copy it now: it is not shown again.")
@@ -175,7 +175,7 @@ def revoke(user_id: RowId, token_id: RowId, request: Request, session: WriteSess
            admin: AdminPage) -> Response:
     try:
         token = revoke_token(session, token_id, user_id)
-    except UserError as err:
+    except ServiceError as err:
         return _refused(request, session, user_id, "tokens", FormState(), err)
     return _card_response(request, session, user_id, open="tokens",
                           flash=f"Revoked the API token “{token.name}”: requests with it are refused from now on.")

@@ -32,7 +32,7 @@ async def send_back(visit_id: str, request: Request, session: SessionDep, tempor
     target = Target.of(form)
     message = f.need("message", "Tell the clinician what to fix.")
     ctx = {"view": view, "visit_id": visit_id, "target": target}
-    result = await perform(request, "_form_send_back.html", ctx, f, {"what the clinician must fix": "message"},
+    result = await perform(request, "_form_send_back.html", ctx, f,
                            lambda: act(temporal, visit_id, VisitWorkflow.send_back,
                                        SendBack(actor=actor_of(user), message=message), idempotency_key=f.key))
     if isinstance(result, Response):

@@ -47,7 +47,7 @@ async def submit_note(visit_id: str, request: Request, session: SessionDep, temp
     fields = {n: f.v(note_field_name(n)).strip() for n in required}
     f.errors.update({note_field_name(n): msg for n, msg in note_errors(fields, required).items()})
     ctx = {"view": view, "snap": view.snap, "draft_key": f"{user.id}:{visit_id}"}
-    result = await perform(request, "_form_note.html", ctx, f, {}, lambda: act(
+    result = await perform(request, "_form_note.html", ctx, f, lambda: act(
         temporal, visit_id, VisitWorkflow.submit_note, SubmitNote(actor=actor_of(user), fields=fields),
         idempotency_key=f.key))
     if isinstance(result, Response):
@@ -64,16 +64,12 @@ async def sign_note(visit_id: str, request: Request, session: SessionDep, tempor
     if f.v("attestation") != "yes":
         f.errors["attestation"] = "Tick the box to confirm the attestation before you sign (SIG-01)."
     result = await perform(request, "_form_sign.html", {"view": view, "snap": view.snap}, f,
-                           {"attestation": "attestation"},
                            lambda: act(temporal, visit_id, VisitWorkflow.sign_note,
                                        SignNote(actor=actor_of(user), attestation=True), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
     return done(request, session, user, Target(), result, "Signed. The visit is being checked for billing.")
 
-
-_TIME_WORDS = {"needs an explanation": "reason_text", "needs a reason code": "reason_code",
-               "in the future": "at", "after the clock-in": "at", "no clock-in": "kind"}
 
 
 @router.post("/visits/{visit_id}/punches/adjust")
@@ -89,7 +85,6 @@ async def adjust_punch(visit_id: str, request: Request, session: SessionDep, tem
     code = f.reason()
     result = await perform(
         request, "_form_adjust.html", {"view": view, "snap": view.snap, "reasons": list(ReasonCode)}, f,
-        {**_TIME_WORDS, "in the future": "adjusted_at"},
         lambda: act(temporal, visit_id, VisitWorkflow.adjust_punch, AdjustPunch(
             actor=actor_of(user), seq=int(f.v("seq")), adjusted_at=adjusted_at, reason_code=code,
             reason_text=f.v("reason_text").strip() or None, now=now_utc()), idempotency_key=f.key))
@@ -114,7 +109,6 @@ async def add_punch(visit_id: str, request: Request, session: SessionDep, tempor
     code = f.reason()
     result = await perform(
         request, "_form_add_punch.html", {"view": view, "snap": view.snap, "reasons": list(ReasonCode)}, f,
-        _TIME_WORDS,
         lambda: act(temporal, visit_id, VisitWorkflow.record_punch, RecordPunch(
             actor=actor_of(user), now=now_utc(), punch=PunchInput(
                 kind=kind, at=at, method=PunchMethod.manual, reason_code=code,

@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from visitflow.deps import SessionDep
 from visitflow.services.commands import now_utc
-from visitflow.sessions import session_user
+from visitflow.services.sessions import session_user
+from visitflow.services.users import attempt_sign_in
 from visitflow.ui.auth import (
     session_token,
     sign_in,
@@ -22,7 +23,6 @@ from visitflow.ui.auth import (
 from visitflow.ui.deps import NAV, UIDep, UserDep, render
 from visitflow.ui.forms import FORM, FormState, read_form
 from visitflow.ui.present import human_duration
-from visitflow.users import attempt_sign_in
 
 log = logging.getLogger("visitflow.ui")
 

@@ -35,7 +35,7 @@ async def decide_exception(visit_id: str, request: Request, session: SessionDep,
         f.errors["decision"] = "Choose Approve or Reject."
     hold = next((h for h in view.snap.holds if h.key == f.v("key")), None)
     ctx = {"view": view, "visit_id": visit_id, "hold": hold, "hold_key": f.v("key"), "target": target}
-    result = await perform(request, "_form_decision.html", ctx, f, {"needs a reason": "reason"},
+    result = await perform(request, "_form_decision.html", ctx, f,
                            lambda: act(temporal, visit_id, VisitWorkflow.resolve_hold, ResolveHold(
                                actor=actor_of(user), key=f.v("key"), decision=f.v("decision"), reason=reason),
                                idempotency_key=f.key))
@@ -59,7 +59,6 @@ async def extend_deadline(visit_id: str, request: Request, session: SessionDep, 
     reason = f.need("reason", "Say why the deadline moves; it goes on the visit's record.")
     ctx = {"view": view, "visit_id": visit_id, "stage": f.v("stage"), "target": target}
     result = await perform(request, "_form_extend.html", ctx, f,
-                           {"in the future": "new_deadline", "needs a reason": "reason"},
                            lambda: act(temporal, visit_id, VisitWorkflow.extend_deadline, ExtendDeadline(
                                actor=actor_of(user), stage=f.v("stage"), new_deadline=new_deadline, reason=reason),
                                idempotency_key=f.key))
@@ -83,7 +82,6 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
     ctx = {"view": view, "visit_id": visit_id, "target": target, "clinicians": queries.clinicians(session),
            "current_clinician": view.snap.spec.clinician_id}
     result = await perform(request, "_form_reassign.html", ctx, f,
-                           {"already assigned": "clinician_id", "needs a reason": "reason"},
                            lambda: act(temporal, visit_id, VisitWorkflow.reassign, Reassign(
                                actor=actor_of(user), clinician_id=clinician.id, reason=reason),
                                idempotency_key=f.key))

@@ -1,7 +1,7 @@
 """The agency's user accounts: adding people, their role and clinician link, passwords, sign-in lockout and
 API tokens. One implementation of each operation, used by the API, the admin page and the CLI.
 
-Every operation takes the caller's session, checks, writes and commits; a refusal raises `UserError` with the
+Every operation takes the caller's session, checks, writes and commits; a refusal raises `ServiceError` with the
 HTTP status it maps to and a sentence saying why, and writes nothing.
 """
 
@@ -20,17 +20,12 @@ from visitflow.db.session import write_session
 from visitflow.db.tables import ApiToken, Clinician, PasswordReset, User, UserCreate, UserUpdate
 from visitflow.models import Role
 from visitflow.security import hash_password, token_digest, verify_password
-from visitflow.sessions import end_sessions_of
+from visitflow.services.errors import ServiceError
+from visitflow.services.sessions import end_sessions_of
 from visitflow.settings import Settings
 
 TOKEN_PREFIX_CHARS = 10  # "vf_" and 7 random characters: enough to tell a person's tokens apart
 _TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is noted at most this often per token
-
-
-class UserError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
 
 
 def now_utc() -> datetime:
@@ -58,14 +53,14 @@ def field_problems(err: ValidationError) -> dict[str, str]:
 def get_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:
-        raise UserError(404, f"user {user_id} not found")
+        raise ServiceError(404, f"user {user_id} not found")
     return user
 
 
 def find_user(session: Session, username: str) -> User:
     user = session.exec(select(User).where(User.username == normalise_username(username))).first()
     if user is None:
-        raise UserError(404, f"there is no user named {normalise_username(username)!r}")
+        raise ServiceError(404, f"there is no user named {normalise_username(username)!r}")
     return user
 
 
@@ -87,7 +82,7 @@ def is_locked(user: User, now: datetime | None = None) -> bool:
 
 def add_user(session: Session, new: UserCreate) -> User:
     if session.exec(select(User).where(User.username == new.username)).first() is not None:
-        raise UserError(409, f"the username {new.username!r} is taken (usernames ignore upper and lower case)",
+        raise ServiceError(409, f"the username {new.username!r} is taken (usernames ignore upper and lower case)",
                         "username")
     _check_link(session, new.role, new.clinician_id)
     user = User(username=new.username, display_name=new.display_name, role=new.role,
@@ -106,10 +101,10 @@ def change_user(session: Session, user_id: int, changes: UserUpdate) -> User:
     user = get_user(session, user_id)
     sent = changes.model_dump(exclude_unset=True)
     if not sent:
-        raise UserError(422, "nothing to change: send at least one field")
+        raise ServiceError(422, "nothing to change: send at least one field")
     for required in ("display_name", "role", "active"):
         if required in sent and sent[required] is None:
-            raise UserError(422, f"{required} cannot be empty", required)
+            raise ServiceError(422, f"{required} cannot be empty", required)
     role = sent.get("role", user.role)
     clinician_id = sent.get("clinician_id", user.clinician_id)
     _check_link(session, role, clinician_id)
@@ -156,12 +151,12 @@ def _check_link(session: Session, role: Role, clinician_id: int | None) -> None:
     """A clinician's account is linked to their clinician record (their visits); nobody else's is."""
     if role == Role.clinician:
         if clinician_id is None:
-            raise UserError(422, "a clinician's account must be linked to their clinician record (clinician_id)",
+            raise ServiceError(422, "a clinician's account must be linked to their clinician record (clinician_id)",
                             "clinician_id")
         if session.get(Clinician, clinician_id) is None:
-            raise UserError(422, f"clinician {clinician_id} does not exist", "clinician_id")
+            raise ServiceError(422, f"clinician {clinician_id} does not exist", "clinician_id")
     elif clinician_id is not None:
-        raise UserError(422, f"only clinicians are linked to a clinician record, not a {role.value} "
+        raise ServiceError(422, f"only clinicians are linked to a clinician record, not a {role.value} "
                              "(send clinician_id null)", "clinician_id")
 
 
@@ -170,7 +165,7 @@ def _keep_one_admin(session: Session, leaving: User) -> None:
     others = session.exec(select(User.id).where(User.role == Role.admin, User.active, User.id != leaving.id)
                           .with_for_update()).all()
     if not others:
-        raise UserError(409, f"{leaving.username} is the last active admin; make someone else an admin first, "
+        raise ServiceError(409, f"{leaving.username} is the last active admin; make someone else an admin first, "
                              "or nobody could manage users")
 
 
@@ -182,10 +177,10 @@ def issue_token(session: Session, user_id: int, name: str) -> tuple[ApiToken, st
     user = get_user(session, user_id)
     name = name.strip()
     if not name or len(name) > 80:
-        raise UserError(422, "name the token after what will use it, in at most 80 characters, e.g. 'EVV "
+        raise ServiceError(422, "name the token after what will use it, in at most 80 characters, e.g. 'EVV "
                              "aggregator sync'", "name")
     if not user.active:
-        raise UserError(409, f"{user.username} is deactivated; activate the account before issuing a token")
+        raise ServiceError(409, f"{user.username} is deactivated; activate the account before issuing a token")
     raw = "vf_" + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=name, token_hash=token_digest(raw), prefix=raw[:TOKEN_PREFIX_CHARS],
                      created_at=now_utc())
@@ -204,7 +199,7 @@ def revoke_token(session: Session, token_id: int, user_id: int | None = None) ->
     """Revoke (idempotent: revoking again changes nothing). With `user_id`, the token must be theirs."""
     token = session.get(ApiToken, token_id)
     if token is None or (user_id is not None and token.user_id != user_id):
-        raise UserError(404, f"API token {token_id} not found" + (f" for user {user_id}" if user_id else ""))
+        raise ServiceError(404, f"API token {token_id} not found" + (f" for user {user_id}" if user_id else ""))
     if token.revoked_at is None:
         token.revoked_at = now_utc()
         session.add(token)
