@@ -62,6 +62,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/visits/{visit_id}/cancel"): "cancelled_visit",
     ("POST", "/api/visits/{visit_id}/send-back"): "sent_back_visit",
     ("POST", "/api/releases"): "released_visits",
+    ("POST", "/api/claims/check"): "checked_claim_file",
     ("POST", "/api/patients"): "added_patient",
     ("PATCH", "/api/patients/{item_id}"): "changed_patient",
     ("POST", "/api/clinicians"): "added_clinician",

@@ -94,6 +94,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/api/visits/{visit_id}/cancel"): only(A, S),
     ("POST", "/api/visits/{visit_id}/send-back"): only(S, B),
     ("POST", "/api/releases"): only(B),
+    ("POST", "/api/claims/check"): STAFF,
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -246,6 +247,7 @@ class World:
             "/cancel": {"reason": "hospitalized"},
             "/send-back": {"message": "add the client's condition"},
             "/api/releases": {"visit_ids": [self.shared["mine"]]},
+            "/api/claims/check": {"x12": "ISA*not an 837~"},
         }
         return next((body for suffix, body in bodies.items() if path.endswith(suffix)), {})
 
