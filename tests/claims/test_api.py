@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from tests.conftest import Agency
 from visitflow.api import claims
-from visitflow.api.app import create_app
+from visitflow.main import create_app
 from visitflow.settings import Settings
 
 CHECK = "/api/claims/check"

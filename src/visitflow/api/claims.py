@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from visitflow.api.deps import SettingsDep, StaffUser
 from visitflow.claims.check import DEFAULT_FILING_LIMIT_DAYS, CheckReport, check_837, file_text
 from visitflow.claims.validate import UnreadableX12
+from visitflow.deps import SettingsDep, StaffUser
 
 router = APIRouter(prefix="/api/claims", tags=["claims"])
 
