@@ -19,7 +19,7 @@ test: $(STAMP)
 	bash scripts/test.sh
 
 bench: $(STAMP)
-	$(VENV)/bin/visitflow bench
+	$(VENV)/bin/python -m bench
 
 # Fault injection: the worker SIGKILLed, Temporal and the API restarted under load; every invariant checked.
 FAULT_VISITS ?= 1000

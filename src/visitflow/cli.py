@@ -158,14 +158,5 @@ def migrate_cmd() -> None:
     typer.echo(f"database is at the newest schema: {settings.resolved_database_url}")
 
 
-@app.command()
-def bench(visits: int = typer.Option(100, help="Visits to drive through the lifecycle"),
-          concurrency: int = typer.Option(20, help="Visits in flight at once")) -> None:
-    """Benchmark VisitFlow against a bare workflow of the same shape (prints numbers)."""
-    from visitflow.bench import run_benchmark
-
-    asyncio.run(run_benchmark(get_settings(), visits, concurrency))
-
-
 if __name__ == "__main__":
     app()

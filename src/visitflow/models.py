@@ -185,6 +185,11 @@ class Timers(BaseModel):
     hold_recheck_every: timedelta = timedelta(hours=6)  # safety net beside AUTH-04 signals
 
 
+# The defaults, defined once: settings, payer records and visits start from these.
+DEFAULT_PAYER_RULES = PayerRules()
+DEFAULT_TIMERS = Timers()
+
+
 class VisitSpec(BaseModel):
     """What was scheduled: the input of a VisitWorkflow."""
 
@@ -199,7 +204,7 @@ class VisitSpec(BaseModel):
     scheduled_end: datetime
     timers: Timers = Timers()
     required_note_fields: list[str] = []  # DOC-03, from the agency's policy for the discipline
-    correction_window_days: int = 95  # EVV-06, from the payer when the visit was scheduled
+    correction_window_days: int = DEFAULT_PAYER_RULES.correction_window_days  # EVV-06, the payer's, when scheduled
     timezone: str = "UTC"  # the agency's zone: the date of service is the local date
     minutes_min: int | None = None  # DOC-02 bounds for the service, from the agency's policy
     minutes_max: int | None = None

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from visitflow.models import Timers
+from visitflow.models import DEFAULT_TIMERS, Timers
 from visitflow.rules.documentation import REQUIRED_NOTE_FIELDS_DEFAULT
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -87,11 +87,11 @@ class Settings(BaseSettings):
     idempotency_keep: Duration = timedelta(hours=24)
 
     # Agency policy (DOC-01, SIG-01 deadlines): configuration, not law.
-    note_due: Duration = timedelta(hours=24)
-    note_escalate_after: Duration = timedelta(hours=24)
-    sign_due: Duration = timedelta(hours=24)
-    sign_escalate_after: Duration = timedelta(hours=24)
-    hold_recheck_every: Duration = timedelta(hours=6)
+    note_due: Duration = DEFAULT_TIMERS.note_due
+    note_escalate_after: Duration = DEFAULT_TIMERS.note_escalate_after
+    sign_due: Duration = DEFAULT_TIMERS.sign_due
+    sign_escalate_after: Duration = DEFAULT_TIMERS.sign_escalate_after
+    hold_recheck_every: Duration = DEFAULT_TIMERS.hold_recheck_every
     # DOC-02: documented minutes per service code, e.g. {"T1019": [15, 720]}; unset codes are not bounded.
     visit_minutes: dict[str, tuple[int, int]] = Field(default_factory=dict)
     required_note_fields: dict[str, list[str]] = Field(

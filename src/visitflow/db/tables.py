@@ -17,7 +17,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from visitflow.models import Discipline, Role, RoundingStrategy
+from visitflow.models import DEFAULT_PAYER_RULES, Discipline, Role, RoundingStrategy
 
 # Bounds keep every value inside what both SQLite and PostgreSQL columns hold.
 MAX_UNITS = 1_000_000
@@ -210,12 +210,12 @@ class ClinicianPublic(ClinicianBase):
 class PayerBase(SQLModel):
     name: str = Field(min_length=1, max_length=120)
     payer_code: str = Field(min_length=1, max_length=40)  # payer id on the 837
-    evv_required: bool = True
-    evv_radius_m: float = Field(default=402.0, gt=0, le=100_000)
-    clock_tolerance_min: int = Field(default=15, ge=0, le=240)
-    max_visit_hours: float = Field(default=24.0, gt=0, le=24)
-    correction_window_days: int = Field(default=95, ge=0, le=3650)
-    rounding: RoundingStrategy = RoundingStrategy.nearest_quarter
+    evv_required: bool = DEFAULT_PAYER_RULES.evv_required
+    evv_radius_m: float = Field(default=DEFAULT_PAYER_RULES.evv_radius_m, gt=0, le=100_000)
+    clock_tolerance_min: int = Field(default=DEFAULT_PAYER_RULES.clock_tolerance_min, ge=0, le=240)
+    max_visit_hours: float = Field(default=DEFAULT_PAYER_RULES.max_visit_hours, gt=0, le=24)
+    correction_window_days: int = Field(default=DEFAULT_PAYER_RULES.correction_window_days, ge=0, le=3650)
+    rounding: RoundingStrategy = DEFAULT_PAYER_RULES.rounding
     rate_per_unit_cents: int = Field(default=600, ge=0, le=10_000_000)
 
 

@@ -1,4 +1,4 @@
-"""`visitflow bench`: VisitFlow's visit lifecycle against a bare Temporal workflow of the same shape.
+"""`python -m bench` (`make bench`): VisitFlow's visit lifecycle against a bare Temporal workflow of the same shape.
 
 Everything runs in a throw-away temp dir: its own Temporal dev server (headless, free port), its own
 SQLite database, and workers in this process. The user's data dir and database are never touched.
