@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from visitflow.db.session import get_engine, migrate, normalise_url
+from visitflow.db.session import get_engine, migrate, normalise_url, write_session
 from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, User
 from visitflow.models import Actor, Discipline, Role, Timers, VisitSpec
 from visitflow.rules.documentation import REQUIRED_NOTE_FIELDS_DEFAULT
@@ -121,7 +120,8 @@ class Agency:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         tag = uuid.uuid4().hex[:6]
-        with Session(engine, expire_on_commit=False) as s:
+        with write_session(engine) as s:  # queues with the worker's writers (SQLite)
+            s.expire_on_commit = False
             self.payer = Payer(name=f"Medicaid {tag}", payer_code="TXMCD", evv_radius_m=402, clock_tolerance_min=15)
             self.patient = Patient(first_name="Alice", last_name=f"Test{tag}", medicaid_id="518273645",
                                    address_line="1100 Congress Ave", city="Austin", state="TX", zip_code="78701",
@@ -155,7 +155,8 @@ class Agency:
         return f"token-{self.users[who].username}"
 
     def authorize(self, start, end, service_code: str = "T1019", **limits) -> Authorization:
-        with Session(self.engine, expire_on_commit=False) as s:
+        with write_session(self.engine) as s:
+            s.expire_on_commit = False
             auth = Authorization(auth_number=f"PA-{uuid.uuid4().hex[:6]}", patient_id=self.patient.id,
                                  payer_id=self.payer.id, service_code=service_code, start_date=start,
                                  end_date=end, updated_at=datetime.now(UTC), **limits)

@@ -11,7 +11,7 @@ from pydantic import Field
 from sqlmodel import Session
 from temporalio.client import Client
 
-from visitflow.db.session import WRITE_LOCK
+from visitflow.db.session import write_session
 from visitflow.db.tables import User
 from visitflow.models import Role, roles_phrase
 from visitflow.services.sessions import session_user
@@ -48,8 +48,10 @@ RefId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 def get_write_session(request: Request) -> Iterator[Session]:
     """For routes that read, then write: the transaction holds the write lock from its first statement
-    (on SQLite a read-then-write transaction would otherwise fail when the worker commits in between)."""
-    with Session(request.app.state.engine.execution_options(**{WRITE_LOCK: True})) as session:
+    (on SQLite a read-then-write transaction would otherwise fail when the worker commits in between), and on
+    SQLite it queues with the worker's writers in this process instead of polling for the lock, which a busy
+    worker would never leave free long enough to win."""
+    with write_session(request.app.state.engine) as session:
         yield session
 
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy import delete, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -194,7 +194,7 @@ class VisitActivities:
     @activity.defn(name="notify")
     @heartbeating
     def notify(self, req: NotificationRequest) -> None:
-        with Session(self.engine) as s:
+        with write_session(self.engine) as s:
             s.add(Notification(visit_id=req.visit_id, role=req.role, clinician_id=req.clinician_id,
                                kind=req.kind, message=req.message, dedupe_key=req.dedupe_key,
                                created_at=datetime.now(UTC)))
