@@ -12,8 +12,11 @@
     // has unsent input, or a box in it is ticked. Polling skips it until that is no longer so.
     editing: function (region) {
       var active = document.activeElement
+      // A list marked data-keeps-ticks carries its ticks through a refresh (see keepTicks), so ticks alone
+      // do not pause it: the biller keeps seeing newly ready visits while choosing.
+      var ticks = region.hasAttribute('data-keeps-ticks') ? '' : ', input[type=checkbox]:checked'
       var busy = (active && active !== region && region.contains(active)) ||
-        !!region.querySelector('details[open], form[data-dirty], input[type=checkbox]:checked')
+        !!region.querySelector('details[open], form[data-dirty]' + ticks)
       region.toggleAttribute('data-paused', busy)
       return busy
     }
@@ -87,6 +90,55 @@
     })
   })
 
+  // Ready to bill: the ids the biller ticked, kept apart from the list so a refresh (a new list from the
+  // server, perhaps asked for before the last tick) can tick them again; and the ticked count and dollars.
+  var ticked = new Set()
+
+  function tickedIn (region) {
+    Array.prototype.forEach.call(region.querySelectorAll('input[name=visit_ids]'), function (box) {
+      if (box.checked) ticked.add(box.value)
+      else ticked.delete(box.value)
+    })
+  }
+
+  function keepTicks (region) {
+    Array.prototype.forEach.call(region.querySelectorAll('input[name=visit_ids]'), function (box) {
+      if (ticked.has(box.value)) box.checked = true
+    })
+    showSelection(region)
+  }
+
+  function dollars (cents) {
+    return '$' + (cents / 100).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })
+  }
+
+  function showSelection (region) {
+    var summary = document.querySelector('[data-selection-summary]')
+    var boxes = region.querySelectorAll('input[name=visit_ids]')
+    var count = 0
+    var cents = 0
+    Array.prototype.forEach.call(boxes, function (box) {
+      var row = box.closest('tr')
+      if (row) row.classList.toggle('selected', box.checked)
+      if (!box.checked) return
+      count += 1
+      cents += parseInt(box.dataset.cents || '0', 10)
+    })
+    var all = region.querySelector('[data-select-all]')
+    if (all) all.checked = boxes.length > 0 && count === boxes.length
+    if (!summary) return
+    summary.textContent = count
+      ? count + ' visit' + (count === 1 ? '' : 's') + ' ticked, ' + dollars(cents) + ' to release.'
+      : 'Tick the visits to release.'
+  }
+
+  document.addEventListener('change', function (event) {
+    var region = event.target.closest && event.target.closest('[data-keeps-ticks]')
+    if (!region) return
+    tickedIn(region)
+    showSelection(region)
+  })
+
   document.addEventListener('click', function (event) {
     var close = event.target.closest && event.target.closest('[data-dismiss]')
     if (close) {
@@ -111,6 +163,7 @@
   function afterLoad (root) {
     restoreDrafts(root)
     if (!root.querySelector) return
+    each(root, '[data-keeps-ticks]', keepTicks)
     // A form that came back with problems: put the cursor on the first one.
     var invalid = root.querySelector('[aria-invalid="true"]')
     if (invalid && root !== document.body) { invalid.focus(); return }
@@ -125,6 +178,11 @@
       return
     }
     window.htmx.onLoad(afterLoad)
+    document.body.addEventListener('htmx:beforeSwap', function (event) {
+      // A release answered: what was ticked is released or told why not, so the new list starts unticked.
+      var elt = event.detail.requestConfig && event.detail.requestConfig.elt
+      if (elt && elt.id === 'release-form' && event.detail.xhr.status === 200) ticked.clear()
+    })
     document.body.addEventListener('htmx:sendError', function () {
       if (!offline) flash('VisitFlow cannot be reached right now. What you typed is kept; try again in a moment.', 'error')
       offline = true
