@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.ui.conftest import VisitSetup, recent_start
+from tests.ui.test_billing_routes import signed_without_clock_out
 from tests.ui.test_browser import WAIT_MS, Person, browser, live_url  # noqa: F401  (fixtures: the live app)
 
 pytestmark = pytest.mark.browser
@@ -94,4 +95,43 @@ async def test_ready_to_bill_survives_its_refreshes_and_releases_what_was_ticked
     await biller.shot(f"billing-released-{width}")
     await visits.projected(first, "released")
     await visits.projected(second, "released")
+    await biller.leave()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+async def test_holds_say_the_problem_the_dollars_and_the_age_and_send_back_only_what_the_clinician_can_fix(
+        live_url, browser, agency, visits: VisitSetup, width):  # noqa: F811
+    expect.set_options(timeout=WAIT_MS)
+    auth_held = await visits.delivered(recent_start(5), document=True, authorize=False)
+    await visits.projected(auth_held, "on_hold")
+    no_clock_out = await signed_without_clock_out(visits, recent_start(7))
+
+    biller = await Person.sign_in(browser, live_url, agency.users["biller"].username, width=width)
+    page = biller.page
+    await page.goto(f"{live_url}/holds?payer={agency.payer.id}")
+    auth_group = page.locator("section.hold-group").filter(
+        has=page.get_by_role("heading", name="No authorization covers the visit AUTH-01"))
+    await expect(auth_group.locator(".group-stats")).to_contain_text("1 visit held")
+    await expect(auth_group.locator(".group-stats")).to_contain_text("at risk")
+    await expect(auth_group.locator(".group-stats")).to_contain_text("oldest")
+    await expect(auth_group.get_by_text("Send back to the clinician")).to_have_count(0)
+    evv_group = page.locator("section.hold-group").filter(has=page.get_by_role("heading", name=re.compile("^EVV")))
+    await expect(evv_group).to_contain_text(f"Visit {no_clock_out}")
+    await biller.shot(f"holds-{width}")
+    if width < 760:
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+
+    # Past a refresh, the keyboard opens the send-back form on the clinician's hold and sends it.
+    await page.evaluate("document.getElementById('holds-list').dataset.seen = '1'")
+    await page.wait_for_function("() => !document.getElementById('holds-list').dataset.seen", timeout=WAIT_MS)
+    summary = evv_group.locator("summary", has_text="Send back to the clinician").first
+    await summary.focus()
+    await page.keyboard.press("Enter")
+    message = evv_group.get_by_label("What must the clinician fix?").first
+    await message.focus()
+    await page.keyboard.type("Add the missing clock-out")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#flash")).to_contain_text(f"Visit {no_clock_out} went back to")
+    await visits.projected(no_clock_out, "documented")
     await biller.leave()
