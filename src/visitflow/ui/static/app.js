@@ -90,20 +90,23 @@
     })
   })
 
-  // Ready to bill: the ids the biller ticked, kept apart from the list so a refresh (a new list from the
-  // server, perhaps asked for before the last tick) can tick them again; and the ticked count and dollars.
-  var ticked = new Set()
+  // Ready to bill: what the biller ticked (visit id -> cents), kept apart from the list. A refresh (perhaps
+  // asked for before the last tick) ticks them again; a ticked visit that a refresh moved off this page stays
+  // in the release as a hidden field, and the summary says so.
+  var ticked = new Map()
 
   function tickedIn (region) {
     Array.prototype.forEach.call(region.querySelectorAll('input[name=visit_ids]'), function (box) {
-      if (box.checked) ticked.add(box.value)
+      if (box.checked) ticked.set(box.value, parseInt(box.dataset.cents || '0', 10))
       else ticked.delete(box.value)
     })
   }
 
   function keepTicks (region) {
     Array.prototype.forEach.call(region.querySelectorAll('input[name=visit_ids]'), function (box) {
-      if (ticked.has(box.value)) box.checked = true
+      if (!ticked.has(box.value)) return
+      box.checked = true
+      ticked.set(box.value, parseInt(box.dataset.cents || '0', 10))  // the amount as the server says now
     })
     showSelection(region)
   }
@@ -113,22 +116,38 @@
   }
 
   function showSelection (region) {
-    var summary = document.querySelector('[data-selection-summary]')
     var boxes = region.querySelectorAll('input[name=visit_ids]')
-    var count = 0
-    var cents = 0
+    var here = new Set()
+    var checked = 0
     Array.prototype.forEach.call(boxes, function (box) {
+      here.add(box.value)
       var row = box.closest('tr')
       if (row) row.classList.toggle('selected', box.checked)
-      if (!box.checked) return
-      count += 1
-      cents += parseInt(box.dataset.cents || '0', 10)
+      if (box.checked) checked += 1
     })
     var all = region.querySelector('[data-select-all]')
-    if (all) all.checked = boxes.length > 0 && count === boxes.length
+    if (all) all.checked = boxes.length > 0 && checked === boxes.length
+    var elsewhere = document.querySelector('[data-ticked-elsewhere]')
+    var away = 0
+    var cents = 0
+    if (elsewhere) elsewhere.textContent = ''
+    ticked.forEach(function (amount, id) {
+      cents += amount
+      if (here.has(id)) return
+      away += 1
+      if (!elsewhere) return
+      var input = document.createElement('input')
+      input.type = 'hidden'
+      input.name = 'visit_ids'
+      input.value = id
+      elsewhere.appendChild(input)
+    })
+    var summary = document.querySelector('[data-selection-summary]')
     if (!summary) return
+    var count = ticked.size
     summary.textContent = count
-      ? count + ' visit' + (count === 1 ? '' : 's') + ' ticked, ' + dollars(cents) + ' to release.'
+      ? count + ' visit' + (count === 1 ? '' : 's') + ' ticked, ' + dollars(cents) + ' to release' +
+        (away ? ' (' + away + ' not on this page).' : '.')
       : 'Tick the visits to release.'
   }
 
