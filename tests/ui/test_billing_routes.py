@@ -200,3 +200,19 @@ async def test_bad_page_numbers_are_refused_in_words(web, agency):
         answer = await web.get(url, headers=htmx(token) if "list" in url else {})
         assert answer.status_code == 422, url
         assert "not valid (page)" in answer.text, url
+
+
+async def test_a_visit_held_twice_by_one_rule_counts_once(web, agency, visits: VisitSetup, engine):
+    set_rate(engine, agency.payer, 583)
+    start = recent_start(6)
+    visit_id = await visits.schedule(start)  # never clocked in or out: EVV-01 twice (units from the schedule)
+    day = start.date()
+    agency.authorize(day - timedelta(days=30), day + timedelta(days=30), units_per_week=200)
+    clinician = agency.actor("clinician")
+    await act(visits.client, visit_id, VisitWorkflow.submit_note, SubmitNote(actor=clinician, fields=NOTE))
+    await act(visits.client, visit_id, VisitWorkflow.sign_note, SignNote(actor=clinician, attestation=True))
+    await visits.projected(visit_id, "on_hold")
+    await sign_in(web, agency.users["biller"].username)
+    group = hold_group((await web.get(f"/holds?payer={agency.payer.id}")).text, "EVV-01")
+    assert "1 visit held (2 holds)" in group
+    assert f"{money(units_of(engine, visit_id) * 583)} at risk" in group  # once, not once per hold

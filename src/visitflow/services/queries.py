@@ -295,7 +295,6 @@ class ReadyToBill:
     page: Page[PayerGroup]
     count: int  # every visit ready to bill for the filters, on all pages
     amount_cents: int
-    shown: int  # visits on this page
 
 
 def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> ReadyToBill:
@@ -320,7 +319,7 @@ def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> Read
                                    service_date=v.service_date, units=v.billable_units,
                                    amount_cents=amount_cents(v.billable_units, pay), auth_number=auth))
     return ReadyToBill(page=Page(list(groups.values()), number, total), count=total,
-                       amount_cents=sum(cents for _, cents in totals.values()), shown=len(rows))
+                       amount_cents=sum(cents for _, cents in totals.values()))
 
 
 @dataclass
@@ -331,8 +330,7 @@ class HoldGroup:
     rule: str
     total: int  # holds, across all pages
     visits: int = 0
-    amount_cents: int = 0  # the held visits' billable units at their payers' rates
-    unpriced: int = 0  # held visits whose units are not known yet (no complete punches)
+    amount_cents: int = 0  # the held visits' billable units (from punches, else the schedule) at their payers' rates
     oldest: timedelta | None = None
     typical: timedelta | None = None  # the median age
     rows: list[HoldRow] = field(default_factory=list)
@@ -353,10 +351,7 @@ def _hold_stats(session: Session, payer_id: int | None, now: datetime) -> dict[s
         g = stats.setdefault(rule_id, HoldGroup(rule_id, RULES.get(rule_id, ""), 0))
         g.total += holds
         g.visits += 1
-        if units is None:
-            g.unpriced += 1
-        else:
-            g.amount_cents += units * rate
+        g.amount_cents += (units or 0) * rate  # a held visit has been through the gates: its units are known
         ages.setdefault(rule_id, []).append(max(timedelta(0), now - as_utc(opened)))
     for rule_id, g in stats.items():
         g.oldest = max(ages[rule_id])
