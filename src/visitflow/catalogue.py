@@ -6,7 +6,7 @@ Rule ids are those of the domain catalogue (DOMAIN.md); each rule is named as th
 
 from __future__ import annotations
 
-from visitflow.models import EventKind, ReasonCode, Role, TaskKind, VisitState
+from visitflow.models import EventKind, Finding, ReasonCode, Role, TaskKind, VisitState
 
 STATE_LABELS = {
     VisitState.scheduled: "Scheduled",
@@ -127,3 +127,51 @@ def field_label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+
+# HCPCS codes home care bills (DOMAIN.md, "Units and rounding"), named as a biller reads them, with what one
+# unit is: a claim line's units mean nothing without it.
+SERVICE_NAMES = {
+    "T1019": "Personal care, per 15 min",
+    "S5125": "Attendant care, per 15 min",
+    "S5130": "Homemaker, per 15 min",
+    "S5150": "Respite, per 15 min",
+    "G0156": "Home health aide, per 15 min",
+    "G0299": "RN visit, per 15 min",
+    "G0300": "LPN visit, per 15 min",
+    "G0151": "Physical therapy, per 15 min",
+    "G0152": "Occupational therapy, per 15 min",
+    "G0153": "Speech-language pathology, per 15 min",
+    "S9122": "Home health aide, per hour",
+    "S9123": "RN care, per hour",
+    "S9124": "LPN care, per hour",
+    "T1020": "Personal care, per diem",
+    "S5126": "Attendant care, per diem",
+}
+
+
+def service_label(code: str, modifiers: list[str] | None = None) -> str:
+    """'T1019 Personal care, per 15 min' (with modifiers: 'T1019-U1 …'); an unknown code stands alone."""
+    coded = "-".join([code, *(modifiers or [])])
+    name = SERVICE_NAMES.get(code)
+    return f"{coded} {name}" if name else coded
+
+
+def hold_words(message: str, rule_id: str) -> str:
+    """A hold's reason without its leading rule id: pages show the id once, as a small tag."""
+    return message.removeprefix(f"{rule_id} ").removeprefix(rule_id).strip() or message
+
+
+def clinician_can_fix(role: Role) -> bool:
+    """Whether sending a held visit back to its clinician can clear the hold.
+
+    The rules route each hold to whoever can remove its cause: the clinician's own note or punches (DOC-03,
+    SIG-01, a missing punch, a punch reason, the visit's length) go to the clinician. Authorization holds go to
+    billing, patient and payer data to the office, exceptions to a supervisor's decision: sending those back
+    would only withdraw a good signature and change nothing.
+    """
+    return role == Role.clinician
+
+
+def send_back_can_help(holds: list[Finding]) -> bool:
+    """A signed visit may go back to its clinician unless every hold on it is someone else's to resolve."""
+    return not holds or any(clinician_can_fix(h.role) for h in holds)

@@ -262,50 +262,117 @@ class BillingFilter:
         return urlencode({k: v for k, v in params.items() if v not in ("", None)})
 
 
-def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> Page[ReadyRow]:
-    query = (select(Visit, Patient, Clinician, Payer, Authorization.auth_number)
+def _ready_where(filters: BillingFilter) -> list:
+    """Claim-ready visits (read by the state index) within the biller's filters."""
+    where = [Visit.state == VisitState.claim_ready.value]
+    if filters.payer_id:
+        where.append(Visit.payer_id == filters.payer_id)
+    if filters.date_from:
+        where.append(Visit.service_date >= filters.date_from)
+    if filters.date_to:
+        where.append(Visit.service_date <= filters.date_to)
+    return where
+
+
+def amount_cents(units: int | None, payer: Payer) -> int | None:
+    """What a visit bills: its billable units at the payer's rate (None while its units are not known)."""
+    return units * payer.rate_per_unit_cents if units is not None else None
+
+
+@dataclass
+class PayerGroup:
+    """One payer's visits ready to bill: the whole group's count and dollars, and its rows on this page."""
+
+    payer_id: int
+    payer: str
+    count: int
+    amount_cents: int
+    rows: list[ReadyRow] = field(default_factory=list)
+
+
+@dataclass
+class ReadyToBill:
+    page: Page[PayerGroup]
+    count: int  # every visit ready to bill for the filters, on all pages
+    amount_cents: int
+
+
+def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> ReadyToBill:
+    """Claim-ready visits by payer, then service date; each payer's totals count all its pages."""
+    where = _ready_where(filters)
+    totals = {payer_id: (n, (units or 0) * rate) for payer_id, rate, n, units in session.exec(
+        select(Visit.payer_id, Payer.rate_per_unit_cents, func.count(), func.sum(Visit.billable_units))
+        .join(Payer, Payer.id == Visit.payer_id).where(*where)
+        .group_by(Visit.payer_id, Payer.rate_per_unit_cents)).all()}
+    query = (select(Visit, Patient, Clinician, Payer, Authorization.auth_number).where(*where)
              .join(Patient, Patient.id == Visit.patient_id)
              .join(Clinician, Clinician.id == Visit.clinician_id)
              .join(Payer, Payer.id == Visit.payer_id)
              .outerjoin(Authorization, Authorization.id == Visit.authorization_id)
-             .where(Visit.state == VisitState.claim_ready.value))
-    if filters.payer_id:
-        query = query.where(Visit.payer_id == filters.payer_id)
-    if filters.date_from:
-        query = query.where(Visit.service_date >= filters.date_from)
-    if filters.date_to:
-        query = query.where(Visit.service_date <= filters.date_to)
-    rows, number, total = _page(session, query.order_by(Visit.service_date, Visit.id), number)
-    items = [ReadyRow(visit_id=v.id, patient=person(p), clinician=clinician_label(c), payer=pay.name,
-                      service_code=v.service_code, modifiers=list(v.modifiers), service_date=v.service_date,
-                      units=v.billable_units,
-                      amount_cents=v.billable_units * pay.rate_per_unit_cents if v.billable_units else None,
-                      auth_number=auth) for v, p, c, pay, auth in rows]
-    return Page(items, number, total)
+             .order_by(Payer.name, Payer.id, Visit.service_date, Visit.id))
+    rows, number, total = _page(session, query, number)
+    groups: dict[int, PayerGroup] = {}
+    for v, p, c, pay, auth in rows:
+        group = groups.setdefault(pay.id, PayerGroup(pay.id, pay.name, *totals.get(pay.id, (0, 0))))
+        group.rows.append(ReadyRow(visit_id=v.id, patient=person(p), clinician=clinician_label(c), payer=pay.name,
+                                   service_code=v.service_code, modifiers=list(v.modifiers),
+                                   service_date=v.service_date, units=v.billable_units,
+                                   amount_cents=amount_cents(v.billable_units, pay), auth_number=auth))
+    return ReadyToBill(page=Page(list(groups.values()), number, total), count=total,
+                       amount_cents=sum(cents for _, cents in totals.values()))
 
 
 @dataclass
 class HoldGroup:
+    """Every open hold of one rule: how many, the dollars they keep from billing, and how long they have waited."""
+
     rule_id: str
     rule: str
-    total: int  # across all pages
+    total: int  # holds, across all pages
+    visits: int = 0
+    amount_cents: int = 0  # the held visits' billable units (from punches, else the schedule) at their payers' rates
+    oldest: timedelta | None = None
+    typical: timedelta | None = None  # the median age
     rows: list[HoldRow] = field(default_factory=list)
 
 
-def holds_by_rule(session: Session, payer_id: int | None, number: int) -> tuple[Page[HoldGroup], int]:
-    """Open holds grouped by the rule that holds them; returns (page of groups, holds on the page)."""
-    query = _holds_query()
-    totals_query = select(VisitHold.rule_id, func.count()).join(Visit, Visit.id == VisitHold.visit_id)
+def _hold_stats(session: Session, payer_id: int | None, now: datetime) -> dict[str, HoldGroup]:
+    """Per rule, over its open holds (the hold table, joined to each held visit by key): a visit held twice
+    by one rule (no clock-in and no clock-out) counts once, from its earliest hold."""
+    query = (select(VisitHold.rule_id, VisitHold.visit_id, func.count(), func.min(VisitHold.opened_at),
+                    Visit.billable_units, Payer.rate_per_unit_cents)
+             .join(Visit, Visit.id == VisitHold.visit_id).join(Payer, Payer.id == Visit.payer_id)
+             .group_by(VisitHold.rule_id, VisitHold.visit_id, Visit.billable_units, Payer.rate_per_unit_cents))
     if payer_id:
         query = query.where(Visit.payer_id == payer_id)
-        totals_query = totals_query.where(Visit.payer_id == payer_id)
+    ages: dict[str, list[timedelta]] = {}
+    stats: dict[str, HoldGroup] = {}
+    for rule_id, _, holds, opened, units, rate in session.exec(query).all():
+        g = stats.setdefault(rule_id, HoldGroup(rule_id, RULES.get(rule_id, ""), 0))
+        g.total += holds
+        g.visits += 1
+        g.amount_cents += (units or 0) * rate  # a held visit has been through the gates: its units are known
+        ages.setdefault(rule_id, []).append(max(timedelta(0), now - as_utc(opened)))
+    for rule_id, g in stats.items():
+        g.oldest = max(ages[rule_id])
+        g.typical = statistics.median_low(ages[rule_id])
+    return stats
+
+
+def holds_by_rule(session: Session, payer_id: int | None, number: int,
+                  now: datetime) -> tuple[Page[HoldGroup], int]:
+    """Open holds grouped by the rule that holds them; returns (page of groups, holds on the page)."""
+    query = _holds_query()
+    if payer_id:
+        query = query.where(Visit.payer_id == payer_id)
     rows, number, total = _page(session, query.order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id),
                                 number)
-    totals = dict(session.exec(totals_query.group_by(VisitHold.rule_id)).all())
+    stats = _hold_stats(session, payer_id, now)
     groups: dict[str, HoldGroup] = {}
     for hold in _hold_rows(rows, "hold"):
-        groups.setdefault(hold.rule_id, HoldGroup(hold.rule_id, RULES.get(hold.rule_id, ""),
-                                                  totals.get(hold.rule_id, 0))).rows.append(hold)
+        if hold.rule_id not in groups:
+            groups[hold.rule_id] = stats.get(hold.rule_id) or HoldGroup(hold.rule_id, RULES.get(hold.rule_id, ""), 0)
+        groups[hold.rule_id].rows.append(hold)
     return Page(list(groups.values()), number, total), len(rows)
 
 

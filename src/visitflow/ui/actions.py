@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
+from visitflow.catalogue import send_back_can_help
 from visitflow.db.tables import User, Visit
 from visitflow.models import (
     ReasonCode,
@@ -39,7 +40,9 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         if user.role == Role.supervisor and is_open else [],
         "extend_stage": waiting_stage if user.role == Role.supervisor and is_open else None,
         "can_reassign": user.role == Role.supervisor and is_open and snap.signature is None,
-        "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None,
+        # Held only by what billing, the office or a supervisor must resolve: a send-back would change nothing.
+        "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None
+        and send_back_can_help(snap.holds),
         "can_release": user.role == Role.biller and snap.state == VisitState.claim_ready,
         "my_tasks": [t for t in snap.tasks if t.role == user.role
                      and (user.role != Role.clinician or t.clinician_id == user.clinician_id)],

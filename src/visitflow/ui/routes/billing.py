@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from visitflow.catalogue import ROLE_LABELS, RULES, clinician_can_fix, hold_words, send_back_can_help, service_label
 from visitflow.deps import SessionDep, TemporalDep
 from visitflow.models import (
     SendBack,
@@ -16,17 +17,25 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of, release_visits
 from visitflow.ui.actions import done, perform, work_context
-from visitflow.ui.deps import BillerUser, SendBackUser, StaffUser, render, visible_visit
+from visitflow.ui.deps import BillerUser, SendBackUser, StaffUser, get_ui, render, visible_visit
 from visitflow.ui.forms import FormState, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
 
 router = APIRouter(include_in_schema=False)
+
+# The words these pages put on codes and rule ids (catalogue.py), for every template they render.
+WORDS = {"service_label": service_label, "hold_words": hold_words, "clinician_can_fix": clinician_can_fix}
 
 
 @router.post("/visits/{visit_id}/send-back")
 async def send_back(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
                     user: SendBackUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
+    if not send_back_can_help(view.snap.holds):
+        problems = "; ".join(f"{RULES.get(h.rule_id, h.rule_id)} ({ROLE_LABELS[h.role].lower()})"
+                             for h in view.snap.holds)
+        raise HTTPException(409, f"Nothing holding visit {visit_id} is for the clinician to fix: {problems}. "
+                                 "Sending it back would only withdraw the signature.")
     form = await request.form()
     f = read_form(form, ["message"])
     target = Target.of(form)
@@ -66,14 +75,14 @@ def billing_page(request: Request, session: SessionDep, user: BillerUser, page: 
     f = FormState()
     filters = billing_filter(request.query_params, f)
     return render(request, "billing.html", {
-        "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
+        **WORDS, "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
         "ready": queries.ready_to_bill(session, filters, page)})
 
 
 @router.get("/billing/list")
 def billing_list(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
     filters = billing_filter(request.query_params)
-    return render(request, "_ready_list.html", {"filters": filters,
+    return render(request, "_ready_list.html", {**WORDS, "filters": filters,
                                                 "ready": queries.ready_to_bill(session, filters, page)})
 
 
@@ -83,7 +92,7 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
     visit_ids = [str(v) for v in form.getlist("visit_ids") if str(v).strip()]
     filters = billing_filter(form)
     page = int(str(form.get("page") or "1")) if str(form.get("page") or "1").isdigit() else 1
-    context = {"filters": filters, "release_key": uuid.uuid4().hex, "oob": True}
+    context = {**WORDS, "filters": filters, "release_key": uuid.uuid4().hex, "oob": True}
     if not visit_ids:
         return render(request, "_release_outcome.html",
                       {**context, "error": "Tick at least one visit to release."}, status=422)
@@ -117,8 +126,8 @@ def _release_sentence(outcome) -> str:
 def holds_page(request: Request, session: SessionDep, user: StaffUser, payer: str | None = None,
                page: int = Query(1, ge=1)) -> Response:
     payer_id = int(payer) if payer and payer.isdigit() else None
-    groups, count = queries.holds_by_rule(session, payer_id, page)
-    return render(request, "holds.html", {"payer_id": payer_id, "payers": queries.payers(session),
+    groups, count = queries.holds_by_rule(session, payer_id, page, get_ui(request).clock.now())
+    return render(request, "holds.html", {**WORDS, "payer_id": payer_id, "payers": queries.payers(session),
                                           "groups": groups, "count": count})
 
 
@@ -126,5 +135,5 @@ def holds_page(request: Request, session: SessionDep, user: StaffUser, payer: st
 def holds_list(request: Request, session: SessionDep, user: StaffUser, payer: str | None = None,
                page: int = Query(1, ge=1)) -> Response:
     payer_id = int(payer) if payer and payer.isdigit() else None
-    groups, count = queries.holds_by_rule(session, payer_id, page)
-    return render(request, "_holds_list.html", {"payer_id": payer_id, "groups": groups, "count": count})
+    groups, count = queries.holds_by_rule(session, payer_id, page, get_ui(request).clock.now())
+    return render(request, "_holds_list.html", {**WORDS, "payer_id": payer_id, "groups": groups, "count": count})

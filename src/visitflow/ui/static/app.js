@@ -12,8 +12,11 @@
     // has unsent input, or a box in it is ticked. Polling skips it until that is no longer so.
     editing: function (region) {
       var active = document.activeElement
+      // A list marked data-keeps-ticks carries its ticks through a refresh (see keepTicks), so ticks alone
+      // do not pause it: the biller keeps seeing newly ready visits while choosing.
+      var ticks = region.hasAttribute('data-keeps-ticks') ? '' : ', input[type=checkbox]:checked'
       var busy = (active && active !== region && region.contains(active)) ||
-        !!region.querySelector('details[open], form[data-dirty], input[type=checkbox]:checked')
+        !!region.querySelector('details[open], form[data-dirty]' + ticks)
       region.toggleAttribute('data-paused', busy)
       return busy
     }
@@ -87,6 +90,74 @@
     })
   })
 
+  // Ready to bill: what the biller ticked (visit id -> cents), kept apart from the list. A refresh (perhaps
+  // asked for before the last tick) ticks them again; a ticked visit that a refresh moved off this page stays
+  // in the release as a hidden field, and the summary says so.
+  var ticked = new Map()
+
+  function tickedIn (region) {
+    Array.prototype.forEach.call(region.querySelectorAll('input[name=visit_ids]'), function (box) {
+      if (box.checked) ticked.set(box.value, parseInt(box.dataset.cents || '0', 10))
+      else ticked.delete(box.value)
+    })
+  }
+
+  function keepTicks (region) {
+    Array.prototype.forEach.call(region.querySelectorAll('input[name=visit_ids]'), function (box) {
+      if (!ticked.has(box.value)) return
+      box.checked = true
+      ticked.set(box.value, parseInt(box.dataset.cents || '0', 10))  // the amount as the server says now
+    })
+    showSelection(region)
+  }
+
+  function dollars (cents) {
+    return '$' + (cents / 100).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })
+  }
+
+  function showSelection (region) {
+    var boxes = region.querySelectorAll('input[name=visit_ids]')
+    var here = new Set()
+    var checked = 0
+    Array.prototype.forEach.call(boxes, function (box) {
+      here.add(box.value)
+      var row = box.closest('tr')
+      if (row) row.classList.toggle('selected', box.checked)
+      if (box.checked) checked += 1
+    })
+    var all = region.querySelector('[data-select-all]')
+    if (all) all.checked = boxes.length > 0 && checked === boxes.length
+    var elsewhere = document.querySelector('[data-ticked-elsewhere]')
+    var away = 0
+    var cents = 0
+    if (elsewhere) elsewhere.textContent = ''
+    ticked.forEach(function (amount, id) {
+      cents += amount
+      if (here.has(id)) return
+      away += 1
+      if (!elsewhere) return
+      var input = document.createElement('input')
+      input.type = 'hidden'
+      input.name = 'visit_ids'
+      input.value = id
+      elsewhere.appendChild(input)
+    })
+    var summary = document.querySelector('[data-selection-summary]')
+    if (!summary) return
+    var count = ticked.size
+    summary.textContent = count
+      ? count + ' visit' + (count === 1 ? '' : 's') + ' ticked, ' + dollars(cents) + ' to release' +
+        (away ? ' (' + away + ' not on this page).' : '.')
+      : 'Tick the visits to release.'
+  }
+
+  document.addEventListener('change', function (event) {
+    var region = event.target.closest && event.target.closest('[data-keeps-ticks]')
+    if (!region) return
+    tickedIn(region)
+    showSelection(region)
+  })
+
   document.addEventListener('click', function (event) {
     var close = event.target.closest && event.target.closest('[data-dismiss]')
     if (close) {
@@ -111,6 +182,7 @@
   function afterLoad (root) {
     restoreDrafts(root)
     if (!root.querySelector) return
+    each(root, '[data-keeps-ticks]', keepTicks)
     // A form that came back with problems: put the cursor on the first one.
     var invalid = root.querySelector('[aria-invalid="true"]')
     if (invalid && root !== document.body) { invalid.focus(); return }
@@ -125,6 +197,11 @@
       return
     }
     window.htmx.onLoad(afterLoad)
+    document.body.addEventListener('htmx:beforeSwap', function (event) {
+      // A release answered: what was ticked is released or told why not, so the new list starts unticked.
+      var elt = event.detail.requestConfig && event.detail.requestConfig.elt
+      if (elt && elt.id === 'release-form' && event.detail.xhr.status === 200) ticked.clear()
+    })
     document.body.addEventListener('htmx:sendError', function () {
       if (!offline) flash('VisitFlow cannot be reached right now. What you typed is kept; try again in a moment.', 'error')
       offline = true
