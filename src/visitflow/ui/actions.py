@@ -22,8 +22,9 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.errors import ServiceError
-from visitflow.ui.deps import render
+from visitflow.ui.deps import get_ui, render
 from visitflow.ui.forms import FormState, Target, note_field_name, place_rejection
+from visitflow.ui.present import readable
 
 
 def work_context(session: Session, user: User, view: queries.VisitView, **extra: Any) -> dict[str, Any]:
@@ -63,7 +64,11 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
 
 
 def form_again(request: Request, template: str, context: dict[str, Any], f: FormState, status: int) -> Response:
-    """The same form, with what was typed and the problems next to their fields."""
+    """The same form, with what was typed and the problems next to their fields (in a clinician's words: rule
+    ids, enum values and UTC stamps in the workflow's answers are for the office, not the caregiver)."""
+    user = getattr(request.state, "user", None)
+    if user is not None and user.role == Role.clinician:
+        f.errors = {name: readable(message, get_ui(request).clock) for name, message in f.errors.items()}
     return render(request, template, {**context, "f": f}, status=status)
 
 

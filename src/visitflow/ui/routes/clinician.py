@@ -73,7 +73,7 @@ async def sign_note(visit_id: str, request: Request, session: SessionDep, tempor
     form = await request.form()
     f = read_form(form, ["attestation"])
     if f.v("attestation") != "yes":
-        f.errors["attestation"] = "Tick the box to confirm the attestation before you sign (SIG-01)."
+        f.errors["attestation"] = "Tick the box to confirm the attestation before you sign."
     result = await perform(request, "_form_sign.html", {"view": view, "snap": view.snap}, f,
                            lambda: act(temporal, visit_id, VisitWorkflow.sign_note,
                                        SignNote(actor=actor_of(user), attestation=True), idempotency_key=f.key))
@@ -127,4 +127,4 @@ async def add_punch(visit_id: str, request: Request, session: SessionDep, tempor
     if isinstance(result, Response):
         return result
     return await finish(request, session, user, Target(), result,
-                "Manual punch added. A supervisor approves it before the visit can be billed (EVV-04).")
+                "Manual punch added. A supervisor approves it before the visit can be billed.")
