@@ -241,3 +241,12 @@ async def test_the_search_pages_by_keyset_newest_first(agency, visits: VisitSetu
         second = queries.search_visits(s, search, first.next_after, size=2)
     assert [v.visit_id for v in first.items] == [ids[2], ids[1]] and first.next_after
     assert [v.visit_id for v in second.items] == [ids[0]] and second.next_after is None
+
+
+async def test_exceptions_to_decide_are_named_as_problems_with_when_they_were_held(web, agency, visits: VisitSetup):
+    visit_id = await two_exceptions(visits)
+    await sign_in(web, agency.users["supervisor"].username)
+    html = (await web.get(f"/escalations/exceptions?clinician={agency.clinician.id}")).text
+    card = html.split(f"Visit {visit_id}</a>")[0].rsplit("<li", 1)[1]
+    assert "Punch far from the client&#39;s address" in card and '<span class="rule">EVV-02</span>' in card
+    assert "just now" not in html and "held since " in html and " UTC" not in words_of(html)
