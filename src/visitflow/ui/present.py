@@ -127,7 +127,8 @@ def problem_text(message: str, rule_id: str, clock: Clock, with_rule_ids: bool =
     """A hold's message under its heading: the rule id it starts with is already the heading's tag."""
     if message.startswith(rule_id):
         message = message[len(rule_id):].strip()
-    return readable(message, clock, with_rule_ids)
+    text = readable(message, clock, with_rule_ids)
+    return text[:1].upper() + text[1:]
 
 
 def event_detail(kind: str, detail: str, clock: Clock, with_rule_ids: bool = False) -> str:
