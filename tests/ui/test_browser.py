@@ -163,7 +163,8 @@ async def test_a_visit_goes_from_note_to_release_through_the_ui(live_url, browse
     # The status region follows the workflow live: the gates ran and EVV is held for the supervisor.
     evv_gate = page.locator("#visit-status .gate").filter(has_text="EVV verified")
     await expect(evv_gate).to_contain_text("held")
-    await expect(evv_gate).to_contain_text("EVV-02")
+    await expect(evv_gate).to_contain_text("1 open hold, listed below")
+    await expect(page.locator("#visit-status .holds")).to_contain_text("Punch far from the client's address")
     await expect(page.locator("#visit-status .gate").filter(has_text="Signed")).to_contain_text("passed")
     await clinician.shot("clinician-visit-signed")
 
