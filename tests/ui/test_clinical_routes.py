@@ -250,3 +250,11 @@ async def test_exceptions_to_decide_are_named_as_problems_with_when_they_were_he
     card = html.split(f"Visit {visit_id}</a>")[0].rsplit("<li", 1)[1]
     assert "Punch far from the client&#39;s address" in card and '<span class="rule">EVV-02</span>' in card
     assert "just now" not in html and "held since " in html and " UTC" not in words_of(html)
+
+
+def test_plain_words_that_match_a_code_are_left_alone():
+    clock = Clock("America/Chicago")
+    assert readable("manual punch needs approval from another supervisor", clock) == (
+        "Manual punch needs approval from another supervisor")
+    assert readable("EVV-04 reason code other needs an explanation in reason_text", clock) == (
+        "Reason code other (explain) needs an explanation")

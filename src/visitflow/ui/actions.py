@@ -92,13 +92,11 @@ async def settled(session: Session, snap: VisitSnapshot, wait: float = RECHECK_W
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
+        newer = queries.newer_snapshot(session, snap.spec.visit_id, snap.version)
         session.rollback()  # a fresh read each time, never a transaction held across the wait
-        view = queries.newer_snapshot(session, snap.spec.visit_id, snap.version)
-        if view is not None:
-            session.rollback()
-            return view
+        if newer is not None:
+            return newer
         if loop.time() >= deadline:
-            session.rollback()
             return snap
         await asyncio.sleep(0.05)
 

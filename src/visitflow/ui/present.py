@@ -90,8 +90,11 @@ _UTC_SPAN = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})-(\d{2}:\d{2}) UTC")
 _UTC_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC")
 _ROUTED = re.compile(r" -> (" + "|".join(r.value for r in ROLE_LABELS) + r")$")
 _RULE_ID = re.compile(r"\b(?:DOC|SIG|AUTH|EVV|REL)-\d{2}\b")
-_WORDS = {**PUNCH_LABELS, **METHOD_LABELS, **{r.value: label for r, label in REASON_LABELS.items()}}
-_WORD = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _WORDS), key=len, reverse=True)) + r")\b")
+# Enum values only where the workflow writes them, so plain words ("other", "manual") are left alone.
+_PUNCH = re.compile(r"\b(" + "|".join(PUNCH_LABELS) + r")\b")
+_METHOD = re.compile(r"\bvia (" + "|".join(METHOD_LABELS) + r")\b")
+_REASONS = {r.value: label for r, label in REASON_LABELS.items()}
+_REASON = re.compile(r"(\(|reason: |reason code )(" + "|".join(_REASONS) + r")\b")
 _SERVICE = re.compile(r"\b(" + "|".join(SERVICE_NAMES) + r")\b")
 
 
@@ -114,8 +117,11 @@ def readable(text: str | None, clock: Clock, with_rule_ids: bool = False) -> str
     text = _UTC_STAMP.sub(stamp, _UTC_SPAN.sub(span, text))
     text = _ROUTED.sub("", text)
     text = _SERVICE.sub(lambda m: SERVICE_NAMES[m[1]], text)
-    text = _WORD.sub(lambda m: _WORDS[m[1]].lower() if m.start() and m[1] not in METHOD_LABELS else _WORDS[m[1]],
-                  text)
+    text = _PUNCH.sub(lambda m: PUNCH_LABELS[m[1]].lower() if m.start() else PUNCH_LABELS[m[1]], text)
+    text = _METHOD.sub(lambda m: f"via {METHOD_LABELS[m[1]]}", text)
+    text = _REASON.sub(lambda m: m[1] + _REASONS[m[2]].lower(), text)
+    text = re.sub(r" in reason_text\b", "", text)  # the form puts the words next to the explanation field
+    text = text.replace("reason_text", "the explanation").replace("reason_code", "the reason code")
     if not with_rule_ids:
         text = re.sub(r"\s*\(\s*\)", "", re.sub(r"^\s+|\s+(?=[,.;:)])", "", _RULE_ID.sub("", text)))
         text = re.sub(r"\s{2,}", " ", text).strip()

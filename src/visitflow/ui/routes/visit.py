@@ -75,17 +75,12 @@ def punch_rows(snap: VisitSnapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def open_holds(snap: VisitSnapshot) -> list:
-    """Each open hold once: the projection never lists a key twice, but a re-check can report one again."""
-    return list({h.key: h for h in snap.holds}.values())
-
-
 def visit_page_context(request: Request, session: Session, user: User, view: queries.VisitView) -> dict[str, Any]:
     ui = get_ui(request)
     # The workflow's inner workings are for the people who run it (office staff) and the supervisors.
     operator = user.role in (Role.admin, Role.supervisor)
     return {"view": view, "snap": view.snap, "gates": gate_checklist(view.snap), "punches": punch_rows(view.snap),
-            "holds": open_holds(view.snap), "decided": {a.key for a in view.snap.acknowledgements},
+            "decided": {a.key for a in view.snap.acknowledgements},
             "temporal_url": temporal_url(ui.settings, view.row.id) if operator else None,
             **work_context(session, user, view)}
 
