@@ -33,6 +33,14 @@ TASK_LABELS = {
     TaskKind.fix_reference_data: "Fix patient or payer data",
 }
 
+# Status chips on a clinician's task (services.queries.TaskRow.chips), most serious first.
+TASK_CHIPS = {
+    "missed": "Missed: not clocked in",
+    "sent_back": "Sent back",
+    "overdue": "Overdue",
+    "escalated": "Escalated to your supervisor",
+}
+
 ROLE_LABELS = {
     Role.clinician: "Clinician",
     Role.supervisor: "Clinical supervisor",
@@ -109,6 +117,20 @@ RULES = {
     "EVV-06": "Correction past the maintenance window",
     "REL-01": "Release blocked",
 }
+
+# HCPCS service codes as people say them (DOMAIN.md); a code not listed is shown as it is.
+SERVICE_NAMES = {
+    "T1019": "Personal care", "S5125": "Attendant care", "S5130": "Homemaker", "S5150": "Respite care",
+    "G0156": "Home health aide", "G0299": "Skilled nursing (RN)", "G0300": "Skilled nursing (LPN)",
+    "G0151": "Physical therapy", "G0152": "Occupational therapy", "G0153": "Speech-language therapy",
+    "S9122": "Home health aide (hourly)", "S9123": "Nursing care (RN, hourly)", "S9124": "Nursing care (LPN, hourly)",
+    "T1020": "Personal care (per diem)", "S5126": "Attendant care (per diem)",
+}
+
+
+def service_name(code: str) -> str:
+    return SERVICE_NAMES.get(code.upper(), code)
+
 
 GATES = [("documented", "Documented"), ("signed", "Signed"), ("authorized", "Authorized"), ("evv", "EVV verified")]
 

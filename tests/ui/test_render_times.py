@@ -38,7 +38,7 @@ PAGES = {  # who looks at what, as in the demo
     "sam": ["/escalations", "/escalations/overdue", "/escalations/exceptions", "/escalations/team",
             "/holds", "/dashboard", "/visits/V-1002"],
     "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001"],
-    "olivia": ["/dashboard"],
+    "olivia": ["/dashboard", "/visits?patient=alice", "/visits?visit_id=V-10", "/visits?state=on_hold"],
 }
 
 

@@ -82,26 +82,68 @@ class TaskRow:
     kind: str
     title: str
     due_at: datetime | None
-    escalated: bool
+    escalated: bool  # the clinician was reminded
     patient: str
     address: str
     scheduled_start: datetime
     scheduled_end: datetime
     service_code: str
+    chips: list[str] = field(default_factory=list)  # catalogue.TASK_CHIPS keys, most serious first
 
 
-def clinician_tasks(session: Session, clinician_id: int, number: int) -> Page[TaskRow]:
-    """Visits waiting on this clinician, most urgent first: the earliest deadline, then tasks without one."""
-    query = (select(VisitTask, Visit, Patient)
-             .join(Visit, Visit.id == VisitTask.visit_id)
-             .join(Patient, Patient.id == Visit.patient_id)
-             .where(VisitTask.role == Role.clinician, VisitTask.clinician_id == clinician_id)
+def _task_rows(session: Session, rows, now: datetime) -> list[TaskRow]:
+    visit_ids = [v.id for _, v, _ in rows]
+    escalated = set(session.exec(select(VisitTask.visit_id, VisitTask.kind).where(
+        VisitTask.visit_id.in_(visit_ids), VisitTask.kind.in_(["note_overdue", "signature_overdue"]))).all())
+    items = []
+    for t, v, p in rows:
+        chips = []
+        ended = as_utc(v.scheduled_end) <= now
+        if ended and not any(p_["kind"] == "clock_in" for p_ in v.snapshot.get("punches", [])):
+            chips.append("missed")
+        if t.kind in ("write_note", "sign_note") and "(sent back: " in t.title:
+            chips.append("sent_back")
+        if t.due_at is not None and (now - as_utc(t.due_at)).total_seconds() >= 60:
+            chips.append("overdue")
+        stage = "note" if t.kind == "write_note" else "signature" if t.kind == "sign_note" else None
+        if stage and (v.id, f"{stage}_overdue") in escalated:
+            chips.append("escalated")
+        items.append(TaskRow(visit_id=v.id, kind=t.kind, title=t.title, due_at=t.due_at, escalated=t.escalated,
+                             patient=person(p), address=f"{p.address_line}, {p.city}",
+                             scheduled_start=v.scheduled_start, scheduled_end=v.scheduled_end,
+                             service_code=v.service_code, chips=chips))
+    return items
+
+
+def _clinician_task_query(clinician_id: int):
+    return (select(VisitTask, Visit, Patient)
+            .join(Visit, Visit.id == VisitTask.visit_id)
+            .join(Patient, Patient.id == Visit.patient_id)
+            .where(VisitTask.role == Role.clinician, VisitTask.clinician_id == clinician_id))
+
+
+def _not_yet_ended(now: datetime):
+    """A visit still ahead (or under way): its "write the note" task is not work yet."""
+    return and_(VisitTask.kind == "write_note", Visit.scheduled_end > now)
+
+
+def clinician_tasks(session: Session, clinician_id: int, number: int, now: datetime) -> Page[TaskRow]:
+    """Work to do now, the most urgent first: the earliest deadline (overdue first), then tasks without one."""
+    query = (_clinician_task_query(clinician_id).where(~_not_yet_ended(now))
              .order_by(VisitTask.due_at.is_(None), VisitTask.due_at, Visit.scheduled_start, VisitTask.id))
     rows, number, total = _page(session, query, number)
-    items = [TaskRow(visit_id=v.id, kind=t.kind, title=t.title, due_at=t.due_at, escalated=t.escalated,
-                     patient=person(p), address=f"{p.address_line}, {p.city}", scheduled_start=v.scheduled_start,
-                     scheduled_end=v.scheduled_end, service_code=v.service_code) for t, v, p in rows]
-    return Page(items, number, total)
+    return Page(_task_rows(session, rows, now), number, total)
+
+
+UPCOMING_SHOWN = 10
+
+
+def upcoming_visits(session: Session, clinician_id: int, now: datetime) -> tuple[list[TaskRow], int]:
+    """The next visits on this clinician's schedule, the soonest first; returns (the first few, how many)."""
+    query = _clinician_task_query(clinician_id).where(_not_yet_ended(now))
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(Visit.scheduled_start, VisitTask.id).limit(UPCOMING_SHOWN)).all()
+    return _task_rows(session, rows, now), total
 
 
 # --- supervisor: escalations ------------------------------------------------------------------
@@ -376,6 +418,97 @@ def holds_by_rule(session: Session, payer_id: int | None, number: int,
     return Page(list(groups.values()), number, total), len(rows)
 
 
+# --- office, supervisors, billers: find a visit ------------------------------------------------------
+
+
+@dataclass
+class VisitSearch:
+    """What a person searches visits by; every filter uses an indexed column of the visit table."""
+
+    visit_id: str = ""  # a prefix of the visit id
+    patient: str = ""  # the start of a patient's first or last name, or "first last"
+    clinician_id: int | None = None
+    service_date: date | None = None
+    state: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.visit_id or self.patient or self.clinician_id or self.service_date or self.state)
+
+    def query_string(self, **extra: Any) -> str:
+        from urllib.parse import urlencode
+
+        params = {"visit_id": self.visit_id, "patient": self.patient, "clinician": self.clinician_id or "",
+                  "date": self.service_date or "", "state": self.state or "", **extra}
+        return urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+
+@dataclass
+class VisitHit:
+    visit_id: str
+    patient: str
+    clinician: str
+    service_code: str
+    service_date: date
+    scheduled_start: datetime
+    scheduled_end: datetime
+    state: str
+    hold_count: int
+
+
+@dataclass
+class SearchPage:
+    items: list[VisitHit]
+    next_after: str | None  # the keyset cursor of the next page ("date|visit id"), None on the last
+
+
+def _patients_named(session: Session, words: str) -> list[int]:
+    # The patient table (an agency's clients, never its visits) is read by name; its ids then pick visits
+    # through the visit table's patient index.
+    parts = words.lower().split()
+    conditions = [or_(func.lower(Patient.first_name).startswith(w), func.lower(Patient.last_name).startswith(w))
+                  for w in parts]
+    return list(session.exec(select(Patient.id).where(*conditions)).all())
+
+
+def search_visits(session: Session, search: VisitSearch, after: str | None, size: int = PAGE_SIZE) -> SearchPage:
+    """Visits matching every given filter, the newest service date first (then the visit id), a page at a
+    time after a keyset cursor: no offsets, so a deep page costs what the first does."""
+    query = (select(Visit, Patient, Clinician).join(Patient, Patient.id == Visit.patient_id)
+             .join(Clinician, Clinician.id == Visit.clinician_id))
+    if search.visit_id:  # a range on the primary key: the index serves a prefix
+        query = query.where(Visit.id >= search.visit_id, Visit.id < search.visit_id + "\U0010ffff")
+    if search.patient:
+        query = query.where(Visit.patient_id.in_(_patients_named(session, search.patient)))
+    if search.clinician_id:
+        query = query.where(Visit.clinician_id == search.clinician_id)
+    if search.service_date:
+        query = query.where(Visit.service_date == search.service_date)
+    if search.state:
+        query = query.where(Visit.state == search.state)
+    cursor = parse_cursor(after)
+    if cursor:
+        day, visit_id = cursor
+        query = query.where(or_(Visit.service_date < day, and_(Visit.service_date == day, Visit.id < visit_id)))
+    rows = session.exec(query.order_by(Visit.service_date.desc(), Visit.id.desc()).limit(size + 1)).all()
+    items = [VisitHit(visit_id=v.id, patient=person(p), clinician=clinician_label(c), service_code=v.service_code,
+                      service_date=v.service_date, scheduled_start=v.scheduled_start, scheduled_end=v.scheduled_end,
+                      state=v.state, hold_count=v.hold_count) for v, p, c in rows[:size]]
+    last = items[-1] if len(rows) > size else None
+    return SearchPage(items, f"{last.service_date.isoformat()}|{last.visit_id}" if last else None)
+
+
+def parse_cursor(after: str | None) -> tuple[date, str] | None:
+    """A keyset cursor ("2026-11-28|V-1001") as (service date, visit id); None when absent or not one."""
+    if not after or "|" not in after:
+        return None
+    day, visit_id = after.split("|", 1)
+    try:
+        return date.fromisoformat(day), visit_id
+    except ValueError:
+        return None
+
+
 # --- one visit -----------------------------------------------------------------------------------
 
 
@@ -396,6 +529,12 @@ def load_visit(session: Session, visit_id: str, with_events: bool = True) -> Vis
         return None
     snap = VisitSnapshot.model_validate(row.snapshot)
     return visit_view(session, row, snap, with_events)
+
+
+def newer_snapshot(session: Session, visit_id: str, version: int) -> VisitSnapshot | None:
+    """The visit as projected, if the read model has moved past `version` (a primary-key read)."""
+    stored = session.exec(select(Visit.snapshot).where(Visit.id == visit_id, Visit.version > version)).first()
+    return VisitSnapshot.model_validate(stored) if stored is not None else None
 
 
 def visit_view(session: Session, row: Visit, snap: VisitSnapshot, with_events: bool = True) -> VisitView:
@@ -436,7 +575,8 @@ class Dashboard:
     lag_median_h: float | None
     lag_p90_h: float | None
     lag_count: int
-    lag_buckets: list[tuple[str, int]]
+    lag_counts: list[int]  # notes within the deadline, late but not escalated, escalated
+    lag_limits: tuple[timedelta, timedelta]  # the note deadline and the escalation, after the visit's end
     holds: list[tuple[str, str, int]]  # (rule id, rule, count)
     escalations: list[tuple[str, int]]
 
@@ -498,11 +638,8 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
             ended = datetime.fromisoformat(snap["spec"]["scheduled_end"])
             lags.append((as_utc(submitted) - as_utc(ended)).total_seconds() / 3600)
     due_h, late_h = note_due.total_seconds() / 3600, (note_due + escalate_after).total_seconds() / 3600
-    lag_buckets = [
-        (f"within {due_h:g} h", sum(1 for x in lags if x <= due_h)),
-        (f"{due_h:g}–{late_h:g} h", sum(1 for x in lags if due_h < x <= late_h)),
-        (f"over {late_h:g} h", sum(1 for x in lags if x > late_h)),
-    ]
+    lag_counts = [sum(1 for x in lags if x <= due_h), sum(1 for x in lags if due_h < x <= late_h),
+                  sum(1 for x in lags if x > late_h)]
 
     hold_counts = session.exec(select(VisitHold.rule_id, func.count()).group_by(VisitHold.rule_id)
                                .order_by(func.count().desc(), VisitHold.rule_id)).all()
@@ -525,5 +662,6 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     return Dashboard(
         states=states, backlogs=backlogs,
         lag_median_h=statistics.median(lags) if lags else None,
-        lag_p90_h=percentile(lags, 0.9) if lags else None, lag_count=len(lags), lag_buckets=lag_buckets,
+        lag_p90_h=percentile(lags, 0.9) if lags else None, lag_count=len(lags), lag_counts=lag_counts,
+        lag_limits=(note_due, note_due + escalate_after),
         holds=[(rule, RULES.get(rule, ""), n) for rule, n in hold_counts], escalations=escalations)

@@ -4,6 +4,7 @@ answer comes back (the updated panel or row, or the same form with the problem n
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from visitflow.catalogue import send_back_can_help
+from visitflow.catalogue import TASK_LABELS, send_back_can_help
 from visitflow.db.tables import User, Visit
 from visitflow.models import (
     ReasonCode,
@@ -21,8 +22,9 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.errors import ServiceError
-from visitflow.ui.deps import render
+from visitflow.ui.deps import get_ui, render
 from visitflow.ui.forms import FormState, Target, note_field_name, place_rejection
+from visitflow.ui.present import readable
 
 
 def work_context(session: Session, user: User, view: queries.VisitView, **extra: Any) -> dict[str, Any]:
@@ -31,21 +33,27 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
     is_open = snap.state not in (VisitState.released, VisitState.cancelled)
     own = user.role == Role.clinician and user.clinician_id == snap.spec.clinician_id
     waiting_stage = ("note" if snap.note is None else "signature" if snap.signature is None else None)
+    # A decision stays on the hold until the workflow's re-check drops it; it is never offered twice.
+    decided = {a.key for a in snap.acknowledgements}
     ctx: dict[str, Any] = {
         "view": view, "snap": snap, "is_open": is_open, "draft_key": f"{user.id}:{snap.spec.visit_id}",
         "can_note": own and is_open and snap.signature is None,
         "can_sign": own and is_open and snap.note is not None and snap.signature is None,
         "can_punch": is_open and (own or user.role == Role.supervisor),
-        "decisions": [h for h in snap.holds if h.approvable and h.role == Role.supervisor]
+        "decisions": [h for h in snap.holds if h.approvable and h.role == Role.supervisor and h.key not in decided]
         if user.role == Role.supervisor and is_open else [],
+        "rechecking": [h for h in snap.holds if h.key in decided and h.approvable],
         "extend_stage": waiting_stage if user.role == Role.supervisor and is_open else None,
         "can_reassign": user.role == Role.supervisor and is_open and snap.signature is None,
         # Held only by what billing, the office or a supervisor must resolve: a send-back would change nothing.
         "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None
         and send_back_can_help(snap.holds),
         "can_release": user.role == Role.biller and snap.state == VisitState.claim_ready,
-        "my_tasks": [t for t in snap.tasks if t.role == user.role
-                     and (user.role != Role.clinician or t.clinician_id == user.clinician_id)],
+        # Tasks by name only: a hold behind a task is told once, in the visit's open holds.
+        "my_tasks": list({TASK_LABELS.get(t.kind, t.title): t for t in snap.tasks if t.role == user.role
+                          and (user.role != Role.clinician or t.clinician_id == user.clinician_id)}.items()),
+        # Rule ids are the working words of billers and supervisors; everyone else reads the problem's name.
+        "rule_ids": user.role in (Role.supervisor, Role.biller),
         "clinicians": queries.clinicians(session) if user.role == Role.supervisor else [],
         "reasons": list(ReasonCode), "release_key": uuid.uuid4().hex,
         "forms": {},
@@ -58,8 +66,41 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
 
 
 def form_again(request: Request, template: str, context: dict[str, Any], f: FormState, status: int) -> Response:
-    """The same form, with what was typed and the problems next to their fields."""
+    """The same form, with what was typed and the problems next to their fields (in a clinician's words: rule
+    ids, enum values and UTC stamps in the workflow's answers are for the office, not the caregiver)."""
+    user = getattr(request.state, "user", None)
+    if user is not None and user.role == Role.clinician:
+        f.errors = {name: readable(message, get_ui(request).clock) for name, message in f.errors.items()}
     return render(request, template, {**context, "f": f}, status=status)
+
+
+# How long an action's answer waits for the workflow's re-check to reach the read model. A decision always
+# changes the holds, so its re-check shows up in milliseconds; a re-check that finds nothing new writes nothing,
+# and then the panel answers with the action's own result when this runs out.
+RECHECK_WAIT = 2.0
+
+
+def rechecks(snap: VisitSnapshot) -> bool:
+    """Whether the workflow checks the gates again after this action (every action on a signed, open visit)."""
+    return snap.signature is not None and snap.state not in (VisitState.released, VisitState.cancelled)
+
+
+async def settled(session: Session, snap: VisitSnapshot, wait: float = RECHECK_WAIT) -> VisitSnapshot:
+    """The visit after the action's re-check: the action's Update answers before the workflow re-checks the
+    gates, so its snapshot still shows the holds as they were. Waits (bounded) for the read model to move past
+    the version the action returned, and answers with that; the action's own snapshot when nothing moved."""
+    if not rechecks(snap):
+        return snap
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        newer = queries.newer_snapshot(session, snap.spec.visit_id, snap.version)
+        session.rollback()  # a fresh read each time, never a transaction held across the wait
+        if newer is not None:
+            return newer
+        if loop.time() >= deadline:
+            return snap
+        await asyncio.sleep(0.05)
 
 
 def done(request: Request, session: Session, user: User, target: Target, snap: VisitSnapshot, message: str,
@@ -76,6 +117,15 @@ def done(request: Request, session: Session, user: User, target: Target, snap: V
                        cleared_draft=f"{user.id}:{snap.spec.visit_id}" if clear_draft else None)
     return render(request, "_work.html", ctx,
                   headers={"HX-Retarget": "#work", "HX-Reswap": "outerHTML", "HX-Trigger": "visit-changed"})
+
+
+async def finish(request: Request, session: Session, user: User, target: Target, snap: VisitSnapshot, message: str,
+                 clear_draft: bool = False) -> Response:
+    """`done`, with the visit's panel drawn as the workflow left it after re-checking (a list row needs no wait:
+    it only says the action was taken, and the list refreshes itself)."""
+    if target.context != "row":
+        snap = await settled(session, snap)
+    return done(request, session, user, target, snap, message, clear_draft)
 
 
 async def perform(request: Request, template: str, context: dict[str, Any], f: FormState,

@@ -28,8 +28,10 @@ from visitflow.catalogue import (
     ROLE_PEOPLE,
     RULES,
     STATE_LABELS,
+    TASK_CHIPS,
     TASK_LABELS,
     field_label,
+    service_name,
 )
 from visitflow.db.tables import User
 from visitflow.deps import SessionDep, let_go
@@ -47,7 +49,7 @@ from visitflow.ui.auth import (
     session_token,
 )
 from visitflow.ui.forms import FORM, FormState, Target, note_field_name
-from visitflow.ui.present import Clock, human_duration
+from visitflow.ui.present import Clock, event_detail, human_duration, problem_text, readable
 
 log = logging.getLogger("visitflow.ui")
 
@@ -69,9 +71,11 @@ HTMX_URL = "/static/vendor/htmx.min.js"
 
 NAV = {  # each role's pages, its home first
     Role.clinician: [("My tasks", "/tasks")],
-    Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Dashboard", "/dashboard")],
-    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Dashboard", "/dashboard")],
-    Role.admin: [("Dashboard", "/dashboard"), ("Holds", "/holds"), ("Users", "/admin/users"),
+    Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Visits", "/visits"),
+                      ("Dashboard", "/dashboard")],
+    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Visits", "/visits"),
+                  ("Dashboard", "/dashboard")],
+    Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Users", "/admin/users"),
                  ("Audit", "/admin/audit")],
 }
 
@@ -112,6 +116,7 @@ class UIState:
         env.globals.update(
             clock=self.clock, settings=settings, dom_id=dom_id, field_label=field_label, FIELD_HINTS=FIELD_HINTS,
             STATE_LABELS={s.value: label for s, label in STATE_LABELS.items()}, TASK_LABELS=TASK_LABELS,
+            TASK_CHIPS=TASK_CHIPS,
             ROLE_LABELS={r.value: label for r, label in ROLE_LABELS.items()}, EVENT_LABELS=EVENT_LABELS,
             REASON_LABELS={r.value: label for r, label in REASON_LABELS.items()}, METHOD_LABELS=METHOD_LABELS,
             PUNCH_LABELS=PUNCH_LABELS, RULES=RULES, GATES=GATES, FORM=FORM, CSRF_FIELD=CSRF_FIELD,
@@ -120,7 +125,11 @@ class UIState:
             new_key=lambda: uuid.uuid4().hex,
             money=lambda cents: f"${cents / 100:,.2f}" if cents is not None else "—",
             human_duration_h=_hours_in_words, blank=FormState, visit_target=Target,
-            row_target=lambda row_id: Target("row", row_id))
+            row_target=lambda row_id: Target("row", row_id),
+            readable=lambda text, staff=False: readable(text, self.clock, staff),
+            problem_text=lambda hold, staff=False: problem_text(hold.message, hold.rule_id, self.clock, staff),
+            event_detail=lambda e, staff=False: event_detail(e.kind, e.detail, self.clock, staff),
+            service_name=service_name)
         self.templates = Jinja2Templates(env=env, context_processors=[self.common_context])
 
     @staticmethod

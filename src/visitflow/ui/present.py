@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from visitflow.catalogue import METHOD_LABELS, PUNCH_LABELS, REASON_LABELS, ROLE_LABELS, RULES, SERVICE_NAMES
 from visitflow.models import as_utc
 
 
 def human_duration(delta: timedelta) -> str:
-    """'2 d 3 h', '5 h 10 min', '12 min' — the two largest units a person cares about."""
-    minutes = int(abs(delta.total_seconds()) // 60)
+    """'2 d 3 h', '5 h 10 min', '12 min' — the two largest units a person cares about; seconds only under
+    a minute (short deadlines in a demo or a test), never '0 min'."""
+    seconds = abs(delta.total_seconds())
+    if 0 < seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = int(seconds // 60)
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
     if days:
@@ -62,10 +68,12 @@ class Clock:
         return datetime.now(UTC)
 
     def lateness(self, due: datetime | None, now: datetime | None = None) -> tuple[str, bool]:
-        """('3 h 10 min late', True) or ('due in 5 h', False)."""
+        """('3 h 10 min late', True), ('due now', False) within a minute either side, or ('due in 5 h', False)."""
         if due is None:
             return "no deadline", False
         delta = (now or self.now()) - as_utc(due)
+        if abs(delta.total_seconds()) < 60:
+            return "due now", False  # never "0 min late"
         if delta.total_seconds() > 0:
             return f"{human_duration(delta)} late", True
         return f"due in {human_duration(delta)}", False
@@ -75,3 +83,67 @@ class Clock:
             return "—"
         delta = (now or self.now()) - as_utc(dt)
         return f"{human_duration(delta)} ago" if delta.total_seconds() >= 60 else "just now"
+
+
+# Texts the workflow wrote (timeline details, hold messages) carry UTC stamps, enum values and rule ids.
+_UTC_SPAN = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})-(\d{2}:\d{2}) UTC")
+_UTC_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC")
+_ROUTED = re.compile(r" -> (" + "|".join(r.value for r in ROLE_LABELS) + r")$")
+_RULE_ID = re.compile(r"\b(?:DOC|SIG|AUTH|EVV|REL)-\d{2}\b")
+# Enum values only where the workflow writes them, so plain words ("other", "manual") are left alone.
+_PUNCH = re.compile(r"\b(" + "|".join(PUNCH_LABELS) + r")\b")
+_METHOD = re.compile(r"\bvia (" + "|".join(METHOD_LABELS) + r")\b")
+_REASONS = {r.value: label for r, label in REASON_LABELS.items()}
+_REASON = re.compile(r"(\(|reason: |reason code )(" + "|".join(_REASONS) + r")\b")
+_SERVICE = re.compile(r"\b(" + "|".join(SERVICE_NAMES) + r")\b")
+
+
+def readable(text: str | None, clock: Clock, with_rule_ids: bool = False) -> str:
+    """A workflow-written text in a person's words: times in the agency's zone, punch kinds, methods, reason
+    codes and services by name, no routing arrows; rule ids only for the people who work by them."""
+    if not text:
+        return ""
+
+    def span(m: re.Match) -> str:
+        start = datetime.fromisoformat(f"{m[1]}T{m[2]}").replace(tzinfo=UTC)
+        end = datetime.fromisoformat(f"{m[1]}T{m[3]}").replace(tzinfo=UTC)
+        if end < start:
+            end += timedelta(days=1)
+        return f"{clock.when(start)}–{clock.clock(end)}"
+
+    def stamp(m: re.Match) -> str:
+        return clock.when(datetime.fromisoformat(f"{m[1]}T{m[2]}").replace(tzinfo=UTC))
+
+    text = _UTC_STAMP.sub(stamp, _UTC_SPAN.sub(span, text))
+    text = _ROUTED.sub("", text)
+    text = _SERVICE.sub(lambda m: SERVICE_NAMES[m[1]], text)
+    text = _PUNCH.sub(lambda m: PUNCH_LABELS[m[1]].lower() if m.start() else PUNCH_LABELS[m[1]], text)
+    text = _METHOD.sub(lambda m: f"via {METHOD_LABELS[m[1]]}", text)
+    text = _REASON.sub(lambda m: m[1] + _REASONS[m[2]].lower(), text)
+    text = re.sub(r" in reason_text\b", "", text)  # the form puts the words next to the explanation field
+    text = text.replace("reason_text", "the explanation").replace("reason_code", "the reason code")
+    if not with_rule_ids:
+        text = re.sub(r"\s*\(\s*\)", "", re.sub(r"^\s+|\s+(?=[,.;:)])", "", _RULE_ID.sub("", text)))
+        text = re.sub(r"\s{2,}", " ", text).strip()
+        text = text[:1].upper() + text[1:]
+    return text
+
+
+def problem_text(message: str, rule_id: str, clock: Clock, with_rule_ids: bool = False) -> str:
+    """A hold's message under its heading: the rule id it starts with is already the heading's tag."""
+    if message.startswith(rule_id):
+        message = message[len(rule_id):].strip()
+    text = readable(message, clock, with_rule_ids)
+    return text[:1].upper() + text[1:]
+
+
+def event_detail(kind: str, detail: str, clock: Clock, with_rule_ids: bool = False) -> str:
+    """A timeline entry's detail. A hold's own words are told once, under the visit's open holds: its
+    events (held, cleared, decided) name the problem, and a decision keeps its reason."""
+    rule_id = detail.split(" ", 1)[0]
+    if rule_id in RULES and kind in ("hold", "hold_cleared", "exception_approved", "exception_rejected"):
+        name = RULES[rule_id] + (f" ({rule_id})" if with_rule_ids else "")
+        if kind.startswith("exception_") and ": " in detail:
+            return f"{name}: {readable(detail.split(': ', 1)[1], clock, with_rule_ids)}"
+        return name
+    return readable(detail, clock, with_rule_ids)

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlmodel import Session
 
 from visitflow.deps import SessionDep, TemporalDep
 from visitflow.models import (
@@ -19,7 +22,7 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of, now_utc
-from visitflow.ui.actions import done, perform
+from visitflow.ui.actions import finish, perform
 from visitflow.ui.deps import ActingUser, ClinicianUser, UIDep, render, visible_visit
 from visitflow.ui.forms import Target, note_errors, note_field_name, read_form
 from visitflow.workflows.visit import VisitWorkflow
@@ -27,14 +30,21 @@ from visitflow.workflows.visit import VisitWorkflow
 router = APIRouter(include_in_schema=False)
 
 
+def tasks_context(session: Session, clinician_id: int, page: int) -> dict[str, Any]:
+    now = now_utc()
+    upcoming, upcoming_total = queries.upcoming_visits(session, clinician_id, now)
+    return {"tasks": queries.clinician_tasks(session, clinician_id, page, now), "upcoming": upcoming,
+            "upcoming_total": upcoming_total, "now": now}
+
+
 @router.get("/tasks")
 def tasks_page(request: Request, session: SessionDep, user: ClinicianUser, page: int = Query(1, ge=1)) -> Response:
-    return render(request, "tasks.html", {"tasks": queries.clinician_tasks(session, user.clinician_id, page)})
+    return render(request, "tasks.html", tasks_context(session, user.clinician_id, page))
 
 
 @router.get("/tasks/list")
 def tasks_list(request: Request, session: SessionDep, user: ClinicianUser, page: int = Query(1, ge=1)) -> Response:
-    return render(request, "_tasks_list.html", {"tasks": queries.clinician_tasks(session, user.clinician_id, page)})
+    return render(request, "_tasks_list.html", tasks_context(session, user.clinician_id, page))
 
 
 @router.post("/visits/{visit_id}/note")
@@ -52,7 +62,8 @@ async def submit_note(visit_id: str, request: Request, session: SessionDep, temp
         idempotency_key=f.key))
     if isinstance(result, Response):
         return result
-    return done(request, session, user, Target(), result, "Note submitted. Sign it to send it on.", clear_draft=True)
+    return await finish(request, session, user, Target(), result, "Note submitted. Sign it to send it on.",
+                        clear_draft=True)
 
 
 @router.post("/visits/{visit_id}/sign")
@@ -62,13 +73,13 @@ async def sign_note(visit_id: str, request: Request, session: SessionDep, tempor
     form = await request.form()
     f = read_form(form, ["attestation"])
     if f.v("attestation") != "yes":
-        f.errors["attestation"] = "Tick the box to confirm the attestation before you sign (SIG-01)."
+        f.errors["attestation"] = "Tick the box to confirm the attestation before you sign."
     result = await perform(request, "_form_sign.html", {"view": view, "snap": view.snap}, f,
                            lambda: act(temporal, visit_id, VisitWorkflow.sign_note,
                                        SignNote(actor=actor_of(user), attestation=True), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
-    return done(request, session, user, Target(), result, "Signed. The visit is being checked for billing.")
+    return await finish(request, session, user, Target(), result, "Signed. The visit is being checked for billing.")
 
 
 
@@ -90,7 +101,7 @@ async def adjust_punch(visit_id: str, request: Request, session: SessionDep, tem
             reason_text=f.v("reason_text").strip() or None, now=now_utc()), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
-    return done(request, session, user, Target(), result,
+    return await finish(request, session, user, Target(), result,
                 "Punch corrected. The original time stays beside it; a supervisor approves the change.")
 
 
@@ -115,5 +126,5 @@ async def add_punch(visit_id: str, request: Request, session: SessionDep, tempor
                 reason_text=f.v("reason_text").strip() or None)), idempotency_key=f.key))
     if isinstance(result, Response):
         return result
-    return done(request, session, user, Target(), result,
-                "Manual punch added. A supervisor approves it before the visit can be billed (EVV-04).")
+    return await finish(request, session, user, Target(), result,
+                "Manual punch added. A supervisor approves it before the visit can be billed.")

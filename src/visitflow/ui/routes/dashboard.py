@@ -20,6 +20,7 @@ from visitflow.services import queries
 from visitflow.services.commands import now_utc
 from visitflow.ui.charts import bars, stacked
 from visitflow.ui.deps import StaffUser, UIDep, UIState, render
+from visitflow.ui.present import human_duration
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,12 +30,14 @@ def dashboard_context(session: Session, ui: UIState) -> dict[str, Any]:
     d = queries.dashboard(session, now_utc(), s.note_due, s.note_escalate_after)
     state_tones = {STATE_LABELS[VisitState.on_hold]: "danger", STATE_LABELS[VisitState.claim_ready]: "good",
                    STATE_LABELS[VisitState.released]: "muted", STATE_LABELS[VisitState.cancelled]: "muted"}
+    due, late = (human_duration(limit) for limit in d.lag_limits)
+    lag_buckets = list(zip([f"within {due}", f"{due} to {late}", f"over {late}"], d.lag_counts, strict=True))
     return {
         "d": d,
         "state_bars": bars([(label, n) for _, label, n in d.states], tones=state_tones),
         "aging": stacked([(b.name, f"waiting on {b.who}", b.buckets) for b in d.backlogs], queries.AGE_BUCKETS),
         "age_labels": queries.AGE_BUCKETS,
-        "lag_bars": bars(d.lag_buckets, tones={d.lag_buckets[1][0]: "warn", d.lag_buckets[2][0]: "danger"}),
+        "lag_bars": bars(lag_buckets, tones={lag_buckets[1][0]: "warn", lag_buckets[2][0]: "danger"}),
         "hold_bars": bars([(rule, n) for rule, _, n in d.holds], notes={rule: text for rule, text, _ in d.holds},
                           tones={rule: "danger" for rule, _, _ in d.holds}),
         "escalation_bars": bars(d.escalations, tones={label: "warn" for label, _ in d.escalations}),

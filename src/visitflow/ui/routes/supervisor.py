@@ -15,7 +15,7 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of
-from visitflow.ui.actions import done, perform
+from visitflow.ui.actions import finish, perform
 from visitflow.ui.deps import SupervisorUser, UIDep, render, visible_visit
 from visitflow.ui.forms import FORM, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
@@ -43,7 +43,7 @@ async def decide_exception(visit_id: str, request: Request, session: SessionDep,
         return result
     verb = "Approved" if f.v("decision") == "approved" else "Rejected (sent back to the clinician)"
     rule = hold.rule_id if hold else f.v("key")
-    return done(request, session, user, target, result, f"{verb}: {rule} on visit {visit_id}.")
+    return await finish(request, session, user, target, result, f"{verb}: {rule} on visit {visit_id}.")
 
 
 @router.post("/visits/{visit_id}/deadline")
@@ -64,7 +64,7 @@ async def extend_deadline(visit_id: str, request: Request, session: SessionDep, 
                                idempotency_key=f.key))
     if isinstance(result, Response):
         return result
-    return done(request, session, user, target, result,
+    return await finish(request, session, user, target, result,
                 f"The {f.v('stage')} for visit {visit_id} is now due {ui.clock.when(new_deadline)}.")
 
 
@@ -87,7 +87,7 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
                                idempotency_key=f.key))
     if isinstance(result, Response):
         return result
-    return done(request, session, user, target, result,
+    return await finish(request, session, user, target, result,
                 f"Visit {visit_id} is now assigned to {queries.clinician_label(clinician)}.")
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,13 +17,15 @@ from visitflow.db.tables import User
 from visitflow.deps import SessionDep
 from visitflow.models import (
     PunchKind,
+    Role,
     VisitSnapshot,
     VisitState,
 )
 from visitflow.services import queries
 from visitflow.settings import Settings
 from visitflow.ui.actions import work_context
-from visitflow.ui.deps import UserDep, get_ui, render, visible_visit
+from visitflow.ui.deps import StaffUser, UserDep, get_ui, render, visible_visit
+from visitflow.ui.forms import FORM, FormState
 from visitflow.workflows.visit import visit_workflow_id
 
 router = APIRouter(include_in_schema=False)
@@ -39,8 +42,8 @@ def gate_checklist(snap: VisitSnapshot) -> list[dict[str, Any]]:
     items = []
     for gate, label in GATES:
         holds = [h for h in snap.holds if h.gate.value == gate]
-        if holds:
-            status, why = "held", [h.message for h in holds]
+        if holds:  # each hold is told once, under "Open holds"; the gate only counts them
+            status, why = "held", [f"{len(holds)} open hold{'s' if len(holds) > 1 else ''}, listed below"]
         elif snap.gates.get(gate):
             status, why = "passed", []
         elif gate == "documented":
@@ -74,8 +77,49 @@ def punch_rows(snap: VisitSnapshot) -> list[dict[str, Any]]:
 
 def visit_page_context(request: Request, session: Session, user: User, view: queries.VisitView) -> dict[str, Any]:
     ui = get_ui(request)
+    # The workflow's inner workings are for the people who run it (office staff) and the supervisors.
+    operator = user.role in (Role.admin, Role.supervisor)
     return {"view": view, "snap": view.snap, "gates": gate_checklist(view.snap), "punches": punch_rows(view.snap),
-            "temporal_url": temporal_url(ui.settings, view.row.id), **work_context(session, user, view)}
+            "decided": {a.key for a in view.snap.acknowledgements},
+            "temporal_url": temporal_url(ui.settings, view.row.id) if operator else None,
+            **work_context(session, user, view)}
+
+
+SEARCH_FIELDS = ["visit_id", "patient", "clinician", "date", "state", "after"]
+
+
+def read_search(request: Request) -> tuple[queries.VisitSearch, FormState]:
+    """The search form as typed; each value that cannot be searched by is named next to its field."""
+    f = FormState(values={n: request.query_params.get(n, "").strip() for n in SEARCH_FIELDS})
+    search = queries.VisitSearch(visit_id=f.v("visit_id")[:64], patient=f.v("patient")[:80])
+    if f.v("clinician"):
+        if f.v("clinician").isdigit():
+            search.clinician_id = int(f.v("clinician"))
+        else:
+            f.errors["clinician"] = "Choose a clinician from the list."
+    if f.v("date"):
+        try:
+            search.service_date = date.fromisoformat(f.v("date"))
+        except ValueError:
+            f.errors["date"] = "Enter the date of service as a date, e.g. 2026-11-28."
+    if f.v("state"):
+        if f.v("state") in {s.value for s in VisitState}:
+            search.state = f.v("state")
+        else:
+            f.errors["state"] = "Choose a state from the list."
+    if f.v("after") and queries.parse_cursor(f.v("after")) is None:
+        f.errors[FORM] = "That page of results no longer exists; search again."
+    return search, f
+
+
+@router.get("/visits")
+def visit_search(request: Request, session: SessionDep, user: StaffUser) -> Response:
+    search, f = read_search(request)
+    ok = not f.errors
+    results = queries.search_visits(session, search, f.v("after") or None) if ok and not search.empty else None
+    return render(request, "visits.html", {
+        "f": f, "search": search, "results": results, "clinicians": queries.clinicians(session),
+        "states": list(VisitState)}, status=200 if ok else 422)
 
 
 @router.get("/visits/{visit_id}")
