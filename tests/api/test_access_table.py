@@ -113,6 +113,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/"): EVERYONE,
     ("GET", "/tasks"): only(own=(C,)),
     ("GET", "/tasks/list"): only(own=(C,)),
+    ("GET", "/visits"): STAFF,
     ("GET", "/visits/{visit_id}"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/visits/{visit_id}/status"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/visits/{visit_id}/work"): EVERYONE_CLINICIAN_OWN,

@@ -21,9 +21,9 @@ SERIOUS = ("serious", "critical")
 
 PAGES = {  # who opens which pages ("{visit}" is a visit on hold with an EVV exception)
     "clinician": ["/tasks", "/visits/{visit}"],
-    "supervisor": ["/escalations", "/holds", "/dashboard", "/visits/{visit}"],
-    "biller": ["/billing", "/holds", "/dashboard", "/visits/{visit}"],
-    "admin": ["/dashboard", "/admin/users", "/admin/audit"],
+    "supervisor": ["/escalations", "/holds", "/dashboard", "/visits", "/visits/{visit}"],
+    "biller": ["/billing", "/holds", "/dashboard", "/visits", "/visits/{visit}"],
+    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit"],
 }
 
 
