@@ -1,4 +1,5 @@
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -200,6 +201,15 @@ def test_evv_04_adjusted_gps_punch_needs_approval() -> None:
     [finding] = evv_04_manual_time_approved(ctx)
     assert finding.key == "EVV-04:punch-3"
     assert "clock-out adjusted from 10:30 to 10:00 by caregiver.ana (reason: forgot_to_clock)" in finding.message
+
+
+def test_evv_04_times_are_told_in_the_agencys_zone() -> None:
+    ctx = visit().clock_out(END + timedelta(minutes=30), adjusted_at=END, adjust_reason_code=ReasonCode.forgot_to_clock,
+                            adjusted_by="caregiver.ana").ctx()
+    ctx.visit.spec.timezone = "America/Chicago"
+    [finding] = evv_04_manual_time_approved(ctx)
+    local_from = (END + timedelta(minutes=30)).astimezone(ZoneInfo("America/Chicago"))
+    assert f"adjusted from {local_from:%H:%M} to " in finding.message and "10:30" not in finding.message
 
 
 def test_evv_04_adjustment_without_reason_goes_to_the_clinician() -> None:

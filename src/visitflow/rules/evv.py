@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from visitflow.models import (
     REASONS_NEEDING_TEXT,
@@ -90,6 +91,11 @@ def evv_02_punch_at_service_address(ctx: GateInput) -> list[Finding]:
     return findings
 
 
+def _local(ctx: GateInput, moment: datetime) -> datetime:
+    """A time as people at the agency read it: in the agency's zone (the visit keeps it in its spec)."""
+    return moment.astimezone(ZoneInfo(ctx.visit.spec.timezone))
+
+
 def _minutes_words(delta: timedelta) -> str:
     # Round up so a punch 15.5 minutes off never reads "15 min" against a 15-minute tolerance.
     return f"{math.ceil(abs(delta).total_seconds() / 60)} min"
@@ -144,7 +150,7 @@ def evv_04_manual_time_approved(ctx: GateInput) -> list[Finding]:
             if problem := _reason_problem(punch.adjust_reason_code, punch.adjust_reason_text):
                 problems.append(f"adjusted {what} has {problem}")
             prefix = "adjusted" if changes else f"{what} adjusted"
-            changes.append(f"{prefix} from {punch.at:%H:%M} to {punch.adjusted_at:%H:%M} by "
+            changes.append(f"{prefix} from {_local(ctx, punch.at):%H:%M} to {_local(ctx, punch.adjusted_at):%H:%M} by "
                            f"{punch.adjusted_by or 'unknown'} ({_reason_words(punch.adjust_reason_code)})")
         if problems:
             # Only the person who entered the time can say why; a supervisor cannot wave this through.
@@ -169,8 +175,8 @@ def evv_05_visit_length(ctx: GateInput) -> list[Finding]:
         return []  # EVV-01 reports the missing punch
     start, end = clock_in.effective_at, clock_out.effective_at
     if end <= start:
-        return [_finding("EVV-05", f"clock-out at {end:%Y-%m-%d %H:%M} is not after clock-in at "
-                         f"{start:%Y-%m-%d %H:%M}", Role.clinician, "EVV-05")]
+        return [_finding("EVV-05", f"clock-out at {_local(ctx, end):%Y-%m-%d %H:%M} is not after clock-in at "
+                         f"{_local(ctx, start):%Y-%m-%d %H:%M}", Role.clinician, "EVV-05")]
     hours = (end - start).total_seconds() / 3600
     if hours > ctx.payer.max_visit_hours:
         return [_finding("EVV-05", f"visit lasted {hours:.1f} h, longer than the "
