@@ -118,20 +118,6 @@ RULES = {
     "REL-01": "Release blocked",
 }
 
-# HCPCS service codes as people say them (DOMAIN.md); a code not listed is shown as it is.
-SERVICE_NAMES = {
-    "T1019": "Personal care", "S5125": "Attendant care", "S5130": "Homemaker", "S5150": "Respite care",
-    "G0156": "Home health aide", "G0299": "Skilled nursing (RN)", "G0300": "Skilled nursing (LPN)",
-    "G0151": "Physical therapy", "G0152": "Occupational therapy", "G0153": "Speech-language therapy",
-    "S9122": "Home health aide (hourly)", "S9123": "Nursing care (RN, hourly)", "S9124": "Nursing care (LPN, hourly)",
-    "T1020": "Personal care (per diem)", "S5126": "Attendant care (per diem)",
-}
-
-
-def service_name(code: str) -> str:
-    return SERVICE_NAMES.get(code.upper(), code)
-
-
 GATES = [("documented", "Documented"), ("signed", "Signed"), ("authorized", "Authorized"), ("evv", "EVV verified")]
 
 FIELD_HINTS = {
@@ -150,32 +136,40 @@ def field_label(name: str) -> str:
 
 
 
-# HCPCS codes home care bills (DOMAIN.md, "Units and rounding"), named as a biller reads them, with what one
-# unit is: a claim line's units mean nothing without it.
-SERVICE_NAMES = {
-    "T1019": "Personal care, per 15 min",
-    "S5125": "Attendant care, per 15 min",
-    "S5130": "Homemaker, per 15 min",
-    "S5150": "Respite, per 15 min",
-    "G0156": "Home health aide, per 15 min",
-    "G0299": "RN visit, per 15 min",
-    "G0300": "LPN visit, per 15 min",
-    "G0151": "Physical therapy, per 15 min",
-    "G0152": "Occupational therapy, per 15 min",
-    "G0153": "Speech-language pathology, per 15 min",
-    "S9122": "Home health aide, per hour",
-    "S9123": "RN care, per hour",
-    "S9124": "LPN care, per hour",
-    "T1020": "Personal care, per diem",
-    "S5126": "Attendant care, per diem",
+# HCPCS service codes home care bills (DOMAIN.md, "Units and rounding"): what people call each service and what
+# one unit of it is (a claim line's units mean nothing without it). A code not listed is shown as it is.
+SERVICES = {
+    "T1019": ("Personal care", "per 15 min"),
+    "S5125": ("Attendant care", "per 15 min"),
+    "S5130": ("Homemaker", "per 15 min"),
+    "S5150": ("Respite care", "per 15 min"),
+    "G0156": ("Home health aide", "per 15 min"),
+    "G0299": ("Skilled nursing (RN)", "per 15 min"),
+    "G0300": ("Skilled nursing (LPN)", "per 15 min"),
+    "G0151": ("Physical therapy", "per 15 min"),
+    "G0152": ("Occupational therapy", "per 15 min"),
+    "G0153": ("Speech-language therapy", "per 15 min"),
+    "S9122": ("Home health aide", "per hour"),
+    "S9123": ("Nursing care (RN)", "per hour"),
+    "S9124": ("Nursing care (LPN)", "per hour"),
+    "T1020": ("Personal care", "per diem"),
+    "S5126": ("Attendant care", "per diem"),
 }
+SERVICE_NAMES = {code: name for code, (name, _unit) in SERVICES.items()}
+
+
+def service_name(code: str) -> str:
+    """What a clinician calls the service: 'Personal care'."""
+    return SERVICE_NAMES.get(code.upper(), code)
 
 
 def service_label(code: str, modifiers: list[str] | None = None) -> str:
-    """'T1019 Personal care, per 15 min' (with modifiers: 'T1019-U1 …'); an unknown code stands alone."""
+    """What a biller reads: 'T1019 Personal care, per 15 min' (with modifiers: 'T1019-U1 …')."""
     coded = "-".join([code, *(modifiers or [])])
-    name = SERVICE_NAMES.get(code)
-    return f"{coded} {name}" if name else coded
+    if code.upper() not in SERVICES:
+        return coded
+    name, unit = SERVICES[code.upper()]
+    return f"{coded} {name}, {unit}"
 
 
 def hold_words(message: str, rule_id: str) -> str:

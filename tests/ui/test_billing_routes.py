@@ -178,7 +178,8 @@ async def test_send_back_is_offered_only_where_the_clinician_can_fix_the_cause(w
 
     web.cookies.clear()
     await sign_in(web, agency.users["clinician"].username)
-    assert "sent back: Add the missing clock-out" in (await web.get("/tasks/list")).text
+    tasks = (await web.get("/tasks/list")).text
+    assert "Sent back</span>" in tasks and "What to fix: Add the missing clock-out" in tasks
     revise = await web.get(f"/visits/{no_clock_out}")
     assert "Revise the visit note" in revise.text and "Bathing, meal preparation</textarea>" in revise.text
 
