@@ -39,6 +39,11 @@ async def test_sign_ins_and_failed_ones_are_recorded(web: httpx.AsyncClient, age
     [attempt] = recorded(engine, username=nobody)  # the name as typed, trimmed
     assert (attempt.action, attempt.user_id, attempt.status) == ("sign_in_failed", None, 401)
 
+    home = await web.get("/billing")
+    signed_out = await web.post("/signout", data={"csrf_token": csrf_of(home.text)})
+    assert signed_out.status_code == 303
+    assert recorded(engine, username=user.username)[0].action == "signed_out"  # with who it was
+
 
 async def test_a_sign_in_to_a_locked_account_is_recorded_as_such(env, database_url, tmp_path, agency, engine):
     settings = Settings(database_url=database_url, secret_key="lock-test", data_dir=tmp_path,
@@ -88,13 +93,13 @@ async def test_the_admin_searches_the_trail_on_its_page(web, agency, engine, vis
     assert '<a href="/admin/audit" aria-current="page">Audit</a>' in page.text
     rows = re.findall(r"<tr>\s*<td data-label=\"When\">.*?</tr>", page.text, re.S)
     assert [re.search(r'data-label="What">(\w+)<', row).group(1) for row in rows] == [
-        "searched_audit_trail", "viewed_visit", "signed_in"]
-    assert f'<a href="/visits/{visit_id}">{visit_id}</a>' in rows[1]
+        "signed_out", "searched_audit_trail", "viewed_visit", "signed_in"]
+    assert f'<a href="/visits/{visit_id}">{visit_id}</a>' in rows[2]
     csv_link = unescape(re.search(r'href="(/api/audit\.csv\?[^"]*)"', page.text).group(1))
     query = parse_qs(urlsplit(csv_link).query)
     assert query["user"] == [biller.username] and query["since"][0].startswith("2020-01-01T00:00:00-06:00")
     csv = await web.get(csv_link)
-    assert csv.status_code == 200 and csv.text.count(f",{biller.username},") == 3
+    assert csv.status_code == 200 and csv.text.count(f",{biller.username},") == 4
 
     by_visit = await web.get("/admin/audit", params={"visit_id": visit_id, "action": "viewed_visit"})
     assert by_visit.text.count('data-label="What">viewed_visit<') == 1

@@ -84,6 +84,8 @@ async def signin(request: Request, session: SessionDep, ui: UIDep) -> Response:
 
 
 @router.post("/signout")
-def signout(request: Request) -> Response:
+def signout(request: Request, session: SessionDep, ui: UIDep) -> Response:
+    # The audit trail records who signed out: look them up before their session ends.
+    request.state.user = session_user(session, request.app.state.engine, ui.settings, session_token(request))
     sign_out(request)
     return RedirectResponse("/signin?signed_out=true", status_code=303)
