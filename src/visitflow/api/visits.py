@@ -7,10 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
-from sqlmodel import func, select
 
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
-from visitflow.db.tables import Clinician, Notification, Visit, VisitHold, VisitTask
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
     Acknowledgement,
@@ -38,7 +36,8 @@ from visitflow.models import (
     VisitState,
     roles_phrase,
 )
-from visitflow.services.access import sees_visit_of, visible
+from visitflow.services import queries
+from visitflow.services.access import sees_visit_of
 from visitflow.services.commands import (
     ReleaseOutcome,
     ScheduleRequest,
@@ -224,20 +223,9 @@ def list_visits(session: SessionDep, user: CurrentUser,
                 date_to: date | None = None, has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500),
                 offset: int = Query(0, ge=0, le=1_000_000)):
     """Visits from the read model. A clinician only ever sees their own."""
-    conditions = [visible(user, Visit)]
-    for column, value in ((Visit.state, state), (Visit.clinician_id, clinician), (Visit.payer_id, payer),
-                          (Visit.patient_id, patient)):
-        if value is not None:
-            conditions.append(column == (value.value if isinstance(value, VisitState) else value))
-    if date_from:
-        conditions.append(Visit.service_date >= date_from)
-    if date_to:
-        conditions.append(Visit.service_date <= date_to)
-    if has_holds is not None:
-        conditions.append(Visit.hold_count > 0 if has_holds else Visit.hold_count == 0)
-    total = session.exec(select(func.count()).select_from(Visit).where(*conditions)).one()
-    rows = session.exec(select(Visit).where(*conditions)
-                        .order_by(Visit.scheduled_start.desc(), Visit.id).offset(offset).limit(limit)).all()
+    total, rows = queries.list_visits(session, user, queries.VisitFilter(
+        state=state.value if state else None, clinician_id=clinician, payer_id=payer, patient_id=patient,
+        date_from=date_from, date_to=date_to, has_holds=has_holds), limit, offset)
     return VisitPage(total=total, items=[VisitSummary.model_validate(r, from_attributes=True) for r in rows])
 
 
@@ -245,10 +233,8 @@ def list_visits(session: SessionDep, user: CurrentUser,
 async def get_visit(visit_id: str, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
                     user: CurrentUser):
     """Current state, open holds and tasks, and the timeline of every transition."""
-    row = session.get(Visit, visit_id)
-    if row is not None:
-        snap = VisitSnapshot.model_validate(row.snapshot)
-    else:  # scheduled a moment ago; its first projection is on its way
+    snap = queries.projected_snapshot(session, visit_id)
+    if snap is None:  # scheduled a moment ago; its first projection is on its way
         let_go(session)
         snap = await visit_snapshot(temporal, visit_id)
     if not sees_visit_of(user, snap.spec.clinician_id):
@@ -314,7 +300,7 @@ async def extend_deadline(visit_id: str, body: DeadlineBody, temporal: TemporalD
 async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, temporal: TemporalDep,
                    settings: SettingsDep, user: CurrentUser,
                    idempotency: IdempotencyDep):
-    if session.get(Clinician, body.clinician_id) is None:
+    if queries.clinician(session, body.clinician_id) is None:
         raise HTTPException(422, f"clinician {body.clinician_id} does not exist")
     let_go(session)
     return await _run(temporal, settings, visit_id, VisitWorkflow.reassign,
@@ -401,27 +387,16 @@ class NotificationPublic(BaseModel):
 @router.get("/notifications", response_model=list[NotificationPublic], tags=["task"])
 def my_notifications(session: SessionDep, user: CurrentUser, limit: int = Query(50, ge=1, le=500)):
     """Reminders and escalations sent to the caller's role (a clinician: only their own), newest first."""
-    query = select(Notification).where(Notification.role == user.role)
-    if user.role == Role.clinician:
-        # Only visits still theirs: after a reassign, the reminder stays with the visit, not the former clinician.
-        query = query.join(Visit, Visit.id == Notification.visit_id).where(
-            Notification.clinician_id == user.clinician_id, Visit.clinician_id == user.clinician_id)
-    return session.exec(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)).all()
+    return queries.notifications_for(session, user, limit)
 
 
 @router.get("/tasks", response_model=WorkQueue, tags=["task"])
 def my_tasks(session: SessionDep, user: CurrentUser, limit: int = Query(200, ge=1, le=1000)):
     """The caller's work queue, most urgent first (escalated, then earliest deadline)."""
-    query = (select(VisitTask, Visit).join(Visit, Visit.id == VisitTask.visit_id)
-             .where(VisitTask.role == user.role, visible(user, Visit)))  # a clinician: their own visits only
-    query = query.order_by(VisitTask.escalated.desc(), VisitTask.due_at.is_(None), VisitTask.due_at,
-                           Visit.scheduled_start).limit(limit)
-    tasks = [TaskPublic(visit_id=t.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id, title=t.title,
-                        due_at=t.due_at, escalated=t.escalated, hold_key=t.hold_key, state=v.state,
-                        service_date=v.service_date) for t, v in session.exec(query)]
-    queue = WorkQueue(role=user.role, tasks=tasks)
-    if user.role in (Role.biller, Role.supervisor):
-        for h in session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at).limit(limit)):
-            queue.holds_by_reason.setdefault(h.rule_id, []).append(HoldPublic.model_validate(h, from_attributes=True))
+    tasks, holds = queries.work_queue(session, user, limit)
+    queue = WorkQueue(role=user.role, tasks=[TaskPublic(
+        visit_id=t.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id, title=t.title, due_at=t.due_at,
+        escalated=t.escalated, hold_key=t.hold_key, state=v.state, service_date=v.service_date) for t, v in tasks])
+    for h in holds:
+        queue.holds_by_reason.setdefault(h.rule_id, []).append(HoldPublic.model_validate(h, from_attributes=True))
     return queue
-

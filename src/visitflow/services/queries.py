@@ -16,8 +16,20 @@ from sqlalchemy import and_, func, or_
 from sqlmodel import Session, select
 
 from visitflow.catalogue import RULES, STATE_LABELS
-from visitflow.db.tables import Authorization, Clinician, Patient, Payer, Visit, VisitEvent, VisitHold, VisitTask
+from visitflow.db.tables import (
+    Authorization,
+    Clinician,
+    Notification,
+    Patient,
+    Payer,
+    User,
+    Visit,
+    VisitEvent,
+    VisitHold,
+    VisitTask,
+)
 from visitflow.models import Role, VisitSnapshot, VisitState, as_utc
+from visitflow.services.access import visible
 
 PAGE_SIZE = 25
 T = TypeVar("T")
@@ -665,3 +677,76 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
         lag_p90_h=percentile(lags, 0.9) if lags else None, lag_count=len(lags), lag_counts=lag_counts,
         lag_limits=(note_due, note_due + escalate_after),
         holds=[(rule, RULES.get(rule, ""), n) for rule, n in hold_counts], escalations=escalations)
+
+
+# --- the REST API's lists --------------------------------------------------------------------------------
+
+
+@dataclass
+class VisitFilter:
+    """What an API client lists visits by."""
+
+    state: str | None = None
+    clinician_id: int | None = None
+    payer_id: int | None = None
+    patient_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    has_holds: bool | None = None
+
+
+def list_visits(session: Session, user: User, wanted: VisitFilter, limit: int, offset: int
+                ) -> tuple[int, list[Visit]]:
+    """Visits this person may see that match the filter, the latest scheduled first; with how many match."""
+    conditions = [visible(user, Visit)]
+    for column, value in ((Visit.state, wanted.state), (Visit.clinician_id, wanted.clinician_id),
+                          (Visit.payer_id, wanted.payer_id), (Visit.patient_id, wanted.patient_id)):
+        if value is not None:
+            conditions.append(column == value)
+    if wanted.date_from:
+        conditions.append(Visit.service_date >= wanted.date_from)
+    if wanted.date_to:
+        conditions.append(Visit.service_date <= wanted.date_to)
+    if wanted.has_holds is not None:
+        conditions.append(Visit.hold_count > 0 if wanted.has_holds else Visit.hold_count == 0)
+    total = session.exec(select(func.count()).select_from(Visit).where(*conditions)).one()
+    rows = session.exec(select(Visit).where(*conditions)
+                        .order_by(Visit.scheduled_start.desc(), Visit.id).offset(offset).limit(limit)).all()
+    return total, list(rows)
+
+
+def visit_row(session: Session, visit_id: str) -> Visit | None:
+    return session.get(Visit, visit_id)
+
+
+def projected_snapshot(session: Session, visit_id: str) -> VisitSnapshot | None:
+    """The visit as its workflow last projected it, or None before its first projection."""
+    row = session.get(Visit, visit_id)
+    return VisitSnapshot.model_validate(row.snapshot) if row is not None else None
+
+
+def work_queue(session: Session, user: User, limit: int) -> tuple[list[tuple[VisitTask, Visit]], list[VisitHold]]:
+    """This person's open tasks, most urgent first (escalated, then the earliest deadline), and for billers and
+    supervisors the open holds by rule."""
+    query = (select(VisitTask, Visit).join(Visit, Visit.id == VisitTask.visit_id)
+             .where(VisitTask.role == user.role, visible(user, Visit))  # a clinician: their own visits only
+             .order_by(VisitTask.escalated.desc(), VisitTask.due_at.is_(None), VisitTask.due_at,
+                       Visit.scheduled_start).limit(limit))
+    tasks = list(session.exec(query))
+    holds = (list(session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at).limit(limit)))
+             if user.role in (Role.biller, Role.supervisor) else [])
+    return tasks, holds
+
+
+def notifications_for(session: Session, user: User, limit: int) -> list[Notification]:
+    """Reminders and escalations sent to this person's role (a clinician: only about visits still theirs)."""
+    query = select(Notification).where(Notification.role == user.role)
+    if user.role == Role.clinician:
+        # After a reassign, the reminder stays with the visit, not with the former clinician.
+        query = query.join(Visit, Visit.id == Notification.visit_id).where(
+            Notification.clinician_id == user.clinician_id, Visit.clinician_id == user.clinician_id)
+    return list(session.exec(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)))
+
+
+def clinician(session: Session, clinician_id: int) -> Clinician | None:
+    return session.get(Clinician, clinician_id)

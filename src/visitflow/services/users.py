@@ -190,6 +190,11 @@ def issue_token(session: Session, user_id: int, name: str) -> tuple[ApiToken, st
     return token, raw
 
 
+def all_tokens(session: Session) -> list[ApiToken]:
+    """Every token (revoked ones too: they are part of the record), for the admin page's list of people."""
+    return list(session.exec(select(ApiToken).order_by(ApiToken.id)))
+
+
 def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
     get_user(session, user_id)
     return list(session.exec(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)))

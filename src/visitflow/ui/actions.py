@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from visitflow.catalogue import TASK_LABELS, send_back_can_help
-from visitflow.db.tables import User, Visit
+from visitflow.db.tables import User
 from visitflow.models import (
     ReasonCode,
     Role,
@@ -111,8 +111,7 @@ def done(request: Request, session: Session, user: User, target: Target, snap: V
         return render(request, "_row_done.html", {"row_id": target.row, "message": message, "flash": message},
                       headers={"HX-Retarget": f"#{target.row}", "HX-Reswap": "outerHTML",
                                "HX-Trigger": "queue-changed"})
-    row = session.get(Visit, snap.spec.visit_id)
-    view = queries.visit_view(session, row, snap, with_events=False)
+    view = queries.visit_view(session, queries.visit_row(session, snap.spec.visit_id), snap, with_events=False)
     ctx = work_context(session, user, view, flash=message,
                        cleared_draft=f"{user.id}:{snap.spec.visit_id}" if clear_draft else None)
     return render(request, "_work.html", ctx,

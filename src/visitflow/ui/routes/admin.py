@@ -11,20 +11,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from visitflow.db.tables import ApiToken, Clinician, PasswordReset, User, UserCreate, UserUpdate
+from visitflow.db.tables import ApiToken, PasswordReset, User, UserCreate, UserUpdate
 from visitflow.deps import RowId, SessionDep, WriteSessionDep
 from visitflow.models import Role
 from visitflow.services import queries
 from visitflow.services.errors import ServiceError
 from visitflow.services.users import (
     add_user,
+    all_tokens,
     change_user,
     field_problems,
     get_user,
     is_locked,
     issue_token,
+    list_tokens,
+    list_users,
     reset_password,
     revoke_token,
     set_active,
@@ -38,11 +41,11 @@ AdminPage = Annotated[User, role_page(Role.admin)]
 
 
 def _clinician_names(session: Session) -> dict[int, str]:
-    return {c.id: queries.clinician_label(c) for c in session.exec(select(Clinician))}
+    return {c.id: queries.clinician_label(c) for c in queries.clinicians(session)}
 
 
 def _card(session: Session, user: User, **extra: Any) -> dict[str, Any]:
-    tokens = list(session.exec(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+    tokens = list_tokens(session, user.id)
     return {"u": user, "tokens": tokens, "locked": is_locked(user), "clinicians": queries.clinicians(session),
             "clinician_names": _clinician_names(session), "roles": list(Role), "forms": {}, **extra}
 
@@ -68,9 +71,9 @@ def users_page(request: Request, session: SessionDep, admin: AdminPage) -> Respo
 
 
 def _list_context(session: Session) -> dict[str, Any]:
-    users = list(session.exec(select(User).order_by(User.username)))
+    users = list_users(session)
     tokens: dict[int, list[ApiToken]] = {}
-    for t in session.exec(select(ApiToken).order_by(ApiToken.id)):
+    for t in all_tokens(session):
         tokens.setdefault(t.user_id, []).append(t)
     return {"cards": [{"u": u, "tokens": tokens.get(u.id, []), "locked": is_locked(u), "forms": {}} for u in users],
             "clinicians": queries.clinicians(session), "clinician_names": _clinician_names(session),

@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from visitflow.db.tables import Clinician
 from visitflow.deps import SessionDep, TemporalDep
 from visitflow.models import (
     ExtendDeadline,
@@ -75,7 +74,7 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
     form = await request.form()
     f = read_form(form, ["clinician_id", "reason"])
     target = Target.of(form)
-    clinician = session.get(Clinician, int(f.v("clinician_id"))) if f.v("clinician_id").isdigit() else None
+    clinician = queries.clinician(session, int(f.v("clinician_id"))) if f.v("clinician_id").isdigit() else None
     if clinician is None:
         f.errors["clinician_id"] = "Choose the clinician who takes the visit over."
     reason = f.need("reason", "Say why the visit is reassigned; it goes on the visit's record.")
