@@ -25,11 +25,11 @@ async def connect(settings: Settings) -> Client:
 STICKY_TIMEOUT = timedelta(seconds=3)
 # On a clean stop, running activities (milliseconds each) get this long to finish before they are cancelled.
 DRAIN_FOR = timedelta(seconds=5)
-# Visits kept in the worker's memory between their workflow tasks. Most open visits wait hours for a note or a
-# signature; a visit that is not cached replays its (short) history when it is next acted on, which costs a few
-# milliseconds. At ~20 KB a cached visit this bounds the cache near 20 MB, so a worker's memory does not grow
-# with the number of open visits (10,000 open visits: see bench/README.md, `--open-visits`).
-MAX_CACHED_VISITS = 1000
+# Visits kept in the worker's memory between their workflow tasks (Settings.worker_cached_visits). Most open
+# visits wait hours for a note or a signature; one that is not cached replays its short history when it is next
+# acted on, which costs milliseconds. The cache bounds a worker's memory whatever the number of open visits
+# (10,000 open visits: bench/README.md, `python -m bench --open-visits 10000`).
+MAX_CACHED_VISITS = Settings.model_fields["worker_cached_visits"].default
 
 # The visit workflow's module is deterministic by construction (constants, the workflow class, pure helpers),
 # so the sandbox may share the worker's copy instead of executing the module again for every visit it starts
