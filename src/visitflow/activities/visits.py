@@ -157,8 +157,9 @@ class VisitActivities:
                 last_seq = db.execute(q.last_event, {"b_visit": visit_id}).scalar() or 0
             if row is None:
                 db.execute(q.insert_visit, {
-                    "id": visit_id, "workflow_id": f"visit-{visit_id}", "created_at": now, "patient_id": spec.patient_id,
-                    "payer_id": spec.payer_id, "service_code": spec.service_code, **fields})
+                    "id": visit_id, "workflow_id": f"visit-{visit_id}", "created_at": now,
+                    "patient_id": spec.patient_id, "payer_id": spec.payer_id, "service_code": spec.service_code,
+                    **fields})
             else:
                 db.execute(q.update_visit, {"b_visit": visit_id, **fields})
 
@@ -167,14 +168,17 @@ class VisitActivities:
                 db.execute(q.delete_holds, {"b_visit": visit_id})
             else:
                 opened = {}
-            if row is not None:
+            # The stored snapshot lists the task rows; a punch, for one, leaves them as they are.
+            tasks_unchanged = (row is not None and timeline_is_new_only
+                               and row.snapshot.get("tasks") == fields["snapshot"]["tasks"])
+            if row is not None and not tasks_unchanged:
                 db.execute(q.delete_tasks, {"b_visit": visit_id})
             if snap.holds:
                 db.execute(q.insert_hold, [
                     {"visit_id": visit_id, "rule_id": h.rule_id, "gate": h.gate.value, "role": h.role, "key": h.key,
                      "message": h.message, "approvable": h.approvable, "opened_at": opened.get(h.key, now)}
                     for h in snap.holds])
-            if snap.tasks:
+            if snap.tasks and not tasks_unchanged:
                 db.execute(q.insert_task, [
                     {"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
                      "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
