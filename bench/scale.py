@@ -304,7 +304,16 @@ def _median(values: list[float]) -> float:
 
 async def _finish_open_visit(env: _Env, visit_id: str) -> float:
     """Punch in and out, note, sign, wait for claim-ready, release; returns the first Update's time in ms."""
-    from visitflow.models import GeoPoint, PunchInput, PunchKind, PunchMethod, RecordPunch, Release, SignNote, SubmitNote
+    from visitflow.models import (
+        GeoPoint,
+        PunchInput,
+        PunchKind,
+        PunchMethod,
+        RecordPunch,
+        Release,
+        SignNote,
+        SubmitNote,
+    )
     from visitflow.services.commands import act
     from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
@@ -369,13 +378,13 @@ class ScaleResult:
 
 
 async def run_workers(settings: Settings, workers: int, visits: int = 200, concurrency: int = 20,
-                      postgres: str | None = None) -> dict:
+                      postgres: str | None = None, warmup: int = WARMUP_VISITS) -> dict:
     """The lifecycle with 1 and then `workers` worker processes against one dev server; every visit checked."""
     if workers < 1 or visits < 1 or concurrency < 1:
         raise ValueError("--workers, --visits and --concurrency must be at least 1")
     counts = [1, workers] if workers > 1 else [1]
     print(f"VisitFlow scale-out bench: {visits} visits, {concurrency} in flight, against "
-          f"{' and then '.join(str(n) for n in counts)} worker process(es); {WARMUP_VISITS} warm-up visits each; "
+          f"{' and then '.join(str(n) for n in counts)} worker process(es); {warmup} warm-up visits each; "
           f"{_machine()}")
     results = []
     async with _environment(settings, postgres) as env:
@@ -387,7 +396,7 @@ async def run_workers(settings: Settings, workers: int, visits: int = 200, concu
                 procs = await _start_workers(env, run_settings, n, f"workers-{tag}")
                 try:
                     drive = _visitflow_visit(env.client, run_settings, env.engine, env.agency, tag, read_pool)
-                    await _run_phase(f"{n} workers warm-up", 0, WARMUP_VISITS, concurrency,
+                    await _run_phase(f"{n} workers warm-up", 0, warmup, concurrency,
                                      _visitflow_visit(env.client, run_settings, env.engine, env.agency,
                                                       f"w{tag}", read_pool))
                     cpu = [_process_cpu(p.pid) for p in procs]
