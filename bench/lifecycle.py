@@ -535,9 +535,8 @@ async def run_benchmark(settings: Settings, visits: int = 100, concurrency: int 
     failures = stack.enter_context(_FailureCounter())
     if sys.dont_write_bytecode:
         stack.enter_context(_bytecode_cache(data_dir / "pycache"))
-        print("  PYTHONDONTWRITEBYTECODE is set: bytecode is cached in the temp dir for this run, so the workflow "
-              "sandbox,\n  which re-imports each workflow's module per workflow run, does not compile it from source "
-              "every time")
+        print("  PYTHONDONTWRITEBYTECODE is set: bytecode is cached in the temp dir for this run, so modules the "
+              "workflow\n  sandbox imports per workflow run are not compiled from source every time")
     try:
         await asyncio.to_thread(server.start)
         migrate(db_url)
