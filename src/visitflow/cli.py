@@ -54,7 +54,6 @@ async def _connect_with_retry(settings: Settings, timeout: float = 60.0):
 async def serve(settings: Settings, run_api: bool = True, run_worker: bool = True, seed: bool = False,
                 stop: asyncio.Event | None = None) -> None:
     """Run the worker and/or the API until `stop` is set (or SIGINT/SIGTERM)."""
-    from visitflow.main import create_app
     from visitflow.temporal import build_worker
 
     stop = stop or asyncio.Event()
@@ -66,11 +65,14 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
     client = await _connect_with_retry(settings)
     engine = get_engine(settings.resolved_database_url)
     tasks: list[asyncio.Task] = []
-    worker = build_worker(client, settings.task_queue, engine) if run_worker else None
+    worker = (build_worker(client, settings.task_queue, engine, max_cached_visits=settings.worker_cached_visits)
+              if run_worker else None)
     if worker:
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
     server = None
     if run_api:
+        from visitflow.main import create_app  # here: a worker alone never loads the API and the UI
+
         config = uvicorn.Config(create_app(settings, client), host=settings.api_host, port=settings.api_port,
                                 log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=int(API_DRAIN.total_seconds()))

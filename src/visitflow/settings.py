@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://127.0.0.1:8233"
     task_queue: str = "visitflow"
     embedded_temporal: bool = True  # `visitflow up` starts the dev server itself
+    # Open visits a worker keeps in memory between their workflow tasks (Temporal's workflow cache). Visits not
+    # in it replay their short history when next acted on; see visitflow.temporal and bench/README.md.
+    worker_cached_visits: int = Field(default=1000, ge=0, le=100_000)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

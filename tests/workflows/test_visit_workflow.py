@@ -147,6 +147,8 @@ async def test_clean_visit_reaches_claim_ready_and_is_released_exactly_once(clie
     with Session(engine) as s:
         row = s.get(Visit, spec.visit_id)
         assert row.state == "released" and row.release_batch_id == "b1" and row.version == result.version
+        # Projections carry only new timeline entries (lean-lifecycle); the stored snapshot still has them all.
+        assert row.snapshot["timeline"] == [e.model_dump(mode="json") for e in result.timeline]
         events = s.exec(select(VisitEvent).where(VisitEvent.visit_id == spec.visit_id)
                         .order_by(VisitEvent.seq)).all()
         assert [e.kind for e in events] == [e.kind for e in result.timeline]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -82,6 +82,29 @@ def payer_rules(payer: Payer) -> PayerRules:
         correction_window_days=payer.correction_window_days, rounding=payer.rounding)
 
 
+class _ProjectionStatements:
+    """The projection's statements, built once; each call passes only values."""
+
+    def __init__(self) -> None:
+        visit = bindparam("b_visit")
+        stored = (Visit.version, Visit.hold_count)
+        self.stored = select(*stored).where(Visit.id == visit).with_for_update()
+        self.stored_with_snapshot = select(*stored, Visit.snapshot).where(Visit.id == visit).with_for_update()
+        self.insert_visit = insert(Visit)
+        self.update_visit = update(Visit).where(Visit.id == visit)
+        self.open_holds = select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == visit)
+        self.delete_holds = delete(VisitHold).where(VisitHold.visit_id == visit)
+        self.delete_tasks = delete(VisitTask).where(VisitTask.visit_id == visit)
+        self.insert_hold = insert(VisitHold)
+        self.insert_task = insert(VisitTask)
+        self.last_event = select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == visit)
+        self.insert_event = insert(VisitEvent)
+        self.release_units = delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == visit)
+
+
+_PROJECTION = _ProjectionStatements()
+
+
 class VisitActivities:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -89,8 +112,19 @@ class VisitActivities:
     @activity.defn(name="project_visit")
     @heartbeating
     def project_visit(self, snap: VisitSnapshot) -> None:
+        """Write the visit as its snapshot shows it (visits started before the lean lifecycle send these)."""
+        self._project(snap, timeline_is_new_only=False)
+
+    @activity.defn(name="project_visit_changes")
+    @heartbeating
+    def project_visit_changes(self, snap: VisitSnapshot) -> None:
+        """The same, from a snapshot whose timeline holds only the entries the read model has not had yet."""
+        self._project(snap, timeline_is_new_only=True)
+
+    def _project(self, snap: VisitSnapshot, timeline_is_new_only: bool) -> None:
         spec = snap.spec
         now = datetime.now(UTC)
+        visit_id = spec.visit_id
         fields = {
             "clinician_id": spec.clinician_id, "modifiers": list(spec.modifiers),
             "scheduled_start": spec.scheduled_start, "scheduled_end": spec.scheduled_end,
@@ -100,43 +134,63 @@ class VisitActivities:
             "release_batch_id": snap.release_batch_id, "released_at": snap.released_at,
             "released_by": snap.released_by, "updated_at": now, "snapshot": snap.model_dump(mode="json"),
         }
-        # Locked from the first statement: the version check and the write are one step. Plain SQL
-        # statements (no ORM unit of work): this runs on every transition of every visit.
-        visit_id = spec.visit_id
+        # Locked from the first statement: the version check and the write are one step. Plain SQL statements
+        # built once (_PROJECTION), values passed as parameters: this runs on every transition of every visit,
+        # and building statements per call cost more CPU than running them.
+        q = _PROJECTION
         with write_session(self.engine) as s:
             db = s.connection()
-            stored = db.execute(select(Visit.version).where(Visit.id == visit_id).with_for_update()).scalar()
-            if stored is None:
-                db.execute(insert(Visit).values(
-                    id=visit_id, workflow_id=f"visit-{visit_id}", created_at=now, patient_id=spec.patient_id,
-                    payer_id=spec.payer_id, service_code=spec.service_code, **fields))
-            elif stored >= snap.version:
+            row = db.execute(q.stored_with_snapshot if timeline_is_new_only else q.stored,
+                             {"b_visit": visit_id}).first()
+            if row is not None and row.version >= snap.version:
                 return  # a retried or late write never moves a visit backwards
+            if row is None:
+                last_seq = 0
+            elif timeline_is_new_only:
+                # The stored snapshot's timeline and the event rows are written together: its last entry is the
+                # last event. The new snapshot keeps the entries before the first one this projection brings.
+                stored_timeline = row.snapshot.get("timeline", [])
+                last_seq = stored_timeline[-1]["seq"] if stored_timeline else 0
+                first_new = snap.timeline[0].seq if snap.timeline else last_seq + 1
+                fields["snapshot"]["timeline"][:0] = [e for e in stored_timeline if e["seq"] < first_new]
             else:
-                db.execute(update(Visit).where(Visit.id == visit_id).values(**fields))
+                last_seq = db.execute(q.last_event, {"b_visit": visit_id}).scalar() or 0
+            if row is None:
+                db.execute(q.insert_visit, {
+                    "id": visit_id, "workflow_id": f"visit-{visit_id}", "created_at": now,
+                    "patient_id": spec.patient_id, "payer_id": spec.payer_id, "service_code": spec.service_code,
+                    **fields})
+            else:
+                db.execute(q.update_visit, {"b_visit": visit_id, **fields})
 
-            opened = {key: at for key, at in db.execute(
-                select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == visit_id))}
-            db.execute(delete(VisitHold).where(VisitHold.visit_id == visit_id))
-            db.execute(delete(VisitTask).where(VisitTask.visit_id == visit_id))
+            if row is not None and (row.hold_count or snap.holds):  # a visit without holds has no rows to keep
+                opened = {key: at for key, at in db.execute(q.open_holds, {"b_visit": visit_id})}
+                db.execute(q.delete_holds, {"b_visit": visit_id})
+            else:
+                opened = {}
+            # The stored snapshot lists the task rows; a punch, for one, leaves them as they are.
+            tasks_unchanged = (row is not None and timeline_is_new_only
+                               and row.snapshot.get("tasks") == fields["snapshot"]["tasks"])
+            if row is not None and not tasks_unchanged:
+                db.execute(q.delete_tasks, {"b_visit": visit_id})
             if snap.holds:
-                db.execute(insert(VisitHold), [
+                db.execute(q.insert_hold, [
                     {"visit_id": visit_id, "rule_id": h.rule_id, "gate": h.gate.value, "role": h.role, "key": h.key,
                      "message": h.message, "approvable": h.approvable, "opened_at": opened.get(h.key, now)}
                     for h in snap.holds])
-            if snap.tasks:
-                db.execute(insert(VisitTask), [
+            if snap.tasks and not tasks_unchanged:
+                db.execute(q.insert_task, [
                     {"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
                      "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
                     for t in snap.tasks])
-            last_seq = db.execute(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == visit_id)).scalar()
+
             new_events = [{"visit_id": visit_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
                            "detail": e.detail, "state": e.state.value}
-                          for e in snap.timeline if e.seq > (last_seq or 0)]
+                          for e in snap.timeline if e.seq > last_seq]
             if new_events:
-                db.execute(insert(VisitEvent), new_events)
+                db.execute(q.insert_event, new_events)
             if snap.state == VisitState.cancelled:
-                db.execute(delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == visit_id))
+                db.execute(q.release_units, {"b_visit": visit_id})
             s.commit()
 
     @activity.defn(name="evaluate_gates")
@@ -204,7 +258,7 @@ class VisitActivities:
                 s.rollback()  # already sent by an earlier attempt
 
     def all(self) -> list:
-        return [self.project_visit, self.evaluate_gates, self.notify]
+        return [self.project_visit, self.project_visit_changes, self.evaluate_gates, self.notify]
 
 
 def _route_rejected_exceptions(snap: VisitSnapshot, result: GateResult) -> GateResult:

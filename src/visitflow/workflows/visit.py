@@ -80,6 +80,10 @@ WORKFLOW_TASK_TIMEOUT = timedelta(seconds=5)
 # Past this many history events a visit goes on in a fresh run (continue-as-new), carrying its VisitProgress.
 FRESH_RUN_AFTER_EVENTS = 2000
 EARLIER_ACTIONS_KEPT = 500
+# Visits started (or first acted on) by code with this patch write a leaner history: each projection carries
+# only the timeline entries the read model does not have yet, and the state search attribute is set once per
+# transition. Older visits replay as they ran.
+LEAN_LIFECYCLE = "lean-lifecycle"
 
 # Update rejections carry one of these types; the API maps them to HTTP status codes.
 FORBIDDEN = "Forbidden"  # 403: wrong role, wrong clinician
@@ -120,6 +124,8 @@ class VisitWorkflow:
         self._wake = 0  # bumped when a deadline moves, so a waiting stage recomputes its timers
         self._actions_this_run: list[str] = []  # Update ids, carried into a fresh run (never applied twice)
         self._fresh_runs_allowed: bool | None = None  # decided (a patch) when the history first grows long
+        self._lean: bool | None = None  # LEAN_LIFECYCLE, decided at the first projection or state change
+        self._projected_upto = 0  # the last timeline entry the read model has (this run's projections)
         # One projection at a time, so the read model sees versions in order and rows never race.
         self._projecting = asyncio.Lock()
         if carried is None:
@@ -252,7 +258,8 @@ class VisitWorkflow:
                 pass  # a periodic re-check catches a change nobody signalled
             return
         for state in (VisitState.authorized, VisitState.evv_verified, VisitState.claim_ready):
-            self._set_state(state)
+            # One search attribute upsert for the three steps: they happen in the same instant.
+            self._set_state(state, publish=state == VisitState.claim_ready or not self._lean_lifecycle())
             self._log("system", state.value, self._gate_detail(state))
         await self._project()
         while not (self._visit.recheck or self._finished or self._visit.signature is None):
@@ -593,10 +600,16 @@ class VisitWorkflow:
         found = [p for p in self._visit.punches if p.kind == kind]
         return found[-1] if found else None
 
-    def _set_state(self, state: VisitState) -> None:
+    def _set_state(self, state: VisitState, publish: bool = True) -> None:
         if state != self._visit.state:
             self._visit.state = state
-            workflow.upsert_search_attributes([VISIT_STATE.value_set(state.value)])
+            if publish:
+                workflow.upsert_search_attributes([VISIT_STATE.value_set(state.value)])
+
+    def _lean_lifecycle(self) -> bool:
+        if self._lean is None:
+            self._lean = workflow.patched(LEAN_LIFECYCLE)
+        return self._lean
 
     def _log(self, actor: str, kind: str, detail: str = "") -> None:
         self._visit.timeline.append(TimelineEntry(seq=len(self._visit.timeline) + 1, at=workflow.now(), actor=actor,
@@ -605,8 +618,17 @@ class VisitWorkflow:
     async def _project(self) -> None:
         async with self._projecting:
             self._visit.version += 1
-            await workflow.execute_activity_method(VisitActivities.project_visit, self._snapshot(),
+            if not self._lean_lifecycle():
+                await workflow.execute_activity_method(VisitActivities.project_visit, self._snapshot(),
+                                                       **ACTIVITY_OPTIONS)
+                return
+            # The timeline only grows and the read model keeps it: send the entries it has not seen. A fresh
+            # run starts from 0 and sends the whole timeline once (the activity skips what it has).
+            changes = self._snapshot(timeline_after=self._projected_upto)
+            await workflow.execute_activity_method(VisitActivities.project_visit_changes, changes,
                                                    **ACTIVITY_OPTIONS)
+            if changes.timeline:
+                self._projected_upto = changes.timeline[-1].seq
 
     def _tasks(self) -> list[Task]:
         spec, tasks = self._visit.spec, []
@@ -633,7 +655,8 @@ class VisitWorkflow:
             tasks.append(Task(kind="release", role=Role.biller, title="Claim-ready: release for billing"))
         return tasks
 
-    def _snapshot(self) -> VisitSnapshot:
+    def _snapshot(self, timeline_after: int = 0) -> VisitSnapshot:
+        """The visit as the read model and the API show it; with `timeline_after`, only the later timeline entries."""
         v = self._visit
         r = v.gate_result
         signed = v.signature is not None
@@ -649,7 +672,7 @@ class VisitWorkflow:
         return VisitSnapshot(
             spec=v.spec, state=v.state, version=v.version, punches=v.punches, note=v.note, signature=v.signature,
             holds=v.holds if held else [], acknowledgements=v.acknowledgements,
-            tasks=self._tasks(), timeline=v.timeline, gates=gates,
+            tasks=self._tasks(), timeline=[e for e in v.timeline if e.seq > timeline_after], gates=gates,
             note_deadline=self._deadline("note"), sign_deadline=v.sign_deadline,
             billable_units=r.billable_units if r else None,
             authorization_id=r.authorization_id if r else None,
