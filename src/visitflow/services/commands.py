@@ -25,6 +25,8 @@ from visitflow.models import (
     OPEN_STATES,
     Actor,
     AuthorizationChanged,
+    Denial,
+    DenialKind,
     ReferenceDataChanged,
     Release,
     VisitSnapshot,
@@ -197,6 +199,38 @@ class VisitClosed(ServiceError):
                if snap.state == VisitState.released else snap.state.value)
         super().__init__(409, f"visit {snap.spec.visit_id} is already {how}")
         self.snapshot = snap
+
+
+async def reopen_denied_visit(client: Client, task_queue: str, visit_id: str, denial: Denial) -> bool:
+    """Send a released visit whose claim line the payer denied back into work: a new run of its workflow,
+    started from everything the visit knew, with the denial attached (see VisitWorkflow._reopen_for_denial).
+
+    Safe to repeat: a denial already seen (an 835 imported again, a retried import) changes nothing. Returns
+    whether this call reopened the visit.
+    """
+    handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+    try:
+        progress = await handle.query(VisitWorkflow.progress)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ServiceError(404, f"visit {visit_id} not found") from None
+        raise
+    if denial.key in progress.denials_seen:
+        return False
+    if progress.state != VisitState.released:
+        raise ServiceError(409, f"visit {visit_id} is {progress.state.value}, not released: "
+                                "only a released visit can come back denied")
+    progress.denial = denial
+    reopened_as = VisitState.documented if denial.kind == DenialKind.documentation else VisitState.signed
+    try:
+        await client.start_workflow(
+            VisitWorkflow.run, progress, id=visit_workflow_id(visit_id), task_queue=task_queue,
+            task_timeout=WORKFLOW_TASK_TIMEOUT, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=search_attributes_for(progress.spec, reopened_as))
+    except WorkflowAlreadyStartedError:
+        return False  # reopened by a concurrent import of the same denial a moment ago
+    return True
 
 
 class ReleaseOutcome(BaseModel):
