@@ -306,6 +306,11 @@ class DenialKind(StrEnum):
     billing = "billing"  # the biller corrects the claim's facts (authorization, codes, member) and rebills
 
 
+# CARC numbers and RARC codes that mean "the record does not support the service": the clinician's note is the
+# fix (the default of the `denial_documentation_codes` setting).
+DOCUMENTATION_DENIAL_CODES = frozenset({"50", "150", "252", "M127", "N29", "N706"})
+
+
 class Denial(BaseModel):
     """A payer's denial of a released visit's claim line, read from an 835: it sends the visit back into work.
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from visitflow.models import DEFAULT_TIMERS, Timers
+from visitflow.models import DEFAULT_TIMERS, DOCUMENTATION_DENIAL_CODES, Timers
 from visitflow.rules.documentation import REQUIRED_NOTE_FIELDS_DEFAULT
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     agency_name: str = "Sunrise Home Care"
     agency_npi: str = "1234567893"
     agency_tax_id: str = "741234567"
+
+    # Who fixes what a payer denies (835 CARC numbers and RARC codes): codes meaning the record does not support
+    # the service go back to the clinician; the codes the agency's state uses for EVV mismatches go to a
+    # supervisor; anything else is the biller's. E.g. VISITFLOW_DENIAL_EVV_CODES='["N519"]'.
+    denial_documentation_codes: list[str] = Field(default_factory=lambda: sorted(DOCUMENTATION_DENIAL_CODES))
+    denial_evv_codes: list[str] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -543,6 +543,69 @@ class ClaimEventPublic(ClaimEventBase):
     id: int
 
 
+# --- remittances (835) ----------------------------------------------------------------------------
+
+
+class RemittanceBase(SQLModel):
+    payer_name: str = Field(max_length=60)
+    payer_code: str | None = Field(default=None, max_length=80)  # TRN03, the payer's id
+    trace_number: str = Field(index=True, max_length=50)  # TRN02: the check or EFT number on the deposit
+    payment_method: str = Field(max_length=3)  # BPR04: ACH, CHK, NON (no money, e.g. all denied)
+    amount_cents: int  # BPR02: what the payer actually sent
+    paid_on: date | None = None
+    filename: str | None = Field(default=None, max_length=200)
+    imported_at: datetime
+    imported_by: str = Field(max_length=80)
+    claims_matched: int = 0
+    lines_paid: int = 0
+    lines_denied: int = 0  # denied or adjusted for a reason someone can fix: sent back into work
+    lines_unmatched: int = 0  # listed, never dropped
+
+
+class Remittance(RemittanceBase, table=True):
+    """An imported 835. The digest of its text is unique: importing the same file again changes nothing."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True, max_length=64)
+    content: str
+
+
+class RemittancePublic(RemittanceBase):
+    id: int
+
+
+class RemittanceLineBase(SQLModel):
+    """One service line (SVC) of an 835 as the import applied it, or a claim the payer answered without lines."""
+
+    remittance_id: int = Field(foreign_key="remittance.id")
+    claim_control_number: str = Field(max_length=50)  # CLP01: ours
+    payer_claim_number: str | None = Field(default=None, max_length=50)  # CLP07: the payer's
+    claim_id: int | None = Field(default=None, foreign_key="claim.id")
+    claim_line_id: int | None = Field(default=None, foreign_key="claimline.id", index=True)
+    visit_id: str | None = Field(default=None, max_length=64)  # REF*6R as the payer sent it back
+    hcpcs: str | None = Field(default=None, max_length=48)
+    service_date: date | None = None
+    charge_cents: int = 0
+    paid_cents: int = 0
+    # paid | adjusted (paid less for a reason someone can fix) | denied | unmatched | not_applied
+    outcome: str = Field(max_length=20)
+    # Each adjustment and remark with its words, e.g. "CO-252: documentation or an attachment is needed ...".
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    problem: str | None = None  # why an unmatched or not-applied line could not be applied, in words
+    denial_kind: str | None = Field(default=None, max_length=20)  # who fixes it: documentation, evv, billing
+    # When the denial sent the visit back into work; None on a denied line means it is still to be sent.
+    returned_to_work_at: datetime | None = None
+
+
+class RemittanceLine(RemittanceLineBase, table=True):
+    __table_args__ = (Index("ix_remittanceline_remittance_id_id", "remittance_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class RemittanceLinePublic(RemittanceLineBase):
+    id: int
+
+
 class IdempotentRequest(SQLModel, table=True):
     """One state-changing API request sent with an `Idempotency-Key`, and the answer it got.
 
