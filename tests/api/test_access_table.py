@@ -95,6 +95,9 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/api/visits/{visit_id}/send-back"): only(S, B),
     ("POST", "/api/releases"): only(B),
     ("POST", "/api/claims/check"): STAFF,
+    ("POST", "/api/remittances"): only(A, B),
+    ("GET", "/api/remittances"): only(A, B),
+    ("GET", "/api/remittances/{remittance_id}"): only(A, B),
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -221,7 +224,7 @@ class World:
                 "/api/payers/": (a.payer.id, a.payer.id)}
         values: dict[str, Any] = {
             "visit_id": visit_id if own else self.shared["theirs"], "seq": 1, "auth_id": self.authorization.id,
-            "user_id": self.account.id, "token_id": 2_000_000_000}
+            "user_id": self.account.id, "token_id": 2_000_000_000, "remittance_id": 2_000_000_000}
         for prefix, (mine, theirs) in item.items():
             if path.startswith(prefix):
                 values["item_id"] = mine if own else theirs
@@ -249,6 +252,7 @@ class World:
             "/send-back": {"message": "add the client's condition"},
             "/api/releases": {"visit_ids": [self.shared["mine"]]},
             "/api/claims/check": {"x12": "ISA*not an 837~"},
+            "/api/remittances": {"x12": "ISA*not an 835~"},
         }
         return next((body for suffix, body in bodies.items() if path.endswith(suffix)), {})
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -261,7 +262,7 @@ def remittance_lines(session: Session, remittance_id: int) -> list[RemittanceLin
 
 def remittances(session: Session, before_id: int | None, limit: int) -> list[Remittance]:
     """Newest first, keyset-paged by id."""
-    query = select(Remittance).order_by(Remittance.id.desc()).limit(limit)
+    query = select(Remittance).options(defer(Remittance.content)).order_by(Remittance.id.desc()).limit(limit)
     if before_id is not None:
         query = query.where(Remittance.id < before_id)
     return list(session.exec(query).all())
