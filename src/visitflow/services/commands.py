@@ -6,6 +6,7 @@ Rejections come back as `ServiceError` with an HTTP-like status and a sentence a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,8 @@ from visitflow.models import (
     Actor,
     AuthorizationChanged,
     ReferenceDataChanged,
-    Release,
+    ReleaseOutcome,
+    ReleaseRequest,
     VisitSnapshot,
     VisitSpec,
     VisitState,
@@ -34,6 +36,7 @@ from visitflow.models import (
 )
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
+from visitflow.workflows.release import ReleaseWorkflow, release_workflow_id
 from visitflow.workflows.visit import (
     WORKFLOW_TASK_TIMEOUT,
     VisitWorkflow,
@@ -199,61 +202,53 @@ class VisitClosed(ServiceError):
         self.snapshot = snap
 
 
-class ReleaseOutcome(BaseModel):
-    batch_id: str
-    released: list[str] = []
-    already_released: list[dict] = []
-    rejected: list[dict] = []
-
-
 def release_batch_id(actor: Actor, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return "b" + uuid.uuid4().hex[:16]
     return "b" + hashlib.sha256(f"{actor.username}:{idempotency_key}".encode()).hexdigest()[:16]
 
 
-async def release_visits(engine: Engine, client: Client, visit_ids: list[str], actor: Actor,
-                         idempotency_key: str | None = None) -> ReleaseOutcome:
-    """REL-01: release claim-ready visits into a batch. Each visit is released once, whoever asks twice.
+# A release of a few hundred visits answers within this; a longer one goes on in Temporal, and the same request
+# (same Idempotency-Key) asked again later gets its outcome.
+RELEASE_WAIT = timedelta(seconds=60)
 
-    The batch is stored first, so a visit can never be released into a batch that does not exist, whatever
-    dies when; a retry with the same key lands in the same batch and finishes it. The Update id is fixed per
-    visit ("release"), so Temporal itself answers a repeated or competing release with the first one's
-    result; we tell the caller whose batch the visit went into.
+
+async def release_visits(engine: Engine, client: Client, settings: Settings, visit_ids: list[str], actor: Actor,
+                         idempotency_key: str | None = None) -> ReleaseOutcome:
+    """REL-01: release claim-ready visits into a batch, and make the batch's claims and 837P files.
+
+    The batch is stored first, so a visit can never be released into a batch that does not exist. Then a
+    ReleaseWorkflow (id from the batch id) releases each visit through its workflow's "release" Update (exactly
+    once, whoever asks twice), makes one claim per payer, patient and billing period, and writes one checked
+    837P file per payer. A retry with the same key lands in the same batch and joins the same workflow; a batch
+    whose API process died is finished by Temporal anyway.
     """
     batch_id = release_batch_id(actor, idempotency_key)
     visit_ids = list(dict.fromkeys(visit_ids))  # keep order, drop repeats
     with write_session(engine) as writer:
         batch = writer.get(ReleaseBatch, batch_id)
         if batch is None:
-            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[])
-        batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *visit_ids]))
-        writer.add(batch)
-        writer.commit()
-    outcome = ReleaseOutcome(batch_id=batch_id)
-    for visit_id in visit_ids:
-        try:
-            snap = await act(client, visit_id, VisitWorkflow.release, Release(actor=actor, batch_id=batch_id),
-                             update_id="release")
-        except VisitClosed as closed:
-            snap = closed.snapshot
-            if snap.state != VisitState.released:
-                outcome.rejected.append({"visit_id": visit_id, "status": 409, "reason": closed.message})
-                continue
-        except ServiceError as err:
-            outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
-            continue
-        if snap.release_batch_id == batch_id:
-            outcome.released.append(visit_id)
-        else:
-            outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
-                                             "released_by": snap.released_by})
-    with write_session(engine) as writer:
-        batch = writer.get(ReleaseBatch, batch_id)
-        batch.completed_at = now_utc()
-        writer.add(batch)
-        writer.commit()
-    return outcome
+            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
+            writer.add(batch)
+            writer.commit()
+        visit_ids = list(batch.visit_ids)  # the batch as first stored: its workflow works on exactly these
+    request = ReleaseRequest(batch_id=batch_id, visit_ids=visit_ids, actor=actor,
+                             agency=settings.agency.model_dump(mode="json") if settings.agency else None,
+                             file_blocker=settings.claim_file_blocker(), timezone=settings.agency_timezone)
+    handle = await client.start_workflow(
+        ReleaseWorkflow.run, request, id=release_workflow_id(batch_id), task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY, result_type=ReleaseOutcome)
+    return await release_outcome(handle)
+
+
+async def release_outcome(handle) -> ReleaseOutcome:
+    try:
+        return await asyncio.wait_for(handle.result(), RELEASE_WAIT.total_seconds())
+    except TimeoutError:
+        raise ServiceError(503, f"release batch {handle.id.removeprefix('release-')} is still being worked on; "
+                                "nothing is lost. Send the same request again with the same Idempotency-Key "
+                                "for its outcome.") from None
 
 
 # --- AUTH-04 --------------------------------------------------------------------------------
