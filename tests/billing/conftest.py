@@ -79,7 +79,8 @@ async def claim_ready_visit(api, agency: Agency, start: datetime, service_code: 
     for kind, at in (("clock_in", visit["scheduled_start"]), ("clock_out", visit["scheduled_end"])):
         r = await api.post(f"/api/visits/{visit['id']}/punches", headers=me, json={"kind": kind, "at": at, **GPS})
         assert r.status_code == 200, r.text
-    assert (await api.post(f"/api/visits/{visit['id']}/note", headers=me, json={"fields": NOTE})).status_code == 200
+    r = await api.post(f"/api/visits/{visit['id']}/note", headers=me, json={"fields": NOTE})
+    assert r.status_code == 200, r.text
     r = await api.post(f"/api/visits/{visit['id']}/signature", headers=me, json={"attestation": True})
     assert r.status_code == 200, r.text
     loop = asyncio.get_running_loop()

@@ -231,15 +231,52 @@ async def release_visits(engine: Engine, client: Client, settings: Settings, vis
             batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
             writer.add(batch)
             writer.commit()
-        visit_ids = list(batch.visit_ids)  # the batch as first stored: its workflow works on exactly these
-    request = ReleaseRequest(batch_id=batch_id, visit_ids=visit_ids, actor=actor,
-                             agency=settings.agency.model_dump(mode="json") if settings.agency else None,
-                             file_blocker=settings.claim_file_blocker(), timezone=settings.agency_timezone)
-    handle = await client.start_workflow(
-        ReleaseWorkflow.run, request, id=release_workflow_id(batch_id), task_queue=settings.task_queue,
+        # The batch as first stored: its workflow works on exactly these visits.
+        request = _release_request(settings, batch, actor)
+    try:
+        handle = await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:  # finished earlier: its answer is kept with the workflow
+        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
+    return await release_outcome(handle)
+
+
+def _release_request(settings: Settings, batch: ReleaseBatch, actor: Actor) -> ReleaseRequest:
+    return ReleaseRequest(batch_id=batch.id, visit_ids=list(batch.visit_ids), actor=actor,
+                          agency=settings.agency.model_dump(mode="json") if settings.agency else None,
+                          file_blocker=settings.claim_file_blocker(), timezone=settings.agency_timezone)
+
+
+async def _start_release(client: Client, settings: Settings, request: ReleaseRequest):
+    return await client.start_workflow(
+        ReleaseWorkflow.run, request, id=release_workflow_id(request.batch_id), task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY, result_type=ReleaseOutcome)
-    return await release_outcome(handle)
+
+
+async def resume_unfinished_releases(engine: Engine, client: Client, settings: Settings,
+                                     older_than: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Start the workflow of every stored batch that never finished and was left alone for `older_than`.
+
+    The one gap Temporal cannot close by itself: the API stored a batch and died before starting its workflow
+    (and the biller never retried). Run when the worker starts; a batch whose workflow is running is joined,
+    not started twice. Returns the batches it (re)started.
+    """
+    cutoff = now_utc() - older_than
+    with Session(engine) as s:
+        waiting = [(b, s.exec(select(User).where(User.username == b.created_by)).first())
+                   for b in s.exec(select(ReleaseBatch).where(ReleaseBatch.completed_at.is_(None),
+                                                              ReleaseBatch.created_at < cutoff)
+                                   .order_by(ReleaseBatch.created_at)).all()]
+    resumed = []
+    for batch, user in waiting:
+        if user is None:
+            continue  # the biller's account is gone; nobody can be named as releasing it
+        try:
+            await _start_release(client, settings, _release_request(settings, batch, actor_of(user)))
+        except WorkflowAlreadyStartedError:
+            continue  # it finished, and its last step is just being written
+        resumed.append(batch.id)
+    return resumed
 
 
 async def release_outcome(handle) -> ReleaseOutcome:
