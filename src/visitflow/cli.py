@@ -71,6 +71,12 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
     worker = build_worker(client, settings.task_queue, engine) if run_worker else None
     if worker:
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        from visitflow.services.commands import resume_unfinished_releases
+
+        # A release batch stored by an API that died before starting its workflow is finished now.
+        resumed = await resume_unfinished_releases(engine, client, settings)
+        if resumed:
+            typer.echo(f"finishing {len(resumed)} interrupted release batch(es): {', '.join(resumed)}")
     server = None
     if run_api:
         config = uvicorn.Config(create_app(settings, client), host=settings.api_host, port=settings.api_port,

@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     # Every API route takes an Idempotency-Key: a retried state-changing request gets its first answer.
     retry_safe = [Depends(idempotency.claim_idempotency)]
     for api_router in (reference.router, visits.router, users.router, audit.router, claims.router,
-                       remittances.router):
+                       claims.files_router, remittances.router):
         app.include_router(api_router, dependencies=retry_safe)
     app.add_middleware(StoreAnswers, engine=app.state.engine)
     app.add_exception_handler(idempotency.Replay, idempotency.replay)

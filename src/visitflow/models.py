@@ -430,6 +430,47 @@ class Release(BaseModel):
     batch_id: str
 
 
+class ReleaseRequest(BaseModel):
+    """What a ReleaseWorkflow works on: a stored batch, who released it, and who bills (None: not configured)."""
+
+    batch_id: str
+    visit_ids: list[str]
+    actor: Actor
+    agency: dict | None = None  # a visitflow.claims.models.Agency, dumped (this module imports no claims code)
+    file_blocker: str | None = None  # why no file can be written, in words
+    timezone: str = "America/Chicago"
+
+
+class ReleasedClaim(BaseModel):
+    id: int
+    control_number: str
+    payer_id: int
+    patient_id: int
+    state: str
+    total_cents: int
+    visits: int
+
+
+class ReleasedFile(BaseModel):
+    id: int
+    payer_id: int
+    valid: bool
+    claims: int
+    findings: list[str] = []
+
+
+class ReleaseOutcome(BaseModel):
+    """What became of a release: which visits went into the batch, which were refused and why, and the claims and
+    837P files made of them."""
+
+    batch_id: str
+    released: list[str] = []
+    already_released: list[dict] = []
+    rejected: list[dict] = []
+    claims: list[ReleasedClaim] = []
+    files: list[ReleasedFile] = []
+
+
 class SendBack(BaseModel):
     actor: Actor
     message: str

@@ -54,19 +54,27 @@ async def _import(files: list[Path], username: str, as_json: bool) -> int:
     if user is None or not user.active or user.role not in (Role.biller, Role.admin):
         typer.echo(f"{username}: no active biller or admin by that name", err=True)
         return UNREADABLE
-    client = await connect(settings)
+    client, connected = None, False
     status, reports = APPLIED, []
     for path in files:
         try:
             text = file_text(path.read_bytes())
             parsed = read_835(text)
         except (OSError, UnreadableX12, RemittanceError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            why = (exc.strerror or str(exc) if isinstance(exc, OSError) else
+                   f"not a readable 835 file: {exc}" if isinstance(exc, UnreadableX12) else str(exc))
             reports.append({"file": str(path), "imported": False, "error": why})
             if not as_json:
                 typer.echo(f"{path}: not imported: {why}", err=True)
             status = UNREADABLE
             continue
+        if not connected:  # only once there is something to import
+            connected = True
+            try:
+                client = await connect(settings)
+            except RuntimeError as exc:
+                typer.echo(f"Temporal is not reachable at {settings.temporal_address} ({exc}); the files are "
+                           "still imported, and their denials go back into work when you import them again", err=True)
         outcome = await import_835(engine, client, settings, text, parsed, actor_of(user), path.name)
         # A file imported before was reported then; only denials still waiting to go back into work count again.
         unmatched = outcome.remittance.lines_unmatched and not outcome.already_imported

@@ -10,8 +10,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from visitflow.activities.release import ReleaseActivities
 from visitflow.activities.visits import VisitActivities
 from visitflow.settings import Settings
+from visitflow.workflows.release import ReleaseWorkflow
 from visitflow.workflows.visit import VisitWorkflow
 
 
@@ -27,9 +29,9 @@ DRAIN_FOR = timedelta(seconds=5)
 
 
 def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16) -> Worker:
-    activities = VisitActivities(engine)
+    activities = VisitActivities(engine).all() + ReleaseActivities(engine).all()
     return Worker(
-        client, task_queue=task_queue, workflows=[VisitWorkflow], activities=activities.all(),
+        client, task_queue=task_queue, workflows=[VisitWorkflow, ReleaseWorkflow], activities=activities,
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,
         sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT, graceful_shutdown_timeout=DRAIN_FOR,

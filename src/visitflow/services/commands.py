@@ -6,6 +6,7 @@ Rejections come back as `ServiceError` with an HTTP-like status and a sentence a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,8 @@ from visitflow.models import (
     Denial,
     DenialKind,
     ReferenceDataChanged,
-    Release,
+    ReleaseOutcome,
+    ReleaseRequest,
     VisitSnapshot,
     VisitSpec,
     VisitState,
@@ -36,6 +38,7 @@ from visitflow.models import (
 )
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
+from visitflow.workflows.release import ReleaseWorkflow, release_workflow_id
 from visitflow.workflows.visit import (
     WORKFLOW_TASK_TIMEOUT,
     VisitWorkflow,
@@ -233,61 +236,90 @@ async def reopen_denied_visit(client: Client, task_queue: str, visit_id: str, de
     return True
 
 
-class ReleaseOutcome(BaseModel):
-    batch_id: str
-    released: list[str] = []
-    already_released: list[dict] = []
-    rejected: list[dict] = []
-
-
 def release_batch_id(actor: Actor, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return "b" + uuid.uuid4().hex[:16]
     return "b" + hashlib.sha256(f"{actor.username}:{idempotency_key}".encode()).hexdigest()[:16]
 
 
-async def release_visits(engine: Engine, client: Client, visit_ids: list[str], actor: Actor,
-                         idempotency_key: str | None = None) -> ReleaseOutcome:
-    """REL-01: release claim-ready visits into a batch. Each visit is released once, whoever asks twice.
+# A release of a few hundred visits answers within this; a longer one goes on in Temporal, and the same request
+# (same Idempotency-Key) asked again later gets its outcome.
+RELEASE_WAIT = timedelta(seconds=60)
 
-    The batch is stored first, so a visit can never be released into a batch that does not exist, whatever
-    dies when; a retry with the same key lands in the same batch and finishes it. The Update id is fixed per
-    visit ("release"), so Temporal itself answers a repeated or competing release with the first one's
-    result; we tell the caller whose batch the visit went into.
+
+async def release_visits(engine: Engine, client: Client, settings: Settings, visit_ids: list[str], actor: Actor,
+                         idempotency_key: str | None = None) -> ReleaseOutcome:
+    """REL-01: release claim-ready visits into a batch, and make the batch's claims and 837P files.
+
+    The batch is stored first, so a visit can never be released into a batch that does not exist. Then a
+    ReleaseWorkflow (id from the batch id) releases each visit through its workflow's "release" Update (exactly
+    once, whoever asks twice), makes one claim per payer, patient and billing period, and writes one checked
+    837P file per payer. A retry with the same key lands in the same batch and joins the same workflow; a batch
+    whose API process died is finished by Temporal anyway.
     """
     batch_id = release_batch_id(actor, idempotency_key)
     visit_ids = list(dict.fromkeys(visit_ids))  # keep order, drop repeats
     with write_session(engine) as writer:
         batch = writer.get(ReleaseBatch, batch_id)
         if batch is None:
-            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[])
-        batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *visit_ids]))
-        writer.add(batch)
-        writer.commit()
-    outcome = ReleaseOutcome(batch_id=batch_id)
-    for visit_id in visit_ids:
+            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
+            writer.add(batch)
+            writer.commit()
+        # The batch as first stored: its workflow works on exactly these visits.
+        request = _release_request(settings, batch, actor)
+    try:
+        handle = await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:  # finished earlier: its answer is kept with the workflow
+        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
+    return await release_outcome(handle)
+
+
+def _release_request(settings: Settings, batch: ReleaseBatch, actor: Actor) -> ReleaseRequest:
+    return ReleaseRequest(batch_id=batch.id, visit_ids=list(batch.visit_ids), actor=actor,
+                          agency=settings.agency.model_dump(mode="json") if settings.agency else None,
+                          file_blocker=settings.claim_file_blocker(), timezone=settings.agency_timezone)
+
+
+async def _start_release(client: Client, settings: Settings, request: ReleaseRequest):
+    return await client.start_workflow(
+        ReleaseWorkflow.run, request, id=release_workflow_id(request.batch_id), task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY, result_type=ReleaseOutcome)
+
+
+async def resume_unfinished_releases(engine: Engine, client: Client, settings: Settings,
+                                     older_than: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Start the workflow of every stored batch that never finished and was left alone for `older_than`.
+
+    The one gap Temporal cannot close by itself: the API stored a batch and died before starting its workflow
+    (and the biller never retried). Run when the worker starts; a batch whose workflow is running is joined,
+    not started twice. Returns the batches it (re)started.
+    """
+    cutoff = now_utc() - older_than
+    with Session(engine) as s:
+        waiting = [(b, s.exec(select(User).where(User.username == b.created_by)).first())
+                   for b in s.exec(select(ReleaseBatch).where(ReleaseBatch.completed_at.is_(None),
+                                                              ReleaseBatch.created_at < cutoff)
+                                   .order_by(ReleaseBatch.created_at)).all()]
+    resumed = []
+    for batch, user in waiting:
+        if user is None:
+            continue  # the biller's account is gone; nobody can be named as releasing it
         try:
-            snap = await act(client, visit_id, VisitWorkflow.release, Release(actor=actor, batch_id=batch_id),
-                             update_id="release")
-        except VisitClosed as closed:
-            snap = closed.snapshot
-            if snap.state != VisitState.released:
-                outcome.rejected.append({"visit_id": visit_id, "status": 409, "reason": closed.message})
-                continue
-        except ServiceError as err:
-            outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
-            continue
-        if snap.release_batch_id == batch_id:
-            outcome.released.append(visit_id)
-        else:
-            outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
-                                             "released_by": snap.released_by})
-    with write_session(engine) as writer:
-        batch = writer.get(ReleaseBatch, batch_id)
-        batch.completed_at = now_utc()
-        writer.add(batch)
-        writer.commit()
-    return outcome
+            await _start_release(client, settings, _release_request(settings, batch, actor_of(user)))
+        except WorkflowAlreadyStartedError:
+            continue  # it finished, and its last step is just being written
+        resumed.append(batch.id)
+    return resumed
+
+
+async def release_outcome(handle) -> ReleaseOutcome:
+    try:
+        return await asyncio.wait_for(handle.result(), RELEASE_WAIT.total_seconds())
+    except TimeoutError:
+        raise ServiceError(503, f"release batch {handle.id.removeprefix('release-')} is still being worked on; "
+                                "nothing is lost. Send the same request again with the same Idempotency-Key "
+                                "for its outcome.") from None
 
 
 # --- AUTH-04 --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def digest_of(text: str) -> str:
     return hashlib.sha256(normalized(text).encode()).hexdigest()
 
 
-async def import_835(engine: Engine, client: Client, settings: Settings, text: str, parsed: Parsed, actor: Actor,
+async def import_835(engine: Engine, client: Client | None, settings: Settings, text: str, parsed: Parsed, actor: Actor,
                      filename: str | None = None) -> ImportOutcome:
     """Record and apply an 835 (parsed by the caller, off the event loop), then send its denials back into work."""
     remittance_id, already = record_835(engine, settings, text, parsed, actor, filename)
@@ -215,10 +215,10 @@ def _line_words(paid: LinePayment) -> str:
     return f"visit {paid.visit_id} ({what})" if paid.visit_id else what
 
 
-async def return_denials_to_work(engine: Engine, client: Client, task_queue: str, remittance_id: int
+async def return_denials_to_work(engine: Engine, client: Client | None, task_queue: str, remittance_id: int
                                  ) -> tuple[list[str], list[str]]:
     """Step 2: every denied line of this remittance not yet back in work goes back now. Returns (sent back now,
-    still to send)."""
+    still to send); with no Temporal client (unreachable), everything is still to send."""
     with Session(engine) as session:
         pending = session.exec(
             select(RemittanceLine, Claim).join(Claim, Claim.id == RemittanceLine.claim_id)
@@ -232,6 +232,9 @@ async def return_denials_to_work(engine: Engine, client: Client, task_queue: str
             denied_cents=max(row.charge_cents - row.paid_cents, 0), denied_on=None)) for row, claim in pending]
     returned, waiting = [], []
     for row_id, visit_id, denial in work:
+        if client is None:
+            waiting.append(visit_id)
+            continue
         try:
             await reopen_denied_visit(client, task_queue, visit_id, denial)
         except ServiceError as err:

@@ -98,7 +98,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       {**context, "error": "Tick at least one visit to release."}, status=422)
     # The key is fixed when the page is drawn: a double click or a retry lands in the same batch.
     key = str(form.get("release_key") or "") or uuid.uuid4().hex
-    outcome = await release_visits(request.app.state.engine, temporal, visit_ids, actor_of(user), key)
+    outcome = await release_visits(request.app.state.engine, temporal, get_ui(request).settings, visit_ids,
+                                   actor_of(user), key)
     session.rollback()  # end the read transaction begun before the release, so reads see the projections
     if form.get("context") == "visit" and len(visit_ids) == 1:
         view = visible_visit(session, user, visit_ids[0], with_events=False)
