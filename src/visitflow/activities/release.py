@@ -41,8 +41,12 @@ from visitflow.db.tables import (
     Visit,
 )
 from visitflow.models import ReleasedClaim, ReleasedFile, ReleaseOutcome, ReleaseRequest, VisitState
+from visitflow.services.claims import set_claim_state
 
 CHUNK = 500  # ids per IN (...) list
+# A visit on a live line in one of these states was denied (or underpaid for a reason someone can fix) and sent back
+# into work; released again, it is billed on a replacement claim.
+REBILLED_LINE_STATES = frozenset({"denied", "adjusted"})
 
 
 def _chunks(ids: list, size: int = CHUNK):
@@ -143,20 +147,83 @@ class ReleaseActivities:
     @heartbeating
     def create_claims(self, req: ReleaseRequest, released: list[str]) -> list[ReleasedClaim]:
         """One claim per payer, patient and billing period (the payer's setting) of the visits released into the
-        batch, each visit one line. A visit already on a live line is left where it is."""
+        batch, each visit one line. A visit the payer denied, fixed and released again goes out on a replacement
+        (frequency 7) of the claim that billed it; any other visit already on a live line is left where it is."""
         with write_session(self.engine) as s:
             visits: list[Visit] = []
-            billed: set[str] = set()
+            billed: dict[str, tuple[str, int]] = {}  # visit -> (its live line's state, that line's claim)
             for chunk in _chunks(released):
                 visits += s.exec(select(Visit).where(Visit.id.in_(chunk), Visit.release_batch_id == req.batch_id)
                                  .order_by(Visit.id)).all()
-                billed |= set(s.exec(select(ClaimLine.visit_id).where(ClaimLine.visit_id.in_(chunk),
-                                                                      ClaimLine.live)).all())
+                billed |= {visit_id: (state, claim_id) for visit_id, state, claim_id in s.exec(
+                    select(ClaimLine.visit_id, ClaimLine.state, ClaimLine.claim_id)
+                    .where(ClaimLine.visit_id.in_(chunk), ClaimLine.live))}
             todo = [v for v in visits if v.id not in billed]
+            rebilled: dict[int, dict[str, Visit]] = defaultdict(dict)
+            for v in visits:
+                if v.id in billed and billed[v.id][0] in REBILLED_LINE_STATES:
+                    rebilled[billed[v.id][1]][v.id] = v
             if todo:
                 self._make_claims(s, req, todo)
+            for claim_id, fixed in sorted(rebilled.items()):
+                self._replace_claim(s, req, s.get(Claim, claim_id), fixed)
+            if todo or rebilled:
                 s.commit()
             return self._claims_of(s, req.batch_id)
+
+    def _replace_claim(self, s: Session, req: ReleaseRequest, old: Claim, fixed: dict[str, Visit]) -> None:
+        """A frequency 7 claim in place of `old`, naming the payer's number for it: every line `old` billed, the
+        fixed visits as they are now and the others as they were, so the payer readjudicates the whole claim.
+        The old lines give up their visits in the same transaction (a visit stays on exactly one live line)."""
+        now = datetime.now(UTC)
+        payer = s.get(Payer, old.payer_id)
+        auth_ids = {v.authorization_id for v in fixed.values() if v.authorization_id}
+        auths = dict(s.exec(select(Authorization.id, Authorization.auth_number)
+                            .where(Authorization.id.in_(auth_ids))).all()) if auth_ids else {}
+        npis = dict(s.exec(select(Clinician.id, Clinician.npi)
+                           .where(Clinician.id.in_({v.clinician_id for v in fixed.values()}))).all())
+        old_lines = s.exec(select(ClaimLine).where(ClaimLine.claim_id == old.id, ClaimLine.live)
+                           .order_by(ClaimLine.line_number)).all()
+        lines = []
+        for number, line in enumerate(old_lines, start=1):
+            v = fixed.get(line.visit_id)
+            if v is None:
+                lines.append(ClaimLine(
+                    claim_id=0, line_number=number, visit_id=line.visit_id, patient_id=line.patient_id,
+                    service_date=line.service_date, hcpcs=line.hcpcs, modifiers=list(line.modifiers),
+                    units=line.units, charge_cents=line.charge_cents, authorization_number=line.authorization_number,
+                    rendering_npi=line.rendering_npi))
+            else:
+                units = v.billable_units or 0
+                lines.append(ClaimLine(
+                    claim_id=0, line_number=number, visit_id=v.id, patient_id=old.patient_id,
+                    service_date=v.service_date, hcpcs=v.service_code, modifiers=list(v.modifiers), units=units,
+                    charge_cents=charge_for(s, payer, v.service_code, list(v.modifiers), units),
+                    authorization_number=auths.get(v.authorization_id), rendering_npi=npis.get(v.clinician_id)))
+            line.live = False
+            s.add(line)
+        s.flush()  # the old lines let go of their visits before the new ones take them
+        frequency = "7"
+        claim = Claim(
+            control_number=control_number(req.batch_id, payer.id, old.patient_id, old.period_start, frequency,
+                                          old.id),
+            release_batch_id=req.batch_id, payer_id=payer.id, patient_id=old.patient_id,
+            period_start=old.period_start, period_end=old.period_end, frequency=frequency, replaces_claim_id=old.id,
+            state=ClaimState.created.value, total_cents=sum(x.charge_cents for x in lines), created_at=now,
+            created_by=req.actor.username, state_changed_at=now)
+        s.add(claim)
+        s.flush()
+        for line in lines:
+            line.claim_id = claim.id
+            s.add(line)
+        payer_number = f" (the payer's {old.payer_claim_number})" if old.payer_claim_number else ""
+        s.add(ClaimEvent(claim_id=claim.id, at=now, actor=req.actor.username, from_state=None,
+                         to_state=ClaimState.created.value,
+                         note=f"replaces claim {old.control_number}{payer_number} after the payer's denial of visit"
+                              f"{'s' if len(fixed) > 1 else ''} {', '.join(sorted(fixed))} was fixed"))
+        set_claim_state(s, old.id, ClaimState.replaced, req.actor.username,
+                        f"replaced by claim {claim.control_number} (frequency 7)", at=now)
+        s.flush()
 
     def _make_claims(self, s: Session, req: ReleaseRequest, visits: list[Visit]) -> None:
         # Locked patient by patient (in id order: no deadlocks): two batches billing one patient check CLM-05 one

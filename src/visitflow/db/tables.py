@@ -418,8 +418,9 @@ class ReleaseBatch(SQLModel, table=True):
 
 
 class ClaimBase(SQLModel):
-    # CLM01: derived from what makes the claim unique (batch, payer, patient, period, frequency), so whatever
-    # retries the release writes the same number; the payer sends it back in the 835 CLP01.
+    # CLM01: derived from what makes the claim unique (batch, payer, patient, period, frequency, and for a 7 or 8
+    # the claim it replaces), so whatever retries the release writes the same number; the payer sends it back in
+    # the 835 CLP01.
     control_number: str = Field(unique=True, max_length=20)
     release_batch_id: str = Field(foreign_key="releasebatch.id", max_length=64)
     payer_id: int = Field(foreign_key="payer.id")
@@ -445,7 +446,9 @@ class Claim(ClaimBase, table=True):
     """
 
     __table_args__ = (
-        UniqueConstraint("release_batch_id", "payer_id", "patient_id", "period_start", "frequency"),
+        # One claim per (batch, payer, patient, period start, frequency[, the claim it replaces]): its control
+        # number is derived from exactly that (claims.billing.control_number) and is unique.
+        Index("ix_claim_release_batch_id_id", "release_batch_id", "id"),
         Index("ix_claim_state_id", "state", "id"),
         Index("ix_claim_payer_id_id", "payer_id", "id"),
         Index("ix_claim_patient_id_id", "patient_id", "id"),
@@ -486,6 +489,8 @@ class ClaimLine(ClaimLineBase, table=True):
               sqlite_where=text("live"), postgresql_where=text("live")),
         # CLM-05: is this member's date of service of this service already on a live claim?
         Index("ix_claimline_patient_date_hcpcs", "patient_id", "service_date", "hcpcs"),
+        # Every claim a visit was ever on (original, replacement, void), oldest first.
+        Index("ix_claimline_visit_id_id", "visit_id", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
 

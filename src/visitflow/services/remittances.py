@@ -23,12 +23,11 @@ from temporalio.service import RPCError
 
 from visitflow.claims.denials import LineOutcome, claim_outcome, codes, denial_kind, line_outcome, reasons
 from visitflow.claims.remittance import ClaimPayment, LinePayment, Remittance as Parsed
-from visitflow.claims.states import ClaimState, refusal
+from visitflow.claims.states import ClaimState
 from visitflow.claims.validate import normalized
 from visitflow.db.session import write_session
 from visitflow.db.tables import (
     Claim,
-    ClaimEvent,
     ClaimLine,
     Remittance,
     RemittanceLine,
@@ -36,6 +35,7 @@ from visitflow.db.tables import (
     RemittancePublic,
 )
 from visitflow.models import Actor, Denial, DenialKind
+from visitflow.services.claims import set_claim_state
 from visitflow.services.commands import reopen_denied_visit
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
@@ -173,12 +173,7 @@ class _Applier:
         self.session.add(claim)
 
     def _move(self, claim: Claim, target: ClaimState, note: str) -> None:
-        problem = refusal(claim.state, target)
-        if problem is not None:
-            raise ServiceError(409, f"claim {claim.control_number}: {problem}")
-        self.session.add(ClaimEvent(claim_id=claim.id, at=self.now, actor=self.actor, from_state=claim.state,
-                                    to_state=target.value, note=note))
-        claim.state, claim.state_changed_at = target.value, self.now
+        set_claim_state(self.session, claim.id, target, self.actor, note, at=self.now)
 
     def _unmatched(self, paid: ClaimPayment, line_payments: list[LinePayment | None], problem: str,
                    claim: Claim | None = None, outcome: str = "unmatched") -> None:

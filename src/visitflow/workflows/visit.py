@@ -123,7 +123,8 @@ class VisitWorkflow:
         self._fresh_runs_allowed: bool | None = None  # decided (a patch) when the history first grows long
         # One projection at a time, so the read model sees versions in order and rows never race.
         self._projecting = asyncio.Lock()
-        if carried is not None and carried.denial is not None and carried.state == VisitState.released:
+        self._reopened = carried is not None and carried.denial is not None and carried.state == VisitState.released
+        if self._reopened:
             self._reopen_for_denial()
         if carried is None:
             # Logged here, not in run(): an Update that arrives with the first workflow task is handled before
@@ -135,8 +136,8 @@ class VisitWorkflow:
 
     @workflow.run
     async def run(self, start: VisitSpec | VisitProgress) -> VisitSnapshot:
-        if isinstance(start, VisitSpec):
-            await self._project()
+        if isinstance(start, VisitSpec) or self._reopened:
+            await self._project()  # a new visit, or one a payer's denial sent back: the read model shows it now
         while not self._finished:
             if self._fresh_run_due():
                 # Let running actions finish, then go on in a fresh run with everything the visit knows.

@@ -93,10 +93,10 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['release_batch_id'], ['releasebatch.id'], ),
     sa.ForeignKeyConstraint(['replaces_claim_id'], ['claim.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('control_number'),
-    sa.UniqueConstraint('release_batch_id', 'payer_id', 'patient_id', 'period_start', 'frequency')
+    sa.UniqueConstraint('control_number')
     )
     with op.batch_alter_table('claim', schema=None) as batch_op:
+        batch_op.create_index('ix_claim_release_batch_id_id', ['release_batch_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_claim_claim_file_id'), ['claim_file_id'], unique=False)
         batch_op.create_index('ix_claim_patient_id_id', ['patient_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_claim_payer_claim_number'), ['payer_claim_number'], unique=False)
@@ -145,6 +145,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('claimline', schema=None) as batch_op:
         batch_op.create_index('ix_claimline_patient_date_hcpcs', ['patient_id', 'service_date', 'hcpcs'], unique=False)
+        batch_op.create_index('ix_claimline_visit_id_id', ['visit_id', 'id'], unique=False)
         batch_op.create_index('ux_claimline_visit_live', ['visit_id'], unique=True, sqlite_where=sa.text('live'), postgresql_where=sa.text('live'))
 
     with op.batch_alter_table('patient', schema=None) as batch_op:
@@ -171,6 +172,7 @@ def downgrade() -> None:
     with op.batch_alter_table('claimline', schema=None) as batch_op:
         batch_op.drop_index('ux_claimline_visit_live', sqlite_where=sa.text('live'), postgresql_where=sa.text('live'))
         batch_op.drop_index('ix_claimline_patient_date_hcpcs')
+        batch_op.drop_index('ix_claimline_visit_id_id')
 
     op.drop_table('claimline')
     with op.batch_alter_table('claimevent', schema=None) as batch_op:
@@ -178,6 +180,7 @@ def downgrade() -> None:
 
     op.drop_table('claimevent')
     with op.batch_alter_table('claim', schema=None) as batch_op:
+        batch_op.drop_index('ix_claim_release_batch_id_id')
         batch_op.drop_index('ix_claim_state_id')
         batch_op.drop_index('ix_claim_period_start_id')
         batch_op.drop_index('ix_claim_payer_id_id')
