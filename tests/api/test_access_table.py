@@ -148,6 +148,9 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/admin/users/{user_id}/tokens"): ADMIN,
     ("POST", "/admin/users/{user_id}/tokens/{token_id}/revoke"): ADMIN,
     ("GET", "/admin/audit"): ADMIN,
+    ("GET", "/remittances"): only(A, B),
+    ("POST", "/remittances"): only(A, B),
+    ("GET", "/remittances/{remittance_id}"): only(A, B),
 }
 
 

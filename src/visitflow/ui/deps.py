@@ -73,10 +73,10 @@ NAV = {  # each role's pages, its home first
     Role.clinician: [("My tasks", "/tasks")],
     Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Visits", "/visits"),
                       ("Dashboard", "/dashboard")],
-    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Visits", "/visits"),
-                  ("Dashboard", "/dashboard")],
-    Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Users", "/admin/users"),
-                 ("Audit", "/admin/audit")],
+    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Remittances", "/remittances"),
+                  ("Visits", "/visits"), ("Dashboard", "/dashboard")],
+    Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"),
+                 ("Remittances", "/remittances"), ("Users", "/admin/users"), ("Audit", "/admin/audit")],
 }
 
 
