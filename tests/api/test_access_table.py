@@ -139,6 +139,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/holds/list"): STAFF,
     ("GET", "/dashboard"): STAFF,
     ("GET", "/dashboard/charts"): STAFF,
+    ("GET", "/revenue/charts"): STAFF,
     ("GET", "/admin/users"): ADMIN,
     ("POST", "/admin/users"): ADMIN,
     ("POST", "/admin/users/{user_id}/role"): ADMIN,

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
 from tests.billing.conftest import as_user, claim_ready_visit
 from tests.remittance_files import ClaimAnswer, LineAnswer, write_835
-from visitflow.db.tables import Claim, ClaimFile, ClaimLine
+from visitflow.db.session import write_session
+from visitflow.db.tables import Claim, ClaimAgingDay, ClaimFile, ClaimLine, DenialMonth
+from visitflow.services.revenue import rebuild_revenue_rollups, revenue_at_risk
 
 
 async def release(api, agency, visit_ids: list[str]) -> dict:
@@ -113,3 +115,19 @@ async def test_paid_and_denied_then_fixed_replaced_and_paid(api, billable, t0, e
     rebilled = (await api.get(f"/api/claims/{new.id}", headers=biller)).json()
     assert rebilled["state"] == "paid" and [e["to_state"] for e in rebilled["history"]] == [
         "created", "submitted", "paid"]
+
+    # The money rollups moved with each claim and remittance, and agree with a rebuild from scratch.
+    def rollups():
+        with Session(engine) as s:
+            return (sorted((r.day, r.open_cents, r.open_claims) for r in s.exec(select(ClaimAgingDay))
+                           if r.open_claims),
+                    sorted((r.month, r.code, r.cents, r.lines) for r in s.exec(select(DenialMonth))))
+    kept = rollups()
+    with Session(engine) as s:
+        money = revenue_at_risk(s, datetime.now(UTC))
+    assert money.denied_cents >= line_of[denied_visit].charge_cents
+    assert any(d.code == "CO-252" and "documentation" in d.words for d in money.denied)
+    with write_session(engine) as s:
+        rebuild_revenue_rollups(s)
+        s.commit()
+    assert rollups() == kept

@@ -45,6 +45,11 @@ async def test_a_biller_imports_an_835_and_sees_the_denial_go_back_to_the_clinic
     again = await web.post("/remittances", headers=htmx(token), files={"file": ("era-1215.835", era, "text/plain")})
     assert "This file was imported before" in again.text and "nothing changed" in again.text
 
+    # The money charts show the denial by its reason, in dollars, on the billing page and the dashboard.
+    for page in ("/billing", "/dashboard", "/revenue/charts"):
+        shown = await web.get(page)
+        assert shown.status_code == 200 and "Revenue at risk" in shown.text and "CO-252" in shown.text, page
+
     listed = await web.get("/remittances")
     assert trace in listed.text
     remittance_id = int(listed.text.split('href="/remittances/')[1].split('"')[0])

@@ -15,6 +15,7 @@ from visitflow.db.session import write_session
 from visitflow.db.tables import Claim, ClaimEvent, ClaimLine, ReleaseBatch, Remittance, RemittanceLine
 from visitflow.models import VisitState
 from visitflow.services.remittances import import_835
+from visitflow.services.revenue import claim_moved
 from visitflow.settings import Settings
 from visitflow.workflows.visit import VisitWorkflow
 
@@ -37,6 +38,7 @@ def claim_for(engine, agency, visit_ids: list[str], spec, state: str = "submitte
                       created_at=now, created_by="biller", state_changed_at=now)
         s.add(claim)
         s.flush()
+        claim_moved(s, claim, None, state)  # as every claim writer does: the receivables rollup sees it
         for n, visit_id in enumerate(visit_ids, 1):
             s.add(ClaimLine(claim_id=claim.id, line_number=n, visit_id=visit_id, patient_id=agency.patient.id,
                             service_date=spec.scheduled_start.date(), hcpcs="T1019", units=8, charge_cents=4800))

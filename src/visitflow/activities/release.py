@@ -42,6 +42,7 @@ from visitflow.db.tables import (
 )
 from visitflow.models import ReleasedClaim, ReleasedFile, ReleaseOutcome, ReleaseRequest, VisitState
 from visitflow.services.claims import set_claim_state
+from visitflow.services.revenue import claim_moved
 
 CHUNK = 500  # ids per IN (...) list
 # A visit on a live line in one of these states was denied (or underpaid for a reason someone can fix) and sent back
@@ -221,6 +222,7 @@ class ReleaseActivities:
                          to_state=ClaimState.created.value,
                          note=f"replaces claim {old.control_number}{payer_number} after the payer's denial of visit"
                               f"{'s' if len(fixed) > 1 else ''} {', '.join(sorted(fixed))} was fixed"))
+        claim_moved(s, claim, None, ClaimState.created.value)
         set_claim_state(s, old.id, ClaimState.replaced, req.actor.username,
                         f"replaced by claim {claim.control_number} (frequency 7)", at=now)
         s.flush()
@@ -288,6 +290,7 @@ class ReleaseActivities:
                     + "; ".join(conflicts) + ". Bill these visits by replacing that claim (frequency 7).")
         s.add(ClaimEvent(claim_id=claim.id, at=now, actor=req.actor.username, from_state=None,
                          to_state=state.value, note=note))
+        claim_moved(s, claim, None, state.value)
         s.flush()
 
     @staticmethod

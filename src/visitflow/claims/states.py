@@ -47,6 +47,9 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
 # the 835 import only.
 SET_BY_BILLER = frozenset({ClaimState.submitted, ClaimState.accepted, ClaimState.rejected})
 
+# Billed and not yet adjudicated: accounts receivable, aged from the day the claim was made.
+RECEIVABLE = frozenset({ClaimState.created, ClaimState.submitted, ClaimState.accepted})
+
 # A claim in one of these no longer bills its visits: a replacement or void took them over.
 CLOSED_OUT = frozenset({ClaimState.replaced, ClaimState.voided})
 

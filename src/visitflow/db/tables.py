@@ -611,6 +611,31 @@ class RemittanceLinePublic(RemittanceLineBase):
     id: int
 
 
+
+# --- revenue rollups: kept by the claim and remittance writers, read by the money charts without scanning ----------
+
+
+class ClaimAgingDay(SQLModel, table=True):
+    """Accounts receivable by the day claims were billed: what is billed and not yet adjudicated.
+
+    Moved in the same transaction as the claim (creation, and every state change in and out of the unpaid
+    states), so aging buckets are a sum over at most a few hundred days, never a scan of the claims.
+    """
+
+    day: date = Field(primary_key=True)
+    open_cents: int = 0
+    open_claims: int = 0
+
+
+class DenialMonth(SQLModel, table=True):
+    """Dollars the payers denied (or cut for a reason someone can fix), by month and adjustment code."""
+
+    month: date = Field(primary_key=True)  # the first day of the month the remittance was paid
+    code: str = Field(primary_key=True, max_length=12)  # e.g. "CO-252"
+    cents: int = 0
+    lines: int = 0
+
+
 class IdempotentRequest(SQLModel, table=True):
     """One state-changing API request sent with an `Idempotency-Key`, and the answer it got.
 

@@ -27,6 +27,7 @@ from visitflow.db.tables import (
     Visit,
 )
 from visitflow.services.errors import ServiceError
+from visitflow.services.revenue import claim_moved
 
 PAGE_SIZE = 50
 
@@ -55,6 +56,7 @@ def set_claim_state(session: Session, claim_id: int, to_state: ClaimState | str,
     at = at or now_utc()
     session.add(ClaimEvent(claim_id=claim.id, at=at, actor=actor, from_state=claim.state,
                            to_state=ClaimState(to_state).value, note=note))
+    claim_moved(session, claim, claim.state, ClaimState(to_state).value)
     claim.state, claim.state_changed_at = ClaimState(to_state).value, at
     session.add(claim)
     return claim

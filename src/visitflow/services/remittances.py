@@ -38,6 +38,7 @@ from visitflow.models import Actor, Denial, DenialKind
 from visitflow.services.claims import set_claim_state
 from visitflow.services.commands import reopen_denied_visit
 from visitflow.services.errors import ServiceError
+from visitflow.services.revenue import count_denial, denial_code
 from visitflow.settings import Settings
 
 # Lines that send their visit back into work.
@@ -149,6 +150,9 @@ class _Applier:
         self.session.add(line)
         kind = (denial_kind(said, self.settings.denial_documentation_codes, self.settings.denial_evv_codes)
                 if outcome.value in SENT_BACK else None)
+        if kind is not None:
+            count_denial(self.session, self.remittance.paid_on or self.now.date(), denial_code(said),
+                         max(line.charge_cents - paid_cents, 0))
         self._row(paid, claim=claim, line=line, outcome=outcome.value, reasons=said,
                   denial_kind=kind.value if kind else None,
                   paid_cents=paid_cents, charge_cents=line.charge_cents, visit_id=line.visit_id,

@@ -19,6 +19,7 @@ from visitflow.services.commands import act, actor_of, release_visits
 from visitflow.ui.actions import done, perform, work_context
 from visitflow.ui.deps import BillerUser, SendBackUser, StaffUser, get_ui, render, visible_visit
 from visitflow.ui.forms import FormState, Target, read_form
+from visitflow.ui.routes.revenue import revenue_context
 from visitflow.workflows.visit import VisitWorkflow
 
 router = APIRouter(include_in_schema=False)
@@ -76,7 +77,7 @@ def billing_page(request: Request, session: SessionDep, user: BillerUser, page: 
     filters = billing_filter(request.query_params, f)
     return render(request, "billing.html", {
         **WORDS, "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
-        "ready": queries.ready_to_bill(session, filters, page)})
+        "ready": queries.ready_to_bill(session, filters, page), **revenue_context(session)})
 
 
 @router.get("/billing/list")

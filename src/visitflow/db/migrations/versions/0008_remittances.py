@@ -1,4 +1,4 @@
-"""835 remittances and how each of their lines was applied
+"""835 remittances and how each of their lines was applied; the money rollups (receivables by day, denials)
 
 Revision ID: 0008
 Revises: 0005
@@ -67,6 +67,25 @@ def upgrade() -> None:
         batch_op.create_index('ix_remittanceline_remittance_id_id', ['remittance_id', 'id'], unique=False)
 
 
+    op.create_table(
+        'claimagingday',
+        sa.Column('day', sa.Date(), nullable=False),
+        sa.Column('open_cents', sa.Integer(), nullable=False),
+        sa.Column('open_claims', sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint('day'),
+    )
+    op.create_table(
+        'denialmonth',
+        sa.Column('month', sa.Date(), nullable=False),
+        sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
+        sa.Column('cents', sa.Integer(), nullable=False),
+        sa.Column('lines', sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint('month', 'code'),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table('denialmonth')
+    op.drop_table('claimagingday')
     op.drop_table('remittanceline')
     op.drop_table('remittance')
