@@ -118,6 +118,9 @@ RULES = {
     "EVV-05": "Visit longer than the maximum",
     "EVV-06": "Correction past the maintenance window",
     "REL-01": "Release blocked",
+    "CLM-05": "Service already billed on another claim",
+    "CLM-06": "Claim file fails the X12 check",
+    "CLM-07": "Past the payer's timely filing limit",
     "DEN-01": "Claim line denied by the payer",
 }
 

@@ -32,7 +32,17 @@ def billing_settings(database_url: str, tmp_path, **over) -> Settings:
 
 @pytest_asyncio.fixture
 async def app(client, database_url, tmp_path):
-    return create_app(billing_settings(database_url, tmp_path), temporal=client)
+    app = create_app(billing_settings(database_url, tmp_path, secret_key="claims-test"), temporal=client)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest_asyncio.fixture
+async def web(app):
+    """A browser-like client of the same app: keeps the session cookie."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 @pytest_asyncio.fixture

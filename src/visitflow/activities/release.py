@@ -19,6 +19,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from visitflow.activities.visits import heartbeating
 from visitflow.claims import models as x12
@@ -117,6 +118,10 @@ class ReleaseActivities:
                     outcome.rejected.append({"visit_id": visit_id, "status": 409, "reason": closed.message})
                     continue
             except ServiceError as err:
+                if err.status == 503:
+                    # The visit did not answer in time: it may be released. Retrying this activity asks again
+                    # (same Update id) and gets the release's outcome; the visits done so far answer at once.
+                    raise
                 outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
                 continue
             if snap.release_batch_id == req.batch_id:
@@ -151,11 +156,13 @@ class ReleaseActivities:
         batch, each visit one line. A visit the payer denied, fixed and released again goes out on a replacement
         (frequency 7) of the claim that billed it; any other visit already on a live line is left where it is."""
         with write_session(self.engine) as s:
-            visits: list[Visit] = []
+            # Every visit the read model has in this batch (by its index), not only those this run saw released.
+            visits = list(s.exec(select(Visit).where(Visit.release_batch_id == req.batch_id).order_by(Visit.id)))
+            missing = set(released) - {v.id for v in visits}
+            if missing:  # released, but the projection is not written yet: try again in a moment
+                raise ApplicationError(f"released visits not in the read model yet: {', '.join(sorted(missing))}")
             billed: dict[str, tuple[str, int]] = {}  # visit -> (its live line's state, that line's claim)
-            for chunk in _chunks(released):
-                visits += s.exec(select(Visit).where(Visit.id.in_(chunk), Visit.release_batch_id == req.batch_id)
-                                 .order_by(Visit.id)).all()
+            for chunk in _chunks([v.id for v in visits]):
                 billed |= {visit_id: (state, claim_id) for visit_id, state, claim_id in s.exec(
                     select(ClaimLine.visit_id, ClaimLine.state, ClaimLine.claim_id)
                     .where(ClaimLine.visit_id.in_(chunk), ClaimLine.live))}
@@ -232,12 +239,12 @@ class ReleaseActivities:
         # after the other. (SQLite's write session is one writer already.)
         patient_ids = sorted({v.patient_id for v in visits})
         s.exec(select(Patient.id).where(Patient.id.in_(patient_ids)).order_by(Patient.id).with_for_update()).all()
-        payers = {p.id: p for p in s.exec(select(Payer).where(Payer.id.in_({v.payer_id for v in visits})))}
+        payers = {p.id: p for p in s.exec(select(Payer).where(Payer.id.in_(sorted({v.payer_id for v in visits}))))}
         auth_ids = {v.authorization_id for v in visits if v.authorization_id}
         auths = dict(s.exec(select(Authorization.id, Authorization.auth_number)
-                            .where(Authorization.id.in_(auth_ids))).all()) if auth_ids else {}
+                            .where(Authorization.id.in_(sorted(auth_ids)))).all()) if auth_ids else {}
         npis = dict(s.exec(select(Clinician.id, Clinician.npi)
-                           .where(Clinician.id.in_({v.clinician_id for v in visits}))).all())
+                           .where(Clinician.id.in_(sorted({v.clinician_id for v in visits})))).all())
         groups: dict[tuple, list[Visit]] = defaultdict(list)
         for v in visits:
             start, end = period_of(v.service_date, payers[v.payer_id].billing_period)

@@ -153,6 +153,7 @@ def update_id_for(update: Any, actor: Actor, idempotency_key: str | None) -> str
 
 # A visit action normally answers in milliseconds; past this the caller is told to retry with its key.
 UPDATE_WAIT = timedelta(seconds=20)
+UPDATE_RETRIES = 5  # an open visit that refused an Update in passing is asked again, this many times
 
 
 class MaybeApplied(ServiceError):
@@ -172,26 +173,33 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
     """
     handle = client.get_workflow_handle(visit_workflow_id(visit_id))
     update_id = update_id or update_id_for(update, arg.actor, idempotency_key)
-    try:
-        return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot,
-                                           rpc_timeout=UPDATE_WAIT)
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError):
-            facts = dict(cause.details[0]) if cause.details and isinstance(cause.details[0], dict) else {}
-            raise ServiceError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message,
-                               facts.pop("field", None), **facts) from None
-        raise
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        raise MaybeApplied(visit_id) from None
-    except RPCError as err:
-        if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
-            raise MaybeApplied(visit_id) from None
-        if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+    for attempt in range(UPDATE_RETRIES + 1):
+        try:
+            return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot,
+                                               rpc_timeout=UPDATE_WAIT)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                facts = dict(cause.details[0]) if cause.details and isinstance(cause.details[0], dict) else {}
+                raise ServiceError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message,
+                                   facts.pop("field", None), **facts) from None
             raise
-    # The workflow is gone or closed: say which, and how it ended.
-    snap = await visit_snapshot(client, visit_id)
-    raise VisitClosed(snap)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise MaybeApplied(visit_id) from None
+        except RPCError as err:
+            if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
+                raise MaybeApplied(visit_id) from None
+            if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise
+        # The workflow is gone or closed: say which, and how it ended. A run that is still open refused the
+        # Update only in passing (it was being handed to a fresh run, or just starting): the same id again.
+        snap = await visit_snapshot(client, visit_id)
+        if snap.state not in (VisitState.released, VisitState.cancelled):
+            await asyncio.sleep(0.1 * (attempt + 1))
+            continue
+        raise VisitClosed(snap)
+    raise ServiceError(503, f"visit {visit_id} could not take the action just now; send it again with the same "
+                            "Idempotency-Key")
 
 
 class VisitClosed(ServiceError):

@@ -30,6 +30,7 @@ from visitflow.ui.routes import (
     admin,
     audit,
     billing,
+    claims,
     clinician,
     dashboard,
     remittances,
@@ -155,7 +156,8 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
                     "Pages still render, but buttons and live lists need it.", HTMX_FILE)
     ui = UIState(settings, htmx)
     app.state.ui = ui
-    for pages in (signin, clinician, visit, supervisor, billing, remittances, revenue, dashboard, admin, audit):
+    for pages in (signin, clinician, visit, supervisor, billing, claims, remittances, revenue, dashboard, admin,
+                  audit):
         app.include_router(pages.router)
     app.include_router(router)  # htmx itself
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")

@@ -77,14 +77,21 @@ def billing_page(request: Request, session: SessionDep, user: BillerUser, page: 
     filters = billing_filter(request.query_params, f)
     return render(request, "billing.html", {
         **WORDS, "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
-        "ready": queries.ready_to_bill(session, filters, page), **revenue_context(session)})
+        "ready": queries.ready_to_bill(session, filters, page, _today(request)), **revenue_context(session)})
+
+
+def _today(request: Request) -> date:
+    """The agency's date: filing limits (CLM-07) count local days."""
+    clock = get_ui(request).clock
+    return clock.local(clock.now()).date()
 
 
 @router.get("/billing/list")
 def billing_list(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
     filters = billing_filter(request.query_params)
     return render(request, "_ready_list.html", {**WORDS, "filters": filters,
-                                                "ready": queries.ready_to_bill(session, filters, page)})
+                                                "ready": queries.ready_to_bill(session, filters, page,
+                                                                               _today(request))})
 
 
 @router.post("/billing/release")
@@ -109,7 +116,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       headers={"HX-Retarget": "#work", "HX-Reswap": "outerHTML", "HX-Trigger": "visit-changed"})
     return render(request, "_release_outcome.html", {
         **context, "outcome": outcome, "flash": _release_sentence(outcome),
-        "ready": queries.ready_to_bill(session, filters, page)}, headers={"HX-Trigger": "queue-changed"})
+        "ready": queries.ready_to_bill(session, filters, page, _today(request))},
+        headers={"HX-Trigger": "queue-changed"})
 
 
 def _release_sentence(outcome) -> str:
