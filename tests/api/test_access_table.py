@@ -101,6 +101,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/api/claims"): BILLING,
     ("GET", "/api/claims/{claim_id}"): BILLING,
     ("POST", "/api/claims/{claim_id}/state"): BILLING,
+    ("POST", "/api/claims/{claim_id}/void"): BILLING,
     ("GET", "/api/claim-files"): BILLING,
     ("GET", "/api/claim-files/{file_id}"): BILLING,
     ("GET", "/api/claim-files/{file_id}/download"): BILLING,
@@ -148,6 +149,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/claims"): BILLING,
     ("GET", "/claims/{claim_id}"): BILLING,
     ("POST", "/claims/{claim_id}/state"): BILLING,
+    ("POST", "/claims/{claim_id}/void"): BILLING,
     ("GET", "/claim-files"): BILLING,
     ("GET", "/claim-files/{file_id}"): BILLING,
     ("GET", "/claim-files/{file_id}/download"): BILLING,
@@ -277,6 +279,7 @@ class World:
             "/api/payer-rates": {"payer_id": self.agency.payer.id, "service_code": "T1019", "modifiers": ["U1"],
                                  "rate_per_unit_cents": 650},
             "/state": {"state": "accepted"},
+            "/void": {"reason": "billed to the wrong payer"},
             "/api/remittances": {"x12": "ISA*not an 835~"},
         }
         return next((body for suffix, body in bodies.items() if path.endswith(suffix)), {})

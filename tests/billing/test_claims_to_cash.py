@@ -131,3 +131,55 @@ async def test_paid_and_denied_then_fixed_replaced_and_paid(api, billable, t0, e
         rebuild_revenue_rollups(s)
         s.commit()
     assert rollups() == kept
+
+
+async def test_a_claim_billed_in_error_is_voided_once(api, billable, t0, engine):
+    agency = billable
+    start = t0 - timedelta(hours=5)
+    agency.authorize(start.date() - timedelta(days=7), start.date() + timedelta(days=7), units_per_week=500)
+    paid_visit = await claim_ready_visit(api, agency, start)
+    unsent_visit = await claim_ready_visit(api, agency, start - timedelta(days=2))
+    outcome = await release(api, agency, [paid_visit])
+    [claim] = outcome["claims"]
+    await submit(api, agency, outcome["files"][0]["id"])
+    with Session(engine) as s:
+        line = s.exec(select(ClaimLine).where(ClaimLine.visit_id == paid_visit)).one()
+    await import_835(api, agency, write_835([ClaimAnswer(claim["control_number"], "TX-3001", [LineAnswer(
+        paid_visit, "T1019", line.charge_cents, line.charge_cents, line.units, line.service_date)])],
+        trace=f"EFT-{uuid.uuid4().hex[:8]}"))
+
+    biller = as_user(agency, "biller")
+    nothing = await api.post(f"/api/claims/{claim['id']}/void", json={"reason": " "}, headers=biller)
+    assert nothing.status_code == 422 and "say why" in nothing.json()["detail"]
+    voided = await api.post(f"/api/claims/{claim['id']}/void", json={"reason": "billed to the wrong payer"},
+                            headers=biller)
+    assert voided.status_code == 200, voided.text
+    body = voided.json()
+    assert body["claim"]["state"] == "voided" and body["void"]["files"][0]["valid"], body["void"]
+    [void] = body["void"]["claims"]
+    with Session(engine) as s:
+        row = s.get(Claim, void["id"])
+        content = s.get(ClaimFile, row.claim_file_id).content
+        assert (row.frequency, row.replaces_claim_id) == ("8", claim["id"])
+        assert s.exec(select(ClaimLine).where(ClaimLine.visit_id == paid_visit, ClaimLine.live)).all() == []
+    assert f"CLM*{row.control_number}*" in content and ":8*" in content and "REF*F8*TX-3001~" in content
+    again = await api.post(f"/api/claims/{claim['id']}/void", json={"reason": "billed to the wrong payer"},
+                           headers=biller)
+    assert again.status_code == 200 and again.json()["void"]["claims"] == body["void"]["claims"]
+
+    # A claim the payer never saw is simply marked voided: no void claim, no file.
+    unsent = await release(api, agency, [unsent_visit])
+    [made] = unsent["claims"]
+    quiet = await api.post(f"/api/claims/{made['id']}/void", json={"reason": "visit did not happen"}, headers=biller)
+    assert quiet.status_code == 200 and quiet.json()["void"] is None and quiet.json()["claim"]["state"] == "voided"
+
+    # Receivables kept by every writer still agree with a rebuild from the claims (a void is never a receivable).
+    def receivables():
+        with Session(engine) as s:
+            return sorted((r.day, r.open_cents, r.open_claims) for r in s.exec(select(ClaimAgingDay))
+                          if r.open_claims)
+    kept = receivables()
+    with write_session(engine) as s:
+        rebuild_revenue_rollups(s)
+        s.commit()
+    assert receivables() == kept

@@ -66,3 +66,20 @@ async def test_a_wrong_file_is_refused_in_words_and_others_may_not_import(web, v
     assert empty.status_code == 422 and "Choose the 835 file" in empty.text
     missing = await web.get("/remittances/999999")
     assert missing.status_code == 404
+
+
+async def test_a_biller_voids_a_claim_that_never_went_out(web, visits, client, engine, t0):
+    agency = visits.agency
+    _handle, spec = await released_visit(client, agency, t0)
+    claim = claim_for(engine, agency, [spec.visit_id], spec, state="created")
+    token = await sign_in(web, agency.users["biller"].username)
+    page = await web.get(f"/claims/{claim.id}")
+    assert page.status_code == 200 and "Void this claim" in page.text and "only marked voided" in page.text
+
+    blank = await web.post(f"/claims/{claim.id}/void", data={"reason": "", "csrf_token": token})
+    assert blank.status_code == 422 and "say why the claim is voided" in blank.text
+    sent = await web.post(f"/claims/{claim.id}/void", data={"reason": "visit did not happen", "csrf_token": token})
+    assert sent.status_code == 303 and sent.headers["location"] == f"/claims/{claim.id}?done=voided"
+    after = await web.get(sent.headers["location"])
+    assert "The claim is now voided." in after.text and "visit did not happen" in after.text
+    assert "Void this claim" not in after.text

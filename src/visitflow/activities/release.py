@@ -31,7 +31,6 @@ from visitflow.db.session import write_session
 from visitflow.db.tables import (
     Authorization,
     Claim,
-    ClaimEvent,
     ClaimFile,
     ClaimLine,
     Clinician,
@@ -42,8 +41,7 @@ from visitflow.db.tables import (
     Visit,
 )
 from visitflow.models import ReleasedClaim, ReleasedFile, ReleaseOutcome, ReleaseRequest, VisitState
-from visitflow.services.claims import set_claim_state
-from visitflow.services.revenue import claim_moved
+from visitflow.services.claims import record_new_claim, set_claim_state
 
 CHUNK = 500  # ids per IN (...) list
 # A visit on a live line in one of these states was denied (or underpaid for a reason someone can fix) and sent back
@@ -225,11 +223,9 @@ class ReleaseActivities:
             line.claim_id = claim.id
             s.add(line)
         payer_number = f" (the payer's {old.payer_claim_number})" if old.payer_claim_number else ""
-        s.add(ClaimEvent(claim_id=claim.id, at=now, actor=req.actor.username, from_state=None,
-                         to_state=ClaimState.created.value,
-                         note=f"replaces claim {old.control_number}{payer_number} after the payer's denial of visit"
-                              f"{'s' if len(fixed) > 1 else ''} {', '.join(sorted(fixed))} was fixed"))
-        claim_moved(s, claim, None, ClaimState.created.value)
+        record_new_claim(s, claim, req.actor.username,
+                         f"replaces claim {old.control_number}{payer_number} after the payer's denial of visit"
+                         f"{'s' if len(fixed) > 1 else ''} {', '.join(sorted(fixed))} was fixed")
         set_claim_state(s, old.id, ClaimState.replaced, req.actor.username,
                         f"replaced by claim {claim.control_number} (frequency 7)", at=now)
         s.flush()
@@ -295,9 +291,7 @@ class ReleaseActivities:
         if conflicts:
             note = ("CLM-05 held, not filed: a day's service is never split across two claims; "
                     + "; ".join(conflicts) + ". Bill these visits by replacing that claim (frequency 7).")
-        s.add(ClaimEvent(claim_id=claim.id, at=now, actor=req.actor.username, from_state=None,
-                         to_state=state.value, note=note))
-        claim_moved(s, claim, None, state.value)
+        record_new_claim(s, claim, req.actor.username, note)
         s.flush()
 
     @staticmethod

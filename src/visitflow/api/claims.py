@@ -12,11 +12,24 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from visitflow.claims.check import DEFAULT_FILING_LIMIT_DAYS, CheckReport, check_837, file_text
 from visitflow.claims.validate import UnreadableX12
 from visitflow.api.idempotency import IdempotencyDep
-from visitflow.deps import MAX_ROW_ID, BillingUser, RowId, SessionDep, SettingsDep, StaffUser, WriteSessionDep
+from visitflow.deps import (
+    MAX_ROW_ID,
+    BillingUser,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    StaffUser,
+    TemporalDep,
+    WriteSessionDep,
+    let_go,
+)
+from visitflow.models import ReleaseOutcome
+from visitflow.services.commands import actor_of, void_claim
 from visitflow.services import claims as claim_service
 from visitflow.services.claims import ClaimDetail, ClaimFilter, ClaimPage, FileDetail, FilePage
 
@@ -117,6 +130,27 @@ def change_claim_state(claim_id: RowId, body: ClaimStateChange, request: Request
     answer = idempotency.answer(request, session, 200, claim_service.claim_detail(session, claim_id))
     session.commit()
     return answer
+
+
+class ClaimVoid(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="why the services should not have been billed")
+
+
+class VoidOutcome(BaseModel):
+    claim: ClaimDetail
+    void: ReleaseOutcome | None  # the frequency 8 claim and its file; None when the payer never had the claim
+
+
+@router.post("/{claim_id}/void", response_model=VoidOutcome)
+async def void_a_claim(claim_id: RowId, body: ClaimVoid, request: Request, session: SessionDep,
+                       temporal: TemporalDep, settings: SettingsDep, user: BillingUser) -> VoidOutcome:
+    """Cancel a claim whose services should not have been billed (the wrong payer, a visit that did not happen).
+    A claim the payer adjudicated gets a void (frequency 8) naming the payer's number, in an 837P of its own; one
+    the payer never had is only marked voided. Its visits come off it. Asking again changes nothing more."""
+    let_go(session)
+    void = await void_claim(request.app.state.engine, temporal, settings, claim_id, actor_of(user), body.reason)
+    with Session(request.app.state.engine) as fresh:
+        return VoidOutcome(claim=claim_service.claim_detail(fresh, claim_id), void=void)
 
 
 @files_router.get("", response_model=FilePage)

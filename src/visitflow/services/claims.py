@@ -62,6 +62,14 @@ def set_claim_state(session: Session, claim_id: int, to_state: ClaimState | str,
     return claim
 
 
+def record_new_claim(session: Session, claim: Claim, actor: str, note: str) -> None:
+    """A claim was just made (by a release, a replacement or a void): its first history entry, and the
+    receivables it adds."""
+    session.add(ClaimEvent(claim_id=claim.id, at=claim.created_at, actor=actor, from_state=None,
+                           to_state=claim.state, note=note))
+    claim_moved(session, claim, None, claim.state)
+
+
 def set_claim_state_by_biller(session: Session, claim_id: int, to_state: str, actor: str, note: str) -> Claim:
     """What the 999 / 277CA said (accepted, rejected); payments come from the 835 only."""
     if to_state not in {s.value for s in SET_BY_BILLER} - {ClaimState.submitted.value}:

@@ -21,7 +21,18 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from visitflow.db.session import write_session
-from visitflow.db.tables import Authorization, Clinician, Patient, Payer, ReleaseBatch, User, Visit
+from visitflow.claims.billing import control_number
+from visitflow.db.tables import (
+    Authorization,
+    Claim,
+    ClaimLine,
+    Clinician,
+    Patient,
+    Payer,
+    ReleaseBatch,
+    User,
+    Visit,
+)
 from visitflow.models import (
     OPEN_STATES,
     Actor,
@@ -36,6 +47,7 @@ from visitflow.models import (
     VisitState,
     as_utc,
 )
+from visitflow.services.claims import record_new_claim, set_claim_state
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
 from visitflow.workflows.release import ReleaseWorkflow, release_workflow_id
@@ -293,6 +305,69 @@ async def _start_release(client: Client, settings: Settings, request: ReleaseReq
         ReleaseWorkflow.run, request, id=release_workflow_id(request.batch_id), task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY, result_type=ReleaseOutcome)
+
+
+# Claims the payer has on its books: cancelling one takes a frequency 8 claim. One that never reached the payer
+# (made and not sent, or refused by the clearinghouse) is simply marked voided.
+VOID_BY_FILE = {"paid", "partially_paid", "denied"}
+VOID_IN_PLACE = {"created", "held", "rejected"}
+
+
+async def void_claim(engine: Engine, client: Client, settings: Settings, claim_id: int, actor: Actor,
+                     reason: str) -> ReleaseOutcome | None:
+    """Cancel a claim whose services should not have been billed: its visits come off it, and a payer that already
+    adjudicated it gets a void (frequency 8) naming its number, in an 837P of its own (batch `void-<claim id>`,
+    written and checked by a ReleaseWorkflow like any release). Repeating it changes nothing more.
+
+    Returns the void's release outcome (its claim and file), or None when the claim never reached the payer.
+    """
+    if not reason.strip():
+        raise ServiceError(422, "say why the claim is voided", "reason")
+    batch_id = f"void-{claim_id}"
+    with write_session(engine) as s:
+        claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
+        if claim is None:
+            raise ServiceError(404, f"claim {claim_id} not found")
+        done = claim.state == "voided" or s.get(ReleaseBatch, batch_id) is not None
+        if not done and claim.state not in VOID_BY_FILE | VOID_IN_PLACE:
+            raise ServiceError(409, f"claim {claim.control_number} is {claim.state}: wait for the payer's answer "
+                                    "(a void must name the payer's number for the claim)")
+        if not done:
+            lines = s.exec(select(ClaimLine).where(ClaimLine.claim_id == claim.id, ClaimLine.live)
+                           .order_by(ClaimLine.line_number)).all()
+            for line in lines:
+                line.live = False
+                s.add(line)
+            s.flush()
+            if claim.state in VOID_BY_FILE:
+                s.add(ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[]))
+                s.flush()
+                void = Claim(control_number=control_number(batch_id, claim.payer_id, claim.patient_id,
+                                                           claim.period_start, "8", claim.id),
+                             release_batch_id=batch_id, payer_id=claim.payer_id, patient_id=claim.patient_id,
+                             period_start=claim.period_start, period_end=claim.period_end, frequency="8",
+                             replaces_claim_id=claim.id, state="created", total_cents=claim.total_cents,
+                             created_at=now_utc(), created_by=actor.username, state_changed_at=now_utc())
+                s.add(void)
+                s.flush()
+                for number, line in enumerate(lines, start=1):  # the void lists what it cancels; it bills nothing
+                    s.add(ClaimLine(claim_id=void.id, line_number=number, visit_id=line.visit_id,
+                                    patient_id=line.patient_id, service_date=line.service_date, hcpcs=line.hcpcs,
+                                    modifiers=list(line.modifiers), units=line.units,
+                                    charge_cents=line.charge_cents, authorization_number=line.authorization_number,
+                                    rendering_npi=line.rendering_npi, live=False))
+                record_new_claim(s, void, actor.username, f"voids claim {claim.control_number}: {reason.strip()}")
+            set_claim_state(s, claim.id, "voided", actor.username, reason.strip())
+            s.commit()
+        by_file = s.get(ReleaseBatch, batch_id)
+        request = _release_request(settings, by_file, actor) if by_file is not None else None
+    if request is None:
+        return None
+    try:
+        handle = await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
+    return await release_outcome(handle)
 
 
 async def resume_unfinished_releases(engine: Engine, client: Client, settings: Settings,

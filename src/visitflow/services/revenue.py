@@ -54,7 +54,10 @@ def count_receivable(session: Session, claim: Claim, sign: int) -> None:
 
 
 def claim_moved(session: Session, claim: Claim, from_state: str | None, to_state: str) -> None:
-    """Keep receivables right on every claim state change (and creation, from None)."""
+    """Keep receivables right on every claim state change (and creation, from None). A void (frequency 8) bills
+    nothing, so it is never a receivable."""
+    if claim.frequency == "8":
+        return
     was = from_state is not None and ClaimState(from_state) in RECEIVABLE
     now = ClaimState(to_state) in RECEIVABLE
     if was != now:
@@ -191,7 +194,7 @@ def rebuild_revenue_rollups(session: Session) -> tuple[int, int]:
     session.exec(delete(DenialMonth))
     days: dict[date, list[int]] = {}
     for created, total in session.exec(select(Claim.created_at, Claim.total_cents).where(
-            Claim.state.in_([s.value for s in RECEIVABLE]))):
+            Claim.state.in_([s.value for s in RECEIVABLE]), Claim.frequency != "8")):
         day = days.setdefault(as_utc(created).date(), [0, 0])
         day[0] += total
         day[1] += 1

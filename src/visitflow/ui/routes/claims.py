@@ -7,14 +7,16 @@ from datetime import date
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from sqlmodel import Session
 
 from visitflow.catalogue import service_label
 from visitflow.db.session import write_session
-from visitflow.deps import MAX_ROW_ID, RowId, SessionDep
+from visitflow.deps import MAX_ROW_ID, RowId, SessionDep, TemporalDep, let_go
 from visitflow.services import claims as claim_service
 from visitflow.services import queries
+from visitflow.services.commands import actor_of, void_claim
 from visitflow.services.errors import ServiceError
-from visitflow.ui.deps import BillingUser, render
+from visitflow.ui.deps import BillingUser, get_ui, render
 from visitflow.ui.forms import FormState
 
 router = APIRouter(include_in_schema=False)
@@ -94,6 +96,24 @@ async def claim_state(claim_id: RowId, request: Request, session: SessionDep, us
         f = FormState(values={"state": to_state, "note": note}, errors={err.field or "state": err.message})
         return render(request, "claim.html", {**WORDS, "claim": detail, "f": f}, status=err.status)
     return RedirectResponse(f"/claims/{claim_id}?done={to_state}", 303)
+
+
+@router.post("/claims/{claim_id}/void")
+async def claim_void(claim_id: RowId, request: Request, session: SessionDep, temporal: TemporalDep,
+                     user: BillingUser) -> Response:
+    """Void a claim billed in error; the answer is the claim page again, saying what became of it."""
+    form = await request.form()
+    reason = str(form.get("reason") or "")
+    let_go(session)
+    try:
+        await void_claim(request.app.state.engine, temporal, get_ui(request).settings, claim_id,
+                                actor_of(user), reason)
+    except ServiceError as err:
+        with Session(request.app.state.engine) as fresh:
+            detail = claim_service.claim_detail(fresh, claim_id)
+        return render(request, "claim.html", {**WORDS, "claim": detail, "void_error": err.message},
+                      status=err.status)
+    return RedirectResponse(f"/claims/{claim_id}?done=voided", 303)
 
 
 @router.get("/claim-files")
