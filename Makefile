@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml $(wildcard package.json) $(wildcard package-lock.json)
 	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; fi
 	touch $(STAMP)
 
+# The demo agency's billing identity (deploy/visitflow.demo.toml) unless VISITFLOW_CONFIG names your own.
 run: $(STAMP)
-	$(VENV)/bin/visitflow up
+	VISITFLOW_CONFIG=$${VISITFLOW_CONFIG:-deploy/visitflow.demo.toml} $(VENV)/bin/visitflow up
 
 test: $(STAMP)
 	bash scripts/test.sh

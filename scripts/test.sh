@@ -26,16 +26,27 @@ if ! pg_up; then
 fi
 
 mkdir -p test-artifacts
-echo "== tests on SQLite =="
-$PY -m pytest -q -p no:cacheprovider "$@"
-
-if pg_up; then
-  echo "== tests on PostgreSQL =="
-  # The pure rules and claim-file tests do not touch the database; everything else runs again, the browser too.
-  pure=(tests/rules tests/claims/test_x837p.py tests/claims/test_validate.py tests/claims/test_edits.py
-        tests/claims/test_cli.py tests/claims/test_remittance.py tests/claims/test_roundtrip.py)
-  VISITFLOW_TEST_DATABASE_URL="$PG_URL" $PY -m pytest -q -p no:cacheprovider "${pure[@]/#/--ignore=}" "$@"
-else
+# The two passes run side by side, each with its own servers, ports and database (the machine has 2 cores; most of
+# a pass is waiting on Temporal timers, browsers and subprocesses). Each pass's output is shown when it ends.
+if ! pg_up; then
   echo "PostgreSQL is not reachable at $PG_URL: the PostgreSQL run cannot happen" >&2
   exit 1
 fi
+# The pure rules and claim-file tests do not touch the database: they run once, in the SQLite pass.
+pure=(tests/rules tests/claims/test_x837p.py tests/claims/test_validate.py tests/claims/test_edits.py
+      tests/claims/test_cli.py tests/claims/test_remittance.py tests/claims/test_roundtrip.py)
+started=$(date +%s)
+$PY -m pytest -q -p no:cacheprovider "$@" > test-artifacts/sqlite.log 2>&1 &
+sqlite_pid=$!
+VISITFLOW_TEST_DATABASE_URL="$PG_URL" $PY -m pytest -q -p no:cacheprovider "${pure[@]/#/--ignore=}" "$@" \
+  > test-artifacts/postgresql.log 2>&1 &
+postgres_pid=$!
+status=0
+wait $sqlite_pid || status=1
+echo "== tests on SQLite =="
+cat test-artifacts/sqlite.log
+wait $postgres_pid || status=1
+echo "== tests on PostgreSQL =="
+cat test-artifacts/postgresql.log
+echo "== both passes took $(( $(date +%s) - started )) s =="
+exit $status

@@ -44,6 +44,11 @@ AUDITED_READS: dict[str, str] = {
     "/api/audit": "searched_audit_trail",  # the trail names patients too; who looked at it is recorded
     "/api/audit.csv": "downloaded_audit_trail",
     "/admin/audit": "searched_audit_trail",
+    # Claims name patients, their Medicaid ids and diagnoses: who read one, or took a file away, is recorded.
+    "/api/claims/{claim_id}": "viewed_claim",
+    "/claims/{claim_id}": "viewed_claim",
+    "/api/claim-files/{file_id}/download": "downloaded_claim_file",
+    "/claim-files/{file_id}/download": "downloaded_claim_file",
 }
 
 # Actions in the agency's words, by method and route (tests/api/test_audit.py checks every route has one).
@@ -63,6 +68,11 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/visits/{visit_id}/send-back"): "sent_back_visit",
     ("POST", "/api/releases"): "released_visits",
     ("POST", "/api/claims/check"): "checked_claim_file",
+    ("POST", "/api/claims/{claim_id}/state"): "recorded_claim_answer",
+    ("POST", "/claims/{claim_id}/state"): "recorded_claim_answer",
+    ("POST", "/api/claim-files/{file_id}/submitted"): "marked_claim_file_submitted",
+    ("POST", "/claim-files/{file_id}/submitted"): "marked_claim_file_submitted",
+    ("POST", "/api/payer-rates"): "added_payer_rate",
     ("POST", "/api/patients"): "added_patient",
     ("PATCH", "/api/patients/{item_id}"): "changed_patient",
     ("POST", "/api/clinicians"): "added_clinician",

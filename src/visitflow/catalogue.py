@@ -31,6 +31,7 @@ TASK_LABELS = {
     TaskKind.release: "Release for billing",
     TaskKind.resolve_authorization: "Resolve the authorization",
     TaskKind.fix_reference_data: "Fix patient or payer data",
+    TaskKind.resolve_denial: "Fix what the payer denied",
 }
 
 # Status chips on a clinician's task (services.queries.TaskRow.chips), most serious first.
@@ -96,6 +97,7 @@ EVENT_LABELS = {
     EventKind.note_escalation: "Late note escalated",
     EventKind.signature_reminder: "Signature reminder sent",
     EventKind.signature_escalation: "Late signature escalated",
+    EventKind.claim_denied: "Claim denied by the payer",
 }
 
 # The rule catalogue (ids as in DOMAIN.md): each rule named as the problem a person sees when it holds a visit.
@@ -116,6 +118,10 @@ RULES = {
     "EVV-05": "Visit longer than the maximum",
     "EVV-06": "Correction past the maintenance window",
     "REL-01": "Release blocked",
+    "CLM-05": "Service already billed on another claim",
+    "CLM-06": "Claim file fails the X12 check",
+    "CLM-07": "Past the payer's timely filing limit",
+    "DEN-01": "Claim line denied by the payer",
 }
 
 GATES = [("documented", "Documented"), ("signed", "Signed"), ("authorized", "Authorized"), ("evv", "EVV verified")]

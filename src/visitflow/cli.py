@@ -13,6 +13,7 @@ import uvicorn
 
 from visitflow.claims.cli import check_837_command
 from visitflow.db.session import get_engine, migrate
+from visitflow.remittance_cli import import_835_command
 from visitflow.services.users import count_users
 from visitflow.settings import Settings, get_settings
 from visitflow.users_cli import users_app
@@ -20,6 +21,7 @@ from visitflow.users_cli import users_app
 app = typer.Typer(help="VisitFlow: home care visits from schedule to claim, on Temporal.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.command("check-837")(check_837_command)
+app.command("import-835")(import_835_command)
 log = logging.getLogger("visitflow")
 
 
@@ -69,6 +71,12 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
               if run_worker else None)
     if worker:
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        from visitflow.services.commands import resume_unfinished_releases
+
+        # A release batch stored by an API that died before starting its workflow is finished now.
+        resumed = await resume_unfinished_releases(engine, client, settings)
+        if resumed:
+            typer.echo(f"finishing {len(resumed)} interrupted release batch(es): {', '.join(resumed)}")
     server = None
     if run_api:
         from visitflow.main import create_app  # here: a worker alone never loads the API and the UI

@@ -95,3 +95,4 @@ def require_role(*roles: Role):
 AdminUser = Annotated[User, require_role(Role.admin)]
 BillerUser = Annotated[User, require_role(Role.biller)]
 StaffUser = Annotated[User, require_role(Role.admin, Role.supervisor, Role.biller)]
+BillingUser = Annotated[User, require_role(Role.admin, Role.biller)]  # claims and claim files

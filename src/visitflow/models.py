@@ -61,6 +61,7 @@ class TaskKind(StrEnum):
     release = "release"
     resolve_authorization = "resolve_authorization"
     fix_reference_data = "fix_reference_data"
+    resolve_denial = "resolve_denial"
 
 
 class EventKind(StrEnum):
@@ -90,6 +91,7 @@ class EventKind(StrEnum):
     note_escalation = "note_escalation"
     signature_reminder = "signature_reminder"
     signature_escalation = "signature_escalation"
+    claim_denied = "claim_denied"
 
 
 class Stage(StrEnum):
@@ -296,6 +298,37 @@ class GateResult(BaseModel):
     authorization_number: str | None = None
 
 
+class DenialKind(StrEnum):
+    """Who can fix what a payer denied, and how (from the 835's adjustment and remark codes)."""
+
+    documentation = "documentation"  # the clinician revises the note and signs it again
+    evv = "evv"  # the punches are reviewed and corrected; a supervisor confirms
+    billing = "billing"  # the biller corrects the claim's facts (authorization, codes, member) and rebills
+
+
+# CARC numbers and RARC codes that mean "the record does not support the service": the clinician's note is the
+# fix (the default of the `denial_documentation_codes` setting).
+DOCUMENTATION_DENIAL_CODES = frozenset({"50", "150", "252", "M127", "N29", "N706"})
+
+
+class Denial(BaseModel):
+    """A payer's denial of a released visit's claim line, read from an 835: it sends the visit back into work.
+
+    The visit's workflow ended when it was released; a denial starts it again (same workflow id, a new run)
+    from everything it knew, with this attached. Fixed and released again, the visit goes out on a
+    replacement claim (frequency 7) naming the payer's number of the denied one.
+    """
+
+    key: str  # "<remittance id>:<visit id>": an 835 imported twice never sends a visit back twice
+    remittance_id: int
+    claim_control_number: str  # ours (CLM01)
+    payer_claim_number: str | None = None  # the payer's (835 CLP07), named by the replacement claim
+    kind: DenialKind
+    reasons: list[str]  # each code with its words, e.g. "CO-252: documentation or an attachment is needed..."
+    denied_cents: int
+    denied_on: date | None = None
+
+
 class VisitSnapshot(BaseModel):
     """Everything the read model and the API show of a visit; produced by the workflow."""
 
@@ -319,6 +352,7 @@ class VisitSnapshot(BaseModel):
     released_by: str | None = None
     released_at: datetime | None = None
     cancelled_reason: str | None = None
+    denial: Denial | None = None  # the payer's denial this run is fixing, if it is one
 
 
 # --- Human actions (Update arguments) -------------------------------------------------------
@@ -396,6 +430,47 @@ class Release(BaseModel):
     batch_id: str
 
 
+class ReleaseRequest(BaseModel):
+    """What a ReleaseWorkflow works on: a stored batch, who released it, and who bills (None: not configured)."""
+
+    batch_id: str
+    visit_ids: list[str]
+    actor: Actor
+    agency: dict | None = None  # a visitflow.claims.models.Agency, dumped (this module imports no claims code)
+    file_blocker: str | None = None  # why no file can be written, in words
+    timezone: str = "America/Chicago"
+
+
+class ReleasedClaim(BaseModel):
+    id: int
+    control_number: str
+    payer_id: int
+    patient_id: int
+    state: str
+    total_cents: int
+    visits: int
+
+
+class ReleasedFile(BaseModel):
+    id: int
+    payer_id: int
+    valid: bool
+    claims: int
+    findings: list[str] = []
+
+
+class ReleaseOutcome(BaseModel):
+    """What became of a release: which visits went into the batch, which were refused and why, and the claims and
+    837P files made of them."""
+
+    batch_id: str
+    released: list[str] = []
+    already_released: list[dict] = []
+    rejected: list[dict] = []
+    claims: list[ReleasedClaim] = []
+    files: list[ReleasedFile] = []
+
+
 class SendBack(BaseModel):
     actor: Actor
     message: str
@@ -428,6 +503,8 @@ class VisitProgress(BaseModel):
     cancel: Cancel | None = None
     # Update ids of actions taken in earlier runs: a retry that crosses into a fresh run is not applied again.
     earlier_actions: list[str] = []
+    denial: Denial | None = None  # set when a payer's denial sent the released visit back into work
+    denials_seen: list[str] = []  # keys of every denial that reopened this visit
 
 
 class NotificationRequest(BaseModel):

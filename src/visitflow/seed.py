@@ -57,22 +57,27 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         if s.exec(select(User)).first() is not None:
             return None
         tx = Payer(name="Texas Medicaid (TMHP)", payer_code="TXMCD", evv_radius_m=402, clock_tolerance_min=15,
-                   rounding=RoundingStrategy.nearest_quarter, rate_per_unit_cents=583)
+                   rounding=RoundingStrategy.nearest_quarter, rate_per_unit_cents=583,
+                   billing_period="week", filing_limit_days=95, filing_warning_days=20)
         mco = Payer(name="Superior HealthPlan STAR+PLUS", payer_code="SUPHP", evv_radius_m=250,
-                    clock_tolerance_min=7, rounding=RoundingStrategy.cms_8_minute, rate_per_unit_cents=612)
+                    clock_tolerance_min=7, rounding=RoundingStrategy.cms_8_minute, rate_per_unit_cents=612,
+                    billing_period="visit", filing_limit_days=120)
         patients = [
             Patient(first_name="Alice", last_name="Moreno", birth_date=date(1941, 3, 9), medicaid_id="518273645",
                     address_line="1100 Congress Ave", city="Austin", state="TX", zip_code="78701",
-                    latitude=30.2747, longitude=-97.7404, phone="512-555-0101"),
+                    latitude=30.2747, longitude=-97.7404, phone="512-555-0101", gender="F",
+                    diagnosis_codes=["R26.89", "Z74.1"]),
             Patient(first_name="Bob", last_name="Whitfield", birth_date=date(1938, 11, 2), medicaid_id="518273646",
                     address_line="2300 S Lamar Blvd", city="Austin", state="TX", zip_code="78704",
-                    latitude=30.2459, longitude=-97.7796, phone="512-555-0102"),
+                    latitude=30.2459, longitude=-97.7796, phone="512-555-0102", gender="M",
+                    diagnosis_codes=["I69.351", "Z74.09"]),
             Patient(first_name="Dora", last_name="Kim", birth_date=date(1950, 6, 21), medicaid_id="518273647",
                     address_line="4800 Burnet Rd", city="Austin", state="TX", zip_code="78756",
-                    latitude=30.3205, longitude=-97.7391, phone="512-555-0103"),
+                    latitude=30.3205, longitude=-97.7391, phone="512-555-0103", gender="F",
+                    diagnosis_codes=["G30.9"]),
         ]
         carla = Clinician(first_name="Carla", last_name="Reyes", discipline=Discipline.RN, npi="1245319599")
-        devon = Clinician(first_name="Devon", last_name="Price", discipline=Discipline.PCA)
+        devon = Clinician(first_name="Devon", last_name="Price", discipline=Discipline.PCA, npi="1679576722")
         s.add_all([tx, mco, *patients, carla, devon])
         s.flush()
         clinicians = {"Reyes": carla, "Price": devon}

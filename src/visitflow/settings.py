@@ -18,7 +18,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from visitflow.models import DEFAULT_TIMERS, Timers
+from visitflow.claims.models import Agency
+from visitflow.models import DEFAULT_TIMERS, DOCUMENTATION_DENIAL_CODES, Timers
 from visitflow.rules.documentation import REQUIRED_NOTE_FIELDS_DEFAULT
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -53,7 +54,8 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VISITFLOW_", extra="ignore")
+    # VISITFLOW_AGENCY__NPI=... sets one field of the [agency] table.
+    model_config = SettingsConfigDict(env_prefix="VISITFLOW_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path("data")
     database_url: str = Field(
@@ -100,11 +102,19 @@ class Settings(BaseSettings):
     required_note_fields: dict[str, list[str]] = Field(
         default_factory=lambda: {d.value: list(f) for d, f in REQUIRED_NOTE_FIELDS_DEFAULT.items()})
 
-    # Agency identity on claims.
     agency_timezone: str = "America/Chicago"  # dates of service are local dates
-    agency_name: str = "Sunrise Home Care"
-    agency_npi: str = "1234567893"
-    agency_tax_id: str = "741234567"
+    agency_name: str = "Sunrise Home Care"  # shown on every page
+    # Who bills, as the 837P names it: the [agency] table of the TOML file, or VISITFLOW_AGENCY__<FIELD>
+    # variables (name, npi, tax_id, address, submitter_id, submitter_name, receiver_id, receiver_name, contact).
+    # Checked as the claim models check it, so a wrong NPI or ZIP stops the start with the field named; left
+    # out, VisitFlow runs but blocks claim files until it is set (`claim_file_blocker`).
+    agency: Agency | None = None
+
+    # Who fixes what a payer denies (835 CARC numbers and RARC codes): codes meaning the record does not support
+    # the service go back to the clinician; the codes the agency's state uses for EVV mismatches go to a
+    # supervisor; anything else is the biller's. E.g. VISITFLOW_DENIAL_EVV_CODES='["N519"]'.
+    denial_documentation_codes: list[str] = Field(default_factory=lambda: sorted(DOCUMENTATION_DENIAL_CODES))
+    denial_evv_codes: list[str] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -114,6 +124,14 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'visitflow.db').resolve()}"
+
+    def claim_file_blocker(self) -> str | None:
+        """Why no claim file can be written with this configuration, in words; None when one can."""
+        if self.agency is None:
+            return ("The agency's billing identity is not configured, so no claim file can be written: set the "
+                    "[agency] table in visitflow.toml (name, npi, tax_id, address with a ZIP+4, submitter_id, "
+                    "submitter_name, receiver_id, receiver_name, contact) or the VISITFLOW_AGENCY__* variables.")
+        return None
 
     def timers(self) -> Timers:
         return Timers(

@@ -49,6 +49,7 @@ EVERYONE = only(A, C, S, B)
 EVERYONE_CLINICIAN_OWN = only(A, S, B, own=(C,))
 STAFF = only(A, S, B)
 ADMIN = only(A)
+BILLING = only(A, B)  # claims and claim files
 
 TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     # --- public: no sign-in; nothing about patients
@@ -79,6 +80,8 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/api/authorizations"): STAFF,
     ("GET", "/api/authorizations/{auth_id}"): STAFF,
     ("PATCH", "/api/authorizations/{auth_id}"): ADMIN,
+    ("POST", "/api/payer-rates"): ADMIN,
+    ("GET", "/api/payer-rates"): STAFF,
     # --- API: visits
     ("POST", "/api/visits"): only(A, S),
     ("GET", "/api/visits"): EVERYONE_CLINICIAN_OWN,
@@ -95,6 +98,17 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/api/visits/{visit_id}/send-back"): only(S, B),
     ("POST", "/api/releases"): only(B),
     ("POST", "/api/claims/check"): STAFF,
+    ("GET", "/api/claims"): BILLING,
+    ("GET", "/api/claims/{claim_id}"): BILLING,
+    ("POST", "/api/claims/{claim_id}/state"): BILLING,
+    ("POST", "/api/claims/{claim_id}/void"): BILLING,
+    ("GET", "/api/claim-files"): BILLING,
+    ("GET", "/api/claim-files/{file_id}"): BILLING,
+    ("GET", "/api/claim-files/{file_id}/download"): BILLING,
+    ("POST", "/api/claim-files/{file_id}/submitted"): BILLING,
+    ("POST", "/api/remittances"): only(A, B),
+    ("GET", "/api/remittances"): only(A, B),
+    ("GET", "/api/remittances/{remittance_id}"): only(A, B),
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -132,10 +146,19 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/billing"): only(B),
     ("GET", "/billing/list"): only(B),
     ("POST", "/billing/release"): only(B),
+    ("GET", "/claims"): BILLING,
+    ("GET", "/claims/{claim_id}"): BILLING,
+    ("POST", "/claims/{claim_id}/state"): BILLING,
+    ("POST", "/claims/{claim_id}/void"): BILLING,
+    ("GET", "/claim-files"): BILLING,
+    ("GET", "/claim-files/{file_id}"): BILLING,
+    ("GET", "/claim-files/{file_id}/download"): BILLING,
+    ("POST", "/claim-files/{file_id}/submitted"): BILLING,
     ("GET", "/holds"): STAFF,
     ("GET", "/holds/list"): STAFF,
     ("GET", "/dashboard"): STAFF,
     ("GET", "/dashboard/charts"): STAFF,
+    ("GET", "/revenue/charts"): STAFF,
     ("GET", "/admin/users"): ADMIN,
     ("POST", "/admin/users"): ADMIN,
     ("POST", "/admin/users/{user_id}/role"): ADMIN,
@@ -145,6 +168,9 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/admin/users/{user_id}/tokens"): ADMIN,
     ("POST", "/admin/users/{user_id}/tokens/{token_id}/revoke"): ADMIN,
     ("GET", "/admin/audit"): ADMIN,
+    ("GET", "/remittances"): only(A, B),
+    ("POST", "/remittances"): only(A, B),
+    ("GET", "/remittances/{remittance_id}"): only(A, B),
 }
 
 
@@ -221,7 +247,8 @@ class World:
                 "/api/payers/": (a.payer.id, a.payer.id)}
         values: dict[str, Any] = {
             "visit_id": visit_id if own else self.shared["theirs"], "seq": 1, "auth_id": self.authorization.id,
-            "user_id": self.account.id, "token_id": 2_000_000_000}
+            "user_id": self.account.id, "token_id": 2_000_000_000, "claim_id": 2_000_000_000,
+            "file_id": 2_000_000_000, "remittance_id": 2_000_000_000}
         for prefix, (mine, theirs) in item.items():
             if path.startswith(prefix):
                 values["item_id"] = mine if own else theirs
@@ -249,6 +276,11 @@ class World:
             "/send-back": {"message": "add the client's condition"},
             "/api/releases": {"visit_ids": [self.shared["mine"]]},
             "/api/claims/check": {"x12": "ISA*not an 837~"},
+            "/api/payer-rates": {"payer_id": self.agency.payer.id, "service_code": "T1019", "modifiers": ["U1"],
+                                 "rate_per_unit_cents": 650},
+            "/state": {"state": "accepted"},
+            "/void": {"reason": "billed to the wrong payer"},
+            "/api/remittances": {"x12": "ISA*not an 835~"},
         }
         return next((body for suffix, body in bodies.items() if path.endswith(suffix)), {})
 

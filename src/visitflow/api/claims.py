@@ -1,4 +1,5 @@
-"""Claim files: check an 837 before it goes to the payer."""
+"""Claims and claim files: the claims a release made, their 837P files (downloaded only when valid), their
+states; and a check of any 837 before it goes to the payer."""
 
 from __future__ import annotations
 
@@ -9,12 +10,31 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from visitflow.claims.check import DEFAULT_FILING_LIMIT_DAYS, CheckReport, check_837, file_text
 from visitflow.claims.validate import UnreadableX12
-from visitflow.deps import SettingsDep, StaffUser
+from visitflow.api.idempotency import IdempotencyDep
+from visitflow.deps import (
+    MAX_ROW_ID,
+    BillingUser,
+    RowId,
+    SessionDep,
+    SettingsDep,
+    StaffUser,
+    TemporalDep,
+    WriteSessionDep,
+    let_go,
+)
+from visitflow.models import ReleaseOutcome
+from visitflow.services.commands import actor_of, void_claim
+from visitflow.services import claims as claim_service
+from visitflow.services.claims import ClaimDetail, ClaimFilter, ClaimPage, FileDetail, FilePage
 
 router = APIRouter(prefix="/api/claims", tags=["claims"])
+files_router = APIRouter(prefix="/api/claim-files", tags=["claims"])
 
 # A payer file of a few thousand claims is well under this; anything larger is not a claim file a person checks.
 MAX_FILE_BYTES = 5_000_000
@@ -68,3 +88,102 @@ async def _file_text(request: Request) -> str:
     if not text.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body: the file is empty")
     return text
+
+
+@router.get("", response_model=ClaimPage)
+def list_claims(
+        session: SessionDep, _user: BillingUser,
+        state: Annotated[str | None, Query(max_length=20, description="created, held, submitted, accepted, ...")]
+        = None,
+        payer: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+        patient: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+        period_from: Annotated[date | None, Query(description="claims whose period starts on or after")] = None,
+        period_to: Annotated[date | None, Query(description="... and on or before")] = None,
+        after: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="next_after of the page before")]
+        = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ClaimPage:
+    """Claims, newest first, a page at a time: pass the answer's `next_after` as `after` for the next page."""
+    return claim_service.list_claims(session, ClaimFilter(state=state, payer_id=payer, patient_id=patient,
+                                                          period_from=period_from, period_to=period_to),
+                                     after, limit)
+
+
+@router.get("/{claim_id}", response_model=ClaimDetail)
+def get_claim(claim_id: RowId, session: SessionDep, _user: BillingUser) -> ClaimDetail:
+    """A claim: its lines with their visits, its status history (who, when, from what to what) and its segments
+    of the 837P file."""
+    return claim_service.claim_detail(session, claim_id)
+
+
+class ClaimStateChange(BaseModel):
+    state: str = Field(description="accepted or rejected: what the 999 / 277CA said", max_length=20)
+    note: str = Field(default="", max_length=2000)
+
+
+@router.post("/{claim_id}/state", response_model=ClaimDetail)
+def change_claim_state(claim_id: RowId, body: ClaimStateChange, request: Request, session: WriteSessionDep,
+                       user: BillingUser, idempotency: IdempotencyDep):
+    """Record the 999 / 277CA answer for a submitted claim: accepted, or rejected with the reason."""
+    claim_service.set_claim_state_by_biller(session, claim_id, body.state, user.username, body.note)
+    session.flush()
+    answer = idempotency.answer(request, session, 200, claim_service.claim_detail(session, claim_id))
+    session.commit()
+    return answer
+
+
+class ClaimVoid(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="why the services should not have been billed")
+
+
+class VoidOutcome(BaseModel):
+    claim: ClaimDetail
+    void: ReleaseOutcome | None  # the frequency 8 claim and its file; None when the payer never had the claim
+
+
+@router.post("/{claim_id}/void", response_model=VoidOutcome)
+async def void_a_claim(claim_id: RowId, body: ClaimVoid, request: Request, session: SessionDep,
+                       temporal: TemporalDep, settings: SettingsDep, user: BillingUser) -> VoidOutcome:
+    """Cancel a claim whose services should not have been billed (the wrong payer, a visit that did not happen).
+    A claim the payer adjudicated gets a void (frequency 8) naming the payer's number, in an 837P of its own; one
+    the payer never had is only marked voided. Its visits come off it. Asking again changes nothing more."""
+    let_go(session)
+    void = await void_claim(request.app.state.engine, temporal, settings, claim_id, actor_of(user), body.reason)
+    with Session(request.app.state.engine) as fresh:
+        return VoidOutcome(claim=claim_service.claim_detail(fresh, claim_id), void=void)
+
+
+@files_router.get("", response_model=FilePage)
+def list_claim_files(
+        session: SessionDep, _user: BillingUser,
+        payer: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+        after: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> FilePage:
+    """837P files, newest first, valid or blocked (with the findings that block them)."""
+    return claim_service.list_files(session, after, limit, payer)
+
+
+@files_router.get("/{file_id}", response_model=FileDetail)
+def get_claim_file(file_id: RowId, session: SessionDep, _user: BillingUser) -> FileDetail:
+    return claim_service.file_detail(session, file_id)
+
+
+@files_router.get("/{file_id}/download", response_class=PlainTextResponse,
+                  responses={409: {"description": "the file is blocked: the findings in words"}})
+def download_claim_file(file_id: RowId, session: SessionDep, _user: BillingUser) -> PlainTextResponse:
+    """The 837P as a file (text/plain), named by its interchange control number. Only a valid file: one with
+    findings answers 409 with them."""
+    name, content = claim_service.file_download(session, file_id)
+    return PlainTextResponse(content, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@files_router.post("/{file_id}/submitted", response_model=FileDetail)
+def mark_submitted(file_id: RowId, request: Request, session: WriteSessionDep, user: BillingUser,
+                   idempotency: IdempotencyDep):
+    """The biller uploaded the file to the payer or clearinghouse: the file and its claims become submitted."""
+    claim_service.mark_file_submitted(session, file_id, user.username)
+    session.flush()
+    answer = idempotency.answer(request, session, 200, claim_service.file_detail(session, file_id))
+    session.commit()
+    return answer

@@ -25,6 +25,9 @@ from visitflow.db.tables import (
     Payer,
     PayerCreate,
     PayerPublic,
+    PayerRate,
+    PayerRateCreate,
+    PayerRatePublic,
     PayerUpdate,
     Visit,
 )
@@ -189,3 +192,42 @@ def get_authorization(auth_id: RowId, session: SessionDep, user: CurrentUser):
     if auth is None:
         raise HTTPException(404, f"authorization {auth_id} not found")
     return auth
+
+
+# --- fee schedule ---------------------------------------------------------------------------
+
+
+@router.post("/payer-rates", response_model=PayerRatePublic, status_code=201, tags=["payer"])
+def create_payer_rate(body: PayerRateCreate, request: Request, session: WriteSessionDep, _user: AdminUser,
+                      idempotency: IdempotencyDep):
+    """A fee schedule entry: the payer's rate per unit for a service with exactly these modifiers (in claim
+    order). Claims use it for visits released from now on; a service without one bills at the payer's
+    `rate_per_unit_cents`."""
+    from visitflow.activities.release import rate_key
+
+    if session.get(Payer, body.payer_id) is None:
+        raise HTTPException(422, f"payer {body.payer_id} does not exist")
+    modifiers = [m.upper() for m in body.modifiers]
+    rate = PayerRate.model_validate(body, update={"service_code": body.service_code.upper(), "modifiers": modifiers,
+                                                  "modifier_key": rate_key(modifiers)})
+    same = session.exec(select(PayerRate.id).where(PayerRate.payer_id == rate.payer_id,
+                                                   PayerRate.service_code == rate.service_code,
+                                                   PayerRate.modifier_key == rate.modifier_key)).first()
+    if same is not None:
+        raise HTTPException(409, f"payer {rate.payer_id} already has a rate for {rate.service_code}"
+                                 f"{' ' + ':'.join(modifiers) if modifiers else ''} (payer rate {same})")
+    session.add(rate)
+    session.flush()
+    answer = idempotency.answer(request, session, status.HTTP_201_CREATED, PayerRatePublic.model_validate(rate))
+    session.commit()
+    return answer
+
+
+@router.get("/payer-rates", response_model=list[PayerRatePublic], tags=["payer"])
+def list_payer_rates(session: SessionDep, user: CurrentUser,
+                     payer_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                     limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
+    query = select(PayerRate).where(visible(user, Payer))
+    if payer_id is not None:
+        query = query.where(PayerRate.payer_id == payer_id)
+    return session.exec(query.order_by(PayerRate.id).offset(offset).limit(limit)).all()

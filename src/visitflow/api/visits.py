@@ -335,13 +335,15 @@ async def send_back(visit_id: str, body: SendBackBody, temporal: TemporalDep, se
 
 
 @router.post("/releases", response_model=ReleaseOutcome)
-async def release(body: ReleaseBody, request: Request, temporal: TemporalDep, user: BillerUser,
-                  idempotency: IdempotencyDep):
-    """REL-01: release claim-ready visits into a batch; each visit is released exactly once.
+async def release(body: ReleaseBody, request: Request, temporal: TemporalDep, settings: SettingsDep,
+                  user: BillerUser, idempotency: IdempotencyDep):
+    """REL-01: release claim-ready visits into a batch (each visit exactly once), then make its claims (one per
+    payer, patient and billing period) and one checked 837P file per payer.
 
     The batch is stored before any visit is released; with an `Idempotency-Key`, a retry lands in the same
-    batch and finishes it."""
-    return await release_visits(request.app.state.engine, temporal, body.visit_ids, actor_of(user),
+    batch. A visit past its payer's timely filing limit is refused with CLM-07. A file with findings is blocked
+    (`files[].valid` false, `findings` in words)."""
+    return await release_visits(request.app.state.engine, temporal, settings, body.visit_ids, actor_of(user),
                                 idempotency.key)
 
 

@@ -133,6 +133,10 @@ class ServiceLine(BaseModel):
     units: Annotated[int, Field(ge=1, le=9999)]  # CLM-03: a line bills at least one whole unit
     charge_cents: Annotated[int, Field(ge=1, le=99_999_999_99)]
     date_of_service: date
+    # 2400 REF*G1 and 2420A: set when the claim's lines differ in authorization or in who gave the care (a week or
+    # month on one claim); lines that share them have them once on the claim instead.
+    prior_authorization: Text(50) | None = None
+    rendering_provider: Provider | None = None
 
 
 class Claim(BaseModel):

@@ -72,17 +72,20 @@ ADJUSTMENT_REASONS = {
 
 # Remittance advice remark codes (RARC), LQ*HE, in our own words.
 REMARKS = {
+    "M127": "the patient's medical record for this service is missing",
     "M15": "separately billed services were bundled as parts of one procedure",
     "M51": "procedure code missing, incomplete or invalid",
     "M62": "treatment authorization code missing, incomplete or invalid",
     "M86": "already paid for the same or a similar service in this period",
     "MA130": "the claim is unprocessable (incomplete or invalid information): correct it and send a new claim; "
              "no appeal rights",
+    "N29": "documentation, orders or notes are missing",
     "N20": "not payable with another service given the same day",
     "N54": "the claim does not match the authorized services",
     "N130": "see the plan's benefit documents for this service's limits",
     "N290": "rendering provider identifier missing, incomplete or invalid",
     "N362": "more days or units than the payer accepts",
+    "N706": "documentation is missing",
 }
 
 

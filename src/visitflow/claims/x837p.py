@@ -109,7 +109,12 @@ def _service_line(number: int, line: ServiceLine) -> Iterator[str]:
     # SV107 points at the claim's first diagnosis.
     yield _seg("SV1", procedure, money(line.charge_cents), "UN", str(line.units), "", "", "1")
     yield _seg("DTP", "472", "D8", line.date_of_service.strftime("%Y%m%d"))
+    if line.prior_authorization:
+        yield _seg("REF", "G1", line.prior_authorization)
     yield _seg("REF", "6R", line.visit_id)
+    if line.rendering_provider is not None:
+        person = line.rendering_provider
+        yield _seg("NM1", "82", "1", person.last_name, person.first_name, "", "", "", "XX", person.npi)
 
 
 def _address(address: Address) -> Iterator[str]:

@@ -14,9 +14,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, create_model, field_validator
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from visitflow.claims.models import Icd10
 from visitflow.models import DEFAULT_PAYER_RULES, Discipline, Role, RoundingStrategy
 
 # Bounds keep every value inside what both SQLite and PostgreSQL columns hold.
@@ -160,6 +161,11 @@ class PatientBase(SQLModel):
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     phone: str | None = Field(default=None, max_length=30)
+    # What the 837P needs about the member: DMG03 gender (F, M or U) and the diagnoses for HI, principal first.
+    gender: str = Field(default="U", regex=r"^[FMU]$", min_length=1, max_length=1,
+                        sa_column_kwargs={"server_default": "U"})
+    diagnosis_codes: list[Icd10] = Field(default_factory=list, max_length=12,
+                                         sa_column=Column(JSON, nullable=False, server_default="[]"))
 
 
 class Patient(PatientBase, table=True):
@@ -216,7 +222,15 @@ class PayerBase(SQLModel):
     max_visit_hours: float = Field(default=DEFAULT_PAYER_RULES.max_visit_hours, gt=0, le=24)
     correction_window_days: int = Field(default=DEFAULT_PAYER_RULES.correction_window_days, ge=0, le=3650)
     rounding: RoundingStrategy = DEFAULT_PAYER_RULES.rounding
-    rate_per_unit_cents: int = Field(default=600, ge=0, le=10_000_000)
+    rate_per_unit_cents: int = Field(default=600, ge=0, le=10_000_000)  # unless the fee schedule says otherwise
+    # How visits are grouped into claims: one claim per visit, per patient-week (Monday to Sunday) or per
+    # patient-month.
+    billing_period: str = Field(default="visit", regex=r"^(visit|week|month)$", max_length=5,
+                                sa_column_kwargs={"server_default": "visit"})
+    # CLM-07: days from the date of service the payer accepts a claim (Medicare 365, Texas Medicaid 95), and
+    # how many days before that the billing queue starts warning.
+    filing_limit_days: int = Field(default=365, ge=1, le=3650, sa_column_kwargs={"server_default": "365"})
+    filing_warning_days: int = Field(default=30, ge=0, le=3650, sa_column_kwargs={"server_default": "30"})
 
 
 class Payer(PayerBase, table=True):
@@ -273,6 +287,35 @@ class AuthorizationPublic(AuthorizationBase):
     id: int
     version: int
     updated_at: datetime | None
+
+
+class PayerRateBase(SQLModel):
+    """A fee schedule entry: what the payer pays per unit of one service (with exactly these modifiers).
+
+    A service without an entry is billed at the payer's `rate_per_unit_cents`.
+    """
+
+    payer_id: int = Field(foreign_key="payer.id", ge=1, le=2_147_483_647)
+    service_code: str = Field(regex=HCPCS_PATTERN, min_length=5, max_length=5)
+    modifiers: list[Annotated[str, PydanticField(pattern=MODIFIER_PATTERN)]] = Field(
+        default_factory=list, max_length=4, sa_column=Column(JSON, nullable=False))
+    rate_per_unit_cents: int = Field(ge=0, le=10_000_000)
+
+
+class PayerRate(PayerRateBase, table=True):
+    # `modifier_key` is the modifiers joined with ":" (in claim order): one rate per payer, service and modifiers,
+    # found by an index instead of comparing JSON.
+    __table_args__ = (UniqueConstraint("payer_id", "service_code", "modifier_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    modifier_key: str = Field(default="", max_length=20)
+
+
+class PayerRateCreate(PayerRateBase):
+    pass
+
+
+class PayerRatePublic(PayerRateBase):
+    id: int
 
 
 class AuthorizationUsage(SQLModel, table=True):
@@ -369,6 +412,228 @@ class ReleaseBatch(SQLModel, table=True):
     created_at: datetime
     visit_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     completed_at: datetime | None = None
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+
+class ClaimBase(SQLModel):
+    # CLM01: derived from what makes the claim unique (batch, payer, patient, period, frequency, and for a 7 or 8
+    # the claim it replaces), so whatever retries the release writes the same number; the payer sends it back in
+    # the 835 CLP01.
+    control_number: str = Field(unique=True, max_length=20)
+    release_batch_id: str = Field(foreign_key="releasebatch.id", max_length=64)
+    payer_id: int = Field(foreign_key="payer.id")
+    patient_id: int = Field(foreign_key="patient.id")
+    period_start: date
+    period_end: date
+    frequency: str = Field(default="1", max_length=1)  # CLM05-3: 1 original, 7 replacement, 8 void
+    replaces_claim_id: int | None = Field(default=None, foreign_key="claim.id")  # the claim a 7 or 8 replaces
+    payer_claim_number: str | None = Field(default=None, index=True, max_length=50)  # 835 CLP07, once paid
+    state: str = Field(max_length=20)  # see visitflow.claims.states
+    total_cents: int
+    paid_cents: int = 0
+    claim_file_id: int | None = Field(default=None, foreign_key="claimfile.id", index=True)
+    created_at: datetime
+    created_by: str = Field(max_length=80)
+    state_changed_at: datetime
+
+
+class Claim(ClaimBase, table=True):
+    """One claim to a payer: a patient's visits of one billing period, released in one batch.
+
+    The list pages newest first by id under each filter, so each filter's index ends in id.
+    """
+
+    __table_args__ = (
+        # One claim per (batch, payer, patient, period start, frequency[, the claim it replaces]): its control
+        # number is derived from exactly that (claims.billing.control_number) and is unique.
+        Index("ix_claim_release_batch_id_id", "release_batch_id", "id"),
+        Index("ix_claim_state_id", "state", "id"),
+        Index("ix_claim_payer_id_id", "payer_id", "id"),
+        Index("ix_claim_patient_id_id", "patient_id", "id"),
+        Index("ix_claim_period_start_id", "period_start", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class ClaimPublic(ClaimBase):
+    id: int
+
+
+class ClaimLineBase(SQLModel):
+    claim_id: int = Field(foreign_key="claim.id")
+    line_number: int  # LX01, from 1 in the claim
+    visit_id: str = Field(foreign_key="visit.id", max_length=64)  # REF*6R
+    patient_id: int = Field(foreign_key="patient.id")  # the claim's, kept here so CLM-05 is one index lookup
+    service_date: date  # DTP*472
+    hcpcs: str = Field(max_length=5)
+    modifiers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    units: int
+    charge_cents: int
+    authorization_number: str | None = Field(default=None, max_length=50)  # REF*G1
+    rendering_npi: str | None = Field(default=None, max_length=10)  # the clinician's NPI, when known
+    state: str = Field(default="billed", max_length=20)  # billed, paid, denied, adjusted
+    paid_cents: int = 0
+    # CARC/RARC codes from the 835 (e.g. ["CO-45", "N130"]): read with its claim, never searched.
+    adjustments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # False once a replacement or void takes the visit off this line; a visit is on exactly one live line.
+    live: bool = True
+
+
+class ClaimLine(ClaimLineBase, table=True):
+    __table_args__ = (
+        UniqueConstraint("claim_id", "line_number"),
+        # CLM-05, enforced by the database: whatever races, a visit is billed on one live line only.
+        Index("ux_claimline_visit_live", "visit_id", unique=True,
+              sqlite_where=text("live"), postgresql_where=text("live")),
+        # CLM-05: is this member's date of service of this service already on a live claim?
+        Index("ix_claimline_patient_date_hcpcs", "patient_id", "service_date", "hcpcs"),
+        # Every claim a visit was ever on (original, replacement, void), oldest first.
+        Index("ix_claimline_visit_id_id", "visit_id", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class ClaimLinePublic(ClaimLineBase):
+    id: int
+
+
+class ClaimFileBase(SQLModel):
+    release_batch_id: str = Field(foreign_key="releasebatch.id", max_length=64)
+    payer_id: int = Field(foreign_key="payer.id", index=True)
+    # ISA13, GS06, ST02: fixed when the file is first written, so a rewrite gives the same bytes.
+    interchange_control_number: int
+    group_control_number: int
+    transaction_set_control_number: int
+    claim_count: int = 0
+    total_cents: int = 0
+    valid: bool = False  # only a valid file can be downloaded
+    # Why the file is blocked, in words: pyx12 findings (CLM-06), claim edits (CLM-01..07), missing set-up.
+    findings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+    submitted_at: datetime | None = None
+    submitted_by: str | None = Field(default=None, max_length=80)
+
+
+class ClaimFile(ClaimFileBase, table=True):
+    """One 837P file: a release batch's claims to one payer."""
+
+    __table_args__ = (UniqueConstraint("release_batch_id", "payer_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    content: str = ""  # the X12 text; empty while the file is blocked before it could be written
+
+
+class ClaimFilePublic(ClaimFileBase):
+    id: int
+
+
+class ClaimEventBase(SQLModel):
+    claim_id: int = Field(foreign_key="claim.id")
+    at: datetime
+    actor: str = Field(max_length=80)
+    from_state: str | None = Field(default=None, max_length=20)  # None when the claim is created
+    to_state: str = Field(max_length=20)
+    note: str = ""
+
+
+class ClaimEvent(ClaimEventBase, table=True):
+    """A claim's status history: who moved it from what to what, and when. Append-only."""
+
+    __table_args__ = (Index("ix_claimevent_claim_id_id", "claim_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class ClaimEventPublic(ClaimEventBase):
+    id: int
+
+
+# --- remittances (835) ----------------------------------------------------------------------------
+
+
+class RemittanceBase(SQLModel):
+    payer_name: str = Field(max_length=60)
+    payer_code: str | None = Field(default=None, max_length=80)  # TRN03, the payer's id
+    trace_number: str = Field(index=True, max_length=50)  # TRN02: the check or EFT number on the deposit
+    payment_method: str = Field(max_length=3)  # BPR04: ACH, CHK, NON (no money, e.g. all denied)
+    amount_cents: int  # BPR02: what the payer actually sent
+    paid_on: date | None = None
+    filename: str | None = Field(default=None, max_length=200)
+    imported_at: datetime
+    imported_by: str = Field(max_length=80)
+    claims_matched: int = 0
+    lines_paid: int = 0
+    lines_denied: int = 0  # denied or adjusted for a reason someone can fix: sent back into work
+    lines_unmatched: int = 0  # listed, never dropped
+
+
+class Remittance(RemittanceBase, table=True):
+    """An imported 835. The digest of its text is unique: importing the same file again changes nothing."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True, max_length=64)
+    content: str
+
+
+class RemittancePublic(RemittanceBase):
+    id: int
+
+
+class RemittanceLineBase(SQLModel):
+    """One service line (SVC) of an 835 as the import applied it, or a claim the payer answered without lines."""
+
+    remittance_id: int = Field(foreign_key="remittance.id")
+    claim_control_number: str = Field(max_length=50)  # CLP01: ours
+    payer_claim_number: str | None = Field(default=None, max_length=50)  # CLP07: the payer's
+    claim_id: int | None = Field(default=None, foreign_key="claim.id")
+    claim_line_id: int | None = Field(default=None, foreign_key="claimline.id", index=True)
+    visit_id: str | None = Field(default=None, max_length=64)  # REF*6R as the payer sent it back
+    hcpcs: str | None = Field(default=None, max_length=48)
+    service_date: date | None = None
+    charge_cents: int = 0
+    paid_cents: int = 0
+    # paid | adjusted (paid less for a reason someone can fix) | denied | unmatched | not_applied
+    outcome: str = Field(max_length=20)
+    # Each adjustment and remark with its words, e.g. "CO-252: documentation or an attachment is needed ...".
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    problem: str | None = None  # why an unmatched or not-applied line could not be applied, in words
+    denial_kind: str | None = Field(default=None, max_length=20)  # who fixes it: documentation, evv, billing
+    # When the denial sent the visit back into work; None on a denied line means it is still to be sent.
+    returned_to_work_at: datetime | None = None
+
+
+class RemittanceLine(RemittanceLineBase, table=True):
+    __table_args__ = (Index("ix_remittanceline_remittance_id_id", "remittance_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class RemittanceLinePublic(RemittanceLineBase):
+    id: int
+
+
+
+# --- revenue rollups: kept by the claim and remittance writers, read by the money charts without scanning ----------
+
+
+class ClaimAgingDay(SQLModel, table=True):
+    """Accounts receivable by the day claims were billed: what is billed and not yet adjudicated.
+
+    Moved in the same transaction as the claim (creation, and every state change in and out of the unpaid
+    states), so aging buckets are a sum over at most a few hundred days, never a scan of the claims.
+    """
+
+    day: date = Field(primary_key=True)
+    open_cents: int = 0
+    open_claims: int = 0
+
+
+class DenialMonth(SQLModel, table=True):
+    """Dollars the payers denied (or cut for a reason someone can fix), by month and adjustment code."""
+
+    month: date = Field(primary_key=True)  # the first day of the month the remittance was paid
+    code: str = Field(primary_key=True, max_length=12)  # e.g. "CO-252"
+    cents: int = 0
+    lines: int = 0
 
 
 class IdempotentRequest(SQLModel, table=True):

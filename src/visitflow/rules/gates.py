@@ -11,6 +11,7 @@ from visitflow.rules.authorization import (
     choose_authorization,
     visit_units,
 )
+from visitflow.rules.denials import den_01_denial_fixed
 from visitflow.rules.documentation import doc_02_duration_within_bounds, doc_03_required_fields, sig_01_signed
 from visitflow.rules.evv import (
     evv_01_six_elements,
@@ -30,6 +31,7 @@ GATES: dict[Gate, list[Rule]] = {
     Gate.authorized: [auth_01_covered, auth_02_units_within_limits],
     Gate.evv: [evv_01_six_elements, evv_02_punch_at_service_address, evv_03_clock_within_tolerance,
                evv_04_manual_time_approved, evv_05_visit_length],
+    Gate.claim: [den_01_denial_fixed],
 }
 
 

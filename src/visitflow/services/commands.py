@@ -6,6 +6,7 @@ Rejections come back as `ServiceError` with an HTTP-like status and a sentence a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,20 +21,36 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from visitflow.db.session import write_session
-from visitflow.db.tables import Authorization, Clinician, Patient, Payer, ReleaseBatch, User, Visit
+from visitflow.claims.billing import control_number
+from visitflow.db.tables import (
+    Authorization,
+    Claim,
+    ClaimLine,
+    Clinician,
+    Patient,
+    Payer,
+    ReleaseBatch,
+    User,
+    Visit,
+)
 from visitflow.models import (
     OPEN_STATES,
     Actor,
     AuthorizationChanged,
+    Denial,
+    DenialKind,
     ReferenceDataChanged,
-    Release,
+    ReleaseOutcome,
+    ReleaseRequest,
     VisitSnapshot,
     VisitSpec,
     VisitState,
     as_utc,
 )
+from visitflow.services.claims import record_new_claim, set_claim_state
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
+from visitflow.workflows.release import ReleaseWorkflow, release_workflow_id
 from visitflow.workflows.visit import (
     WORKFLOW_TASK_TIMEOUT,
     VisitWorkflow,
@@ -148,6 +165,7 @@ def update_id_for(update: Any, actor: Actor, idempotency_key: str | None) -> str
 
 # A visit action normally answers in milliseconds; past this the caller is told to retry with its key.
 UPDATE_WAIT = timedelta(seconds=20)
+UPDATE_RETRIES = 5  # an open visit that refused an Update in passing is asked again, this many times
 
 
 class MaybeApplied(ServiceError):
@@ -167,26 +185,33 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
     """
     handle = client.get_workflow_handle(visit_workflow_id(visit_id))
     update_id = update_id or update_id_for(update, arg.actor, idempotency_key)
-    try:
-        return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot,
-                                           rpc_timeout=UPDATE_WAIT)
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError):
-            facts = dict(cause.details[0]) if cause.details and isinstance(cause.details[0], dict) else {}
-            raise ServiceError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message,
-                               facts.pop("field", None), **facts) from None
-        raise
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        raise MaybeApplied(visit_id) from None
-    except RPCError as err:
-        if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
-            raise MaybeApplied(visit_id) from None
-        if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+    for attempt in range(UPDATE_RETRIES + 1):
+        try:
+            return await handle.execute_update(update, arg, id=update_id, result_type=VisitSnapshot,
+                                               rpc_timeout=UPDATE_WAIT)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                facts = dict(cause.details[0]) if cause.details and isinstance(cause.details[0], dict) else {}
+                raise ServiceError(_STATUS_BY_REJECTION.get(cause.type or "", 409), cause.message,
+                                   facts.pop("field", None), **facts) from None
             raise
-    # The workflow is gone or closed: say which, and how it ended.
-    snap = await visit_snapshot(client, visit_id)
-    raise VisitClosed(snap)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise MaybeApplied(visit_id) from None
+        except RPCError as err:
+            if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
+                raise MaybeApplied(visit_id) from None
+            if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise
+        # The workflow is gone or closed: say which, and how it ended. A run that is still open refused the
+        # Update only in passing (it was being handed to a fresh run, or just starting): the same id again.
+        snap = await visit_snapshot(client, visit_id)
+        if snap.state not in (VisitState.released, VisitState.cancelled):
+            await asyncio.sleep(0.1 * (attempt + 1))
+            continue
+        raise VisitClosed(snap)
+    raise ServiceError(503, f"visit {visit_id} could not take the action just now; send it again with the same "
+                            "Idempotency-Key")
 
 
 class VisitClosed(ServiceError):
@@ -199,11 +224,36 @@ class VisitClosed(ServiceError):
         self.snapshot = snap
 
 
-class ReleaseOutcome(BaseModel):
-    batch_id: str
-    released: list[str] = []
-    already_released: list[dict] = []
-    rejected: list[dict] = []
+async def reopen_denied_visit(client: Client, task_queue: str, visit_id: str, denial: Denial) -> bool:
+    """Send a released visit whose claim line the payer denied back into work: a new run of its workflow,
+    started from everything the visit knew, with the denial attached (see VisitWorkflow._reopen_for_denial).
+
+    Safe to repeat: a denial already seen (an 835 imported again, a retried import) changes nothing. Returns
+    whether this call reopened the visit.
+    """
+    handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+    try:
+        progress = await handle.query(VisitWorkflow.progress)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ServiceError(404, f"visit {visit_id} not found") from None
+        raise
+    if denial.key in progress.denials_seen:
+        return False
+    if progress.state != VisitState.released:
+        raise ServiceError(409, f"visit {visit_id} is {progress.state.value}, not released: "
+                                "only a released visit can come back denied")
+    progress.denial = denial
+    reopened_as = VisitState.documented if denial.kind == DenialKind.documentation else VisitState.signed
+    try:
+        await client.start_workflow(
+            VisitWorkflow.run, progress, id=visit_workflow_id(visit_id), task_queue=task_queue,
+            task_timeout=WORKFLOW_TASK_TIMEOUT, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=search_attributes_for(progress.spec, reopened_as))
+    except WorkflowAlreadyStartedError:
+        return False  # reopened by a concurrent import of the same denial a moment ago
+    return True
 
 
 def release_batch_id(actor: Actor, idempotency_key: str | None) -> str:
@@ -212,48 +262,147 @@ def release_batch_id(actor: Actor, idempotency_key: str | None) -> str:
     return "b" + hashlib.sha256(f"{actor.username}:{idempotency_key}".encode()).hexdigest()[:16]
 
 
-async def release_visits(engine: Engine, client: Client, visit_ids: list[str], actor: Actor,
-                         idempotency_key: str | None = None) -> ReleaseOutcome:
-    """REL-01: release claim-ready visits into a batch. Each visit is released once, whoever asks twice.
+# A release of a few hundred visits answers within this; a longer one goes on in Temporal, and the same request
+# (same Idempotency-Key) asked again later gets its outcome.
+RELEASE_WAIT = timedelta(seconds=60)
 
-    The batch is stored first, so a visit can never be released into a batch that does not exist, whatever
-    dies when; a retry with the same key lands in the same batch and finishes it. The Update id is fixed per
-    visit ("release"), so Temporal itself answers a repeated or competing release with the first one's
-    result; we tell the caller whose batch the visit went into.
+
+async def release_visits(engine: Engine, client: Client, settings: Settings, visit_ids: list[str], actor: Actor,
+                         idempotency_key: str | None = None) -> ReleaseOutcome:
+    """REL-01: release claim-ready visits into a batch, and make the batch's claims and 837P files.
+
+    The batch is stored first, so a visit can never be released into a batch that does not exist. Then a
+    ReleaseWorkflow (id from the batch id) releases each visit through its workflow's "release" Update (exactly
+    once, whoever asks twice), makes one claim per payer, patient and billing period, and writes one checked
+    837P file per payer. A retry with the same key lands in the same batch and joins the same workflow; a batch
+    whose API process died is finished by Temporal anyway.
     """
     batch_id = release_batch_id(actor, idempotency_key)
     visit_ids = list(dict.fromkeys(visit_ids))  # keep order, drop repeats
     with write_session(engine) as writer:
         batch = writer.get(ReleaseBatch, batch_id)
         if batch is None:
-            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[])
-        batch.visit_ids = list(dict.fromkeys([*batch.visit_ids, *visit_ids]))
-        writer.add(batch)
-        writer.commit()
-    outcome = ReleaseOutcome(batch_id=batch_id)
-    for visit_id in visit_ids:
+            batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
+            writer.add(batch)
+            writer.commit()
+        # The batch as first stored: its workflow works on exactly these visits.
+        request = _release_request(settings, batch, actor)
+    try:
+        handle = await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:  # finished earlier: its answer is kept with the workflow
+        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
+    return await release_outcome(handle)
+
+
+def _release_request(settings: Settings, batch: ReleaseBatch, actor: Actor) -> ReleaseRequest:
+    return ReleaseRequest(batch_id=batch.id, visit_ids=list(batch.visit_ids), actor=actor,
+                          agency=settings.agency.model_dump(mode="json") if settings.agency else None,
+                          file_blocker=settings.claim_file_blocker(), timezone=settings.agency_timezone)
+
+
+async def _start_release(client: Client, settings: Settings, request: ReleaseRequest):
+    return await client.start_workflow(
+        ReleaseWorkflow.run, request, id=release_workflow_id(request.batch_id), task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY, result_type=ReleaseOutcome)
+
+
+# Claims the payer has on its books: cancelling one takes a frequency 8 claim. One that never reached the payer
+# (made and not sent, or refused by the clearinghouse) is simply marked voided.
+VOID_BY_FILE = {"paid", "partially_paid", "denied"}
+VOID_IN_PLACE = {"created", "held", "rejected"}
+
+
+async def void_claim(engine: Engine, client: Client, settings: Settings, claim_id: int, actor: Actor,
+                     reason: str) -> ReleaseOutcome | None:
+    """Cancel a claim whose services should not have been billed: its visits come off it, and a payer that already
+    adjudicated it gets a void (frequency 8) naming its number, in an 837P of its own (batch `void-<claim id>`,
+    written and checked by a ReleaseWorkflow like any release). Repeating it changes nothing more.
+
+    Returns the void's release outcome (its claim and file), or None when the claim never reached the payer.
+    """
+    if not reason.strip():
+        raise ServiceError(422, "say why the claim is voided", "reason")
+    batch_id = f"void-{claim_id}"
+    with write_session(engine) as s:
+        claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
+        if claim is None:
+            raise ServiceError(404, f"claim {claim_id} not found")
+        done = claim.state == "voided" or s.get(ReleaseBatch, batch_id) is not None
+        if not done and claim.state not in VOID_BY_FILE | VOID_IN_PLACE:
+            raise ServiceError(409, f"claim {claim.control_number} is {claim.state}: wait for the payer's answer "
+                                    "(a void must name the payer's number for the claim)")
+        if not done:
+            lines = s.exec(select(ClaimLine).where(ClaimLine.claim_id == claim.id, ClaimLine.live)
+                           .order_by(ClaimLine.line_number)).all()
+            for line in lines:
+                line.live = False
+                s.add(line)
+            s.flush()
+            if claim.state in VOID_BY_FILE:
+                s.add(ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[]))
+                s.flush()
+                void = Claim(control_number=control_number(batch_id, claim.payer_id, claim.patient_id,
+                                                           claim.period_start, "8", claim.id),
+                             release_batch_id=batch_id, payer_id=claim.payer_id, patient_id=claim.patient_id,
+                             period_start=claim.period_start, period_end=claim.period_end, frequency="8",
+                             replaces_claim_id=claim.id, state="created", total_cents=claim.total_cents,
+                             created_at=now_utc(), created_by=actor.username, state_changed_at=now_utc())
+                s.add(void)
+                s.flush()
+                for number, line in enumerate(lines, start=1):  # the void lists what it cancels; it bills nothing
+                    s.add(ClaimLine(claim_id=void.id, line_number=number, visit_id=line.visit_id,
+                                    patient_id=line.patient_id, service_date=line.service_date, hcpcs=line.hcpcs,
+                                    modifiers=list(line.modifiers), units=line.units,
+                                    charge_cents=line.charge_cents, authorization_number=line.authorization_number,
+                                    rendering_npi=line.rendering_npi, live=False))
+                record_new_claim(s, void, actor.username, f"voids claim {claim.control_number}: {reason.strip()}")
+            set_claim_state(s, claim.id, "voided", actor.username, reason.strip())
+            s.commit()
+        by_file = s.get(ReleaseBatch, batch_id)
+        request = _release_request(settings, by_file, actor) if by_file is not None else None
+    if request is None:
+        return None
+    try:
+        handle = await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
+    return await release_outcome(handle)
+
+
+async def resume_unfinished_releases(engine: Engine, client: Client, settings: Settings,
+                                     older_than: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Start the workflow of every stored batch that never finished and was left alone for `older_than`.
+
+    The one gap Temporal cannot close by itself: the API stored a batch and died before starting its workflow
+    (and the biller never retried). Run when the worker starts; a batch whose workflow is running is joined,
+    not started twice. Returns the batches it (re)started.
+    """
+    cutoff = now_utc() - older_than
+    with Session(engine) as s:
+        waiting = [(b, s.exec(select(User).where(User.username == b.created_by)).first())
+                   for b in s.exec(select(ReleaseBatch).where(ReleaseBatch.completed_at.is_(None),
+                                                              ReleaseBatch.created_at < cutoff)
+                                   .order_by(ReleaseBatch.created_at)).all()]
+    resumed = []
+    for batch, user in waiting:
+        if user is None:
+            continue  # the biller's account is gone; nobody can be named as releasing it
         try:
-            snap = await act(client, visit_id, VisitWorkflow.release, Release(actor=actor, batch_id=batch_id),
-                             update_id="release")
-        except VisitClosed as closed:
-            snap = closed.snapshot
-            if snap.state != VisitState.released:
-                outcome.rejected.append({"visit_id": visit_id, "status": 409, "reason": closed.message})
-                continue
-        except ServiceError as err:
-            outcome.rejected.append({"visit_id": visit_id, "status": err.status, "reason": err.message})
-            continue
-        if snap.release_batch_id == batch_id:
-            outcome.released.append(visit_id)
-        else:
-            outcome.already_released.append({"visit_id": visit_id, "batch_id": snap.release_batch_id,
-                                             "released_by": snap.released_by})
-    with write_session(engine) as writer:
-        batch = writer.get(ReleaseBatch, batch_id)
-        batch.completed_at = now_utc()
-        writer.add(batch)
-        writer.commit()
-    return outcome
+            await _start_release(client, settings, _release_request(settings, batch, actor_of(user)))
+        except WorkflowAlreadyStartedError:
+            continue  # it finished, and its last step is just being written
+        resumed.append(batch.id)
+    return resumed
+
+
+async def release_outcome(handle) -> ReleaseOutcome:
+    try:
+        return await asyncio.wait_for(handle.result(), RELEASE_WAIT.total_seconds())
+    except TimeoutError:
+        raise ServiceError(503, f"release batch {handle.id.removeprefix('release-')} is still being worked on; "
+                                "nothing is lost. Send the same request again with the same Idempotency-Key "
+                                "for its outcome.") from None
 
 
 # --- AUTH-04 --------------------------------------------------------------------------------

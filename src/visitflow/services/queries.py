@@ -300,6 +300,17 @@ class ReadyRow:
     units: int | None
     amount_cents: int | None
     auth_number: str | None
+    # CLM-07: the payer's last filing day for this date of service, and the days left on it (negative: past).
+    filing_deadline: date | None = None
+    days_left: int | None = None
+    filing: str = "ok"  # ok, soon (within the payer's warning window) or late (held: release refuses it)
+
+
+def filing_status(service_date: date, payer: Payer, today: date) -> tuple[date, int, str]:
+    """CLM-07 for one visit: (last filing day, days left, ok / soon / late)."""
+    deadline = service_date + timedelta(days=payer.filing_limit_days)
+    left = (deadline - today).days
+    return deadline, left, "late" if left < 0 else "soon" if left <= payer.filing_warning_days else "ok"
 
 
 @dataclass
@@ -351,8 +362,9 @@ class ReadyToBill:
     amount_cents: int
 
 
-def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> ReadyToBill:
-    """Claim-ready visits by payer, then service date; each payer's totals count all its pages."""
+def ready_to_bill(session: Session, filters: BillingFilter, number: int, today: date | None = None) -> ReadyToBill:
+    """Claim-ready visits by payer, then service date; each payer's totals count all its pages. With `today`
+    (the agency's date), each row says how many days are left to the payer's filing limit (CLM-07)."""
     where = _ready_where(filters)
     totals = {payer_id: (n, (units or 0) * rate) for payer_id, rate, n, units in session.exec(
         select(Visit.payer_id, Payer.rate_per_unit_cents, func.count(), func.sum(Visit.billable_units))
@@ -372,6 +384,9 @@ def ready_to_bill(session: Session, filters: BillingFilter, number: int) -> Read
                                    service_code=v.service_code, modifiers=list(v.modifiers),
                                    service_date=v.service_date, units=v.billable_units,
                                    amount_cents=amount_cents(v.billable_units, pay), auth_number=auth))
+        if today is not None:
+            row = group.rows[-1]
+            row.filing_deadline, row.days_left, row.filing = filing_status(v.service_date, pay, today)
     return ReadyToBill(page=Page(list(groups.values()), number, total), count=total,
                        amount_cents=sum(cents for _, cents in totals.values()))
 

@@ -26,7 +26,19 @@ from visitflow.ui.auth import (
     session_secret,
 )
 from visitflow.ui.deps import HTMX_FILE, HTMX_URL, STATIC, SignInRequired, UIDep, UIState, find_htmx, is_htmx, render
-from visitflow.ui.routes import admin, audit, billing, clinician, dashboard, signin, supervisor, visit
+from visitflow.ui.routes import (
+    admin,
+    audit,
+    billing,
+    claims,
+    clinician,
+    dashboard,
+    remittances,
+    revenue,
+    signin,
+    supervisor,
+    visit,
+)
 from visitflow.ui.routes.signin import _safe_next
 
 log = logging.getLogger("visitflow.ui")
@@ -144,7 +156,8 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
                     "Pages still render, but buttons and live lists need it.", HTMX_FILE)
     ui = UIState(settings, htmx)
     app.state.ui = ui
-    for pages in (signin, clinician, visit, supervisor, billing, dashboard, admin, audit):
+    for pages in (signin, clinician, visit, supervisor, billing, claims, remittances, revenue, dashboard, admin,
+                  audit):
         app.include_router(pages.router)
     app.include_router(router)  # htmx itself
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")

@@ -17,14 +17,18 @@ class Bar:
     href: str | None = None
     note: str = ""
     tone: str = "primary"
+    shown: str | None = None  # the value as printed (e.g. dollars), when not a plain count
 
 
 def bars(items: list[tuple[str, float]], tones: dict[str, str] | None = None,
-         hrefs: dict[str, str] | None = None, notes: dict[str, str] | None = None) -> list[Bar]:
+         hrefs: dict[str, str] | None = None, notes: dict[str, str] | None = None,
+         shown=None) -> list[Bar]:
+    """`shown`, if given, prints each value (e.g. cents as dollars)."""
     top = max((value for _, value in items), default=0) or 1
     return [Bar(label=label, value=value, width=round(100 * value / top, 2),
                 href=(hrefs or {}).get(label), note=(notes or {}).get(label, ""),
-                tone=(tones or {}).get(label, "primary")) for label, value in items]
+                tone=(tones or {}).get(label, "primary"), shown=shown(value) if shown else None)
+            for label, value in items]
 
 
 @dataclass

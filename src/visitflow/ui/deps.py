@@ -73,10 +73,11 @@ NAV = {  # each role's pages, its home first
     Role.clinician: [("My tasks", "/tasks")],
     Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Visits", "/visits"),
                       ("Dashboard", "/dashboard")],
-    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Visits", "/visits"),
+    Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Claims", "/claims"),
+                  ("Claim files", "/claim-files"), ("Remittances", "/remittances"), ("Visits", "/visits"),
                   ("Dashboard", "/dashboard")],
-    Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Users", "/admin/users"),
-                 ("Audit", "/admin/audit")],
+    Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Claims", "/claims"),
+                 ("Remittances", "/remittances"), ("Users", "/admin/users"), ("Audit", "/admin/audit")],
 }
 
 
@@ -213,6 +214,9 @@ BillerUser = Annotated[User, role_page(Role.biller)]
 
 
 StaffUser = Annotated[User, role_page(Role.supervisor, Role.biller, Role.admin)]
+
+
+BillingUser = Annotated[User, role_page(Role.biller, Role.admin)]  # claims and claim files
 
 
 ActingUser = Annotated[User, role_page(Role.clinician, Role.supervisor)]

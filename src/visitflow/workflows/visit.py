@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         AdjustPunch,
         AuthorizationChanged,
         Cancel,
+        DenialKind,
         ExtendDeadline,
         Finding,
         Note,
@@ -128,6 +129,9 @@ class VisitWorkflow:
         self._projected_upto = 0  # the last timeline entry the read model has (this run's projections)
         # One projection at a time, so the read model sees versions in order and rows never race.
         self._projecting = asyncio.Lock()
+        self._reopened = carried is not None and carried.denial is not None and carried.state == VisitState.released
+        if self._reopened:
+            self._reopen_for_denial()
         if carried is None:
             # Logged here, not in run(): an Update that arrives with the first workflow task is handled before
             # run() starts, and its timeline entry must still come after "scheduled".
@@ -138,8 +142,8 @@ class VisitWorkflow:
 
     @workflow.run
     async def run(self, start: VisitSpec | VisitProgress) -> VisitSnapshot:
-        if isinstance(start, VisitSpec):
-            await self._project()
+        if isinstance(start, VisitSpec) or self._reopened:
+            await self._project()  # a new visit, or one a payer's denial sent back: the read model shows it now
         while not self._finished:
             if self._fresh_run_due():
                 # Let running actions finish, then go on in a fresh run with everything the visit knows.
@@ -176,6 +180,28 @@ class VisitWorkflow:
         carried = self._visit.model_copy()
         carried.earlier_actions = [*self._visit.earlier_actions, *self._actions_this_run][-EARLIER_ACTIONS_KEPT:]
         return carried
+
+    def _reopen_for_denial(self) -> None:
+        """The payer denied this released visit's claim line: back into work, with the reasons in front of whoever
+        can fix them. Documentation goes back to the clinician to revise and sign again; anything else becomes a
+        DEN-01 hold for the biller (or the supervisor, for EVV) to clear once it is fixed. The service starting
+        this run sets the matching VisitState search attribute, so nothing is upserted here."""
+        v, denial = self._visit, self._visit.denial
+        assert denial is not None
+        v.denials_seen = [*v.denials_seen, denial.key]
+        v.release, v.released_at = None, None
+        # The release that billed the denied claim was an earlier action; the release after the fix is a new one.
+        v.earlier_actions = [a for a in v.earlier_actions if a != "release"]
+        self._log("system", "claim_denied", f"claim {denial.claim_control_number}: {'; '.join(denial.reasons)}")
+        if denial.kind == DenialKind.documentation:
+            v.signature = None
+            v.sent_back = f"the payer denied the claim: {'; '.join(denial.reasons)}"
+            v.sign_deadline = workflow.now() + v.spec.timers.sign_due
+            v.notified -= {"signature:reminder", "signature:escalation"}
+            v.state = VisitState.documented
+        else:
+            v.state = VisitState.signed
+        v.recheck = True
 
     @property
     def _finished(self) -> bool:
@@ -404,8 +430,9 @@ class VisitWorkflow:
     @resolve_hold.validator
     def _validate_resolve_hold(self, req: ResolveHold) -> None:
         self._require_open()
-        self._require_role(req.actor, Role.supervisor)
         hold = next((h for h in self._visit.holds if h.key == req.key), None)
+        # Supervisors decide exceptions; a payer's denial is cleared by whoever it was routed to.
+        self._require_role(req.actor, hold.role if hold is not None and hold.rule_id == "DEN-01" else Role.supervisor)
         if hold is None:
             raise _reject(CONFLICT, f"no open hold {req.key!r} on this visit", "key")
         if not hold.approvable:
@@ -552,6 +579,11 @@ class VisitWorkflow:
     def snapshot(self) -> VisitSnapshot:
         return self._snapshot()
 
+    @workflow.query
+    def progress(self) -> VisitProgress:
+        """Everything this visit knows, as a fresh run would start from it (a denial reopens a released visit)."""
+        return self._carry_over()
+
     # --- helpers ----------------------------------------------------------------------------
 
     async def _changed(self) -> VisitSnapshot:
@@ -681,10 +713,13 @@ class VisitWorkflow:
             released_by=v.release.actor.username if v.release else None,
             released_at=v.released_at,
             cancelled_reason=v.cancel.reason if v.cancel else None,
+            denial=v.denial,
         )
 
 
 def _hold_task_kind(hold: Finding) -> str:
+    if hold.rule_id == "DEN-01":
+        return "resolve_denial"
     if hold.role == Role.supervisor:
         return "approve_exception"
     if hold.role == Role.biller:

@@ -19,6 +19,7 @@ from visitflow.services.commands import act, actor_of, release_visits
 from visitflow.ui.actions import done, perform, work_context
 from visitflow.ui.deps import BillerUser, SendBackUser, StaffUser, get_ui, render, visible_visit
 from visitflow.ui.forms import FormState, Target, read_form
+from visitflow.ui.routes.revenue import revenue_context
 from visitflow.workflows.visit import VisitWorkflow
 
 router = APIRouter(include_in_schema=False)
@@ -76,14 +77,21 @@ def billing_page(request: Request, session: SessionDep, user: BillerUser, page: 
     filters = billing_filter(request.query_params, f)
     return render(request, "billing.html", {
         **WORDS, "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
-        "ready": queries.ready_to_bill(session, filters, page)})
+        "ready": queries.ready_to_bill(session, filters, page, _today(request)), **revenue_context(session)})
+
+
+def _today(request: Request) -> date:
+    """The agency's date: filing limits (CLM-07) count local days."""
+    clock = get_ui(request).clock
+    return clock.local(clock.now()).date()
 
 
 @router.get("/billing/list")
 def billing_list(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
     filters = billing_filter(request.query_params)
     return render(request, "_ready_list.html", {**WORDS, "filters": filters,
-                                                "ready": queries.ready_to_bill(session, filters, page)})
+                                                "ready": queries.ready_to_bill(session, filters, page,
+                                                                               _today(request))})
 
 
 @router.post("/billing/release")
@@ -98,7 +106,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       {**context, "error": "Tick at least one visit to release."}, status=422)
     # The key is fixed when the page is drawn: a double click or a retry lands in the same batch.
     key = str(form.get("release_key") or "") or uuid.uuid4().hex
-    outcome = await release_visits(request.app.state.engine, temporal, visit_ids, actor_of(user), key)
+    outcome = await release_visits(request.app.state.engine, temporal, get_ui(request).settings, visit_ids,
+                                   actor_of(user), key)
     session.rollback()  # end the read transaction begun before the release, so reads see the projections
     if form.get("context") == "visit" and len(visit_ids) == 1:
         view = visible_visit(session, user, visit_ids[0], with_events=False)
@@ -107,7 +116,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       headers={"HX-Retarget": "#work", "HX-Reswap": "outerHTML", "HX-Trigger": "visit-changed"})
     return render(request, "_release_outcome.html", {
         **context, "outcome": outcome, "flash": _release_sentence(outcome),
-        "ready": queries.ready_to_bill(session, filters, page)}, headers={"HX-Trigger": "queue-changed"})
+        "ready": queries.ready_to_bill(session, filters, page, _today(request))},
+        headers={"HX-Trigger": "queue-changed"})
 
 
 def _release_sentence(outcome) -> str:

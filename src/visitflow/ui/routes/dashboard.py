@@ -21,6 +21,7 @@ from visitflow.services.commands import now_utc
 from visitflow.ui.charts import bars, stacked
 from visitflow.ui.deps import StaffUser, UIDep, UIState, render
 from visitflow.ui.present import human_duration
+from visitflow.ui.routes.revenue import revenue_context
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,7 +47,7 @@ def dashboard_context(session: Session, ui: UIState) -> dict[str, Any]:
 
 @router.get("/dashboard")
 def dashboard_page(request: Request, session: SessionDep, user: StaffUser, ui: UIDep) -> Response:
-    return render(request, "dashboard.html", dashboard_context(session, ui))
+    return render(request, "dashboard.html", {**dashboard_context(session, ui), **revenue_context(session)})
 
 
 @router.get("/dashboard/charts")

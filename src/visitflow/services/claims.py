@@ -1,0 +1,249 @@
+"""Claims and 837P files for billers: find them, read them, move them through their states.
+
+Shared by the REST API and the UI. Every change of a claim's state goes through `set_claim_state`, which checks
+the one transition table (`visitflow.claims.states`) and writes the status history; the 835 import reuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
+from visitflow.claims.states import SET_BY_BILLER, ClaimState, refusal
+from visitflow.db.tables import (
+    Claim,
+    ClaimEvent,
+    ClaimEventPublic,
+    ClaimFile,
+    ClaimFilePublic,
+    ClaimLine,
+    ClaimLinePublic,
+    ClaimPublic,
+    Patient,
+    Payer,
+    Visit,
+)
+from visitflow.services.errors import ServiceError
+from visitflow.services.revenue import claim_moved
+
+PAGE_SIZE = 50
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- state changes ---------------------------------------------------------------------------
+
+
+def set_claim_state(session: Session, claim_id: int, to_state: ClaimState | str, actor: str, note: str = "",
+                    at: datetime | None = None) -> Claim:
+    """Move a claim to `to_state` if the transition table allows it, recording who, when and why.
+
+    Locks the claim row (SELECT ... FOR UPDATE; SQLite: the caller's write session) so two changes queue. The
+    caller commits, together with whatever else belongs to the change.
+    """
+    claim = session.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
+    if claim is None:
+        raise ServiceError(404, f"claim {claim_id} not found")
+    why = refusal(claim.state, to_state)
+    if why:
+        raise ServiceError(409 if to_state in {s.value for s in ClaimState} else 422,
+                           f"claim {claim.control_number}: {why}", "state")
+    at = at or now_utc()
+    session.add(ClaimEvent(claim_id=claim.id, at=at, actor=actor, from_state=claim.state,
+                           to_state=ClaimState(to_state).value, note=note))
+    claim_moved(session, claim, claim.state, ClaimState(to_state).value)
+    claim.state, claim.state_changed_at = ClaimState(to_state).value, at
+    session.add(claim)
+    return claim
+
+
+def record_new_claim(session: Session, claim: Claim, actor: str, note: str) -> None:
+    """A claim was just made (by a release, a replacement or a void): its first history entry, and the
+    receivables it adds."""
+    session.add(ClaimEvent(claim_id=claim.id, at=claim.created_at, actor=actor, from_state=None,
+                           to_state=claim.state, note=note))
+    claim_moved(session, claim, None, claim.state)
+
+
+def set_claim_state_by_biller(session: Session, claim_id: int, to_state: str, actor: str, note: str) -> Claim:
+    """What the 999 / 277CA said (accepted, rejected); payments come from the 835 only."""
+    if to_state not in {s.value for s in SET_BY_BILLER} - {ClaimState.submitted.value}:
+        raise ServiceError(422, "a biller sets a claim accepted or rejected (the 999 / 277CA answer); the file's "
+                                "'submitted' button sends it, and payments come from the 835", "state")
+    if to_state == ClaimState.rejected.value and not note.strip():
+        raise ServiceError(422, "say why the claim was rejected (the 999 / 277CA reason)", "note")
+    return set_claim_state(session, claim_id, to_state, actor, note.strip())
+
+
+def mark_file_submitted(session: Session, file_id: int, actor: str) -> ClaimFile:
+    """The biller uploaded the file to the payer or clearinghouse: the file and each claim in it are submitted."""
+    file = session.exec(select(ClaimFile).where(ClaimFile.id == file_id).with_for_update()).first()
+    if file is None:
+        raise ServiceError(404, f"claim file {file_id} not found")
+    if not file.valid:
+        raise ServiceError(409, f"claim file {file_id} is blocked and cannot be submitted: "
+                                + "; ".join(file.findings or ["it has not been written yet"]))
+    if file.submitted_at is not None:
+        raise ServiceError(409, f"claim file {file_id} was already marked submitted by {file.submitted_by} "
+                                f"at {file.submitted_at:%Y-%m-%d %H:%M} UTC")
+    at = now_utc()
+    file.submitted_at, file.submitted_by = at, actor
+    session.add(file)
+    for claim_id in session.exec(select(Claim.id).where(Claim.claim_file_id == file.id,
+                                                        Claim.state == ClaimState.created.value)).all():
+        set_claim_state(session, claim_id, ClaimState.submitted, actor, f"file {file.id} uploaded", at)
+    return file
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass
+class ClaimFilter:
+    state: str | None = None
+    payer_id: int | None = None
+    patient_id: int | None = None
+    period_from: date | None = None  # claims whose period starts on or after
+    period_to: date | None = None  # ... and on or before
+
+
+class ClaimRow(ClaimPublic):
+    payer: str
+    patient: str
+    lines: int | None = None
+
+
+class ClaimPage(BaseModel):
+    items: list[ClaimRow]
+    next_after: int | None  # pass as `after` for the next page; None on the last
+
+
+def list_claims(session: Session, wanted: ClaimFilter, after: int | None = None,
+                limit: int = PAGE_SIZE) -> ClaimPage:
+    """Newest first, a page at a time by id (keyset: each filter's index ends in id), never counting them all."""
+    if wanted.state and wanted.state not in {s.value for s in ClaimState}:
+        raise ServiceError(422, f"state: not a claim state (one of {', '.join(s.value for s in ClaimState)})",
+                           "state")
+    query = (select(Claim, Payer.name, Patient.first_name, Patient.last_name)
+             .join(Payer, Payer.id == Claim.payer_id).join(Patient, Patient.id == Claim.patient_id))
+    if wanted.state:
+        query = query.where(Claim.state == wanted.state)
+    if wanted.payer_id:
+        query = query.where(Claim.payer_id == wanted.payer_id)
+    if wanted.patient_id:
+        query = query.where(Claim.patient_id == wanted.patient_id)
+    if wanted.period_from:
+        query = query.where(Claim.period_start >= wanted.period_from)
+    if wanted.period_to:
+        query = query.where(Claim.period_start <= wanted.period_to)
+    if after is not None:
+        query = query.where(Claim.id < after)
+    rows = session.exec(query.order_by(Claim.id.desc()).limit(limit + 1)).all()
+    items = [ClaimRow(**c.model_dump(), payer=payer, patient=f"{first} {last}")
+             for c, payer, first, last in rows[:limit]]
+    return ClaimPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+class ClaimLineView(ClaimLinePublic):
+    visit_state: str | None = None
+
+
+class ClaimDetail(ClaimRow):
+    line_items: list[ClaimLineView]
+    history: list[ClaimEventPublic]
+    file: ClaimFilePublic | None
+    segments: list[str]  # this claim's part of its 837P file, one segment a line
+
+
+def claim_detail(session: Session, claim_id: int) -> ClaimDetail:
+    found = session.exec(select(Claim, Payer.name, Patient.first_name, Patient.last_name)
+                         .join(Payer, Payer.id == Claim.payer_id).join(Patient, Patient.id == Claim.patient_id)
+                         .where(Claim.id == claim_id)).first()
+    if found is None:
+        raise ServiceError(404, f"claim {claim_id} not found")
+    claim, payer, first, last = found
+    lines = session.exec(select(ClaimLine, Visit.state).outerjoin(Visit, Visit.id == ClaimLine.visit_id)
+                         .where(ClaimLine.claim_id == claim.id).order_by(ClaimLine.line_number)).all()
+    history = session.exec(select(ClaimEvent).where(ClaimEvent.claim_id == claim.id).order_by(ClaimEvent.id)).all()
+    file = session.get(ClaimFile, claim.claim_file_id) if claim.claim_file_id else None
+    return ClaimDetail(
+        **claim.model_dump(), payer=payer, patient=f"{first} {last}", lines=len(lines),
+        line_items=[ClaimLineView(**line.model_dump(), visit_state=state) for line, state in lines],
+        history=[ClaimEventPublic.model_validate(e, from_attributes=True) for e in history],
+        file=ClaimFilePublic.model_validate(file, from_attributes=True) if file else None,
+        segments=claim_segments(file.content, claim.control_number) if file and file.content else [])
+
+
+def claim_segments(content: str, control_number: str) -> list[str]:
+    """The segments of one claim in its file: its subscriber loop (HL 22), the CLM and its lines."""
+    segments = [s.strip() for s in content.split("~") if s.strip()]
+    starts = [i for i, s in enumerate(segments) if s.startswith("HL*") and s.split("*")[3:4] == ["22"]]
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else next(
+            (i for i, s in enumerate(segments) if s.startswith("SE*")), len(segments))
+        part = segments[start:end]
+        if any(s.startswith(f"CLM*{control_number}*") for s in part):
+            return part
+    return []
+
+
+class FileRow(ClaimFilePublic):
+    payer: str
+    file_name: str
+
+
+class FilePage(BaseModel):
+    items: list[FileRow]
+    next_after: int | None
+
+
+def file_name(file: ClaimFile) -> str:
+    return f"837P-{file.interchange_control_number:09d}.txt"
+
+
+def list_files(session: Session, after: int | None = None, limit: int = PAGE_SIZE,
+               payer_id: int | None = None) -> FilePage:
+    query = select(ClaimFile, Payer.name).join(Payer, Payer.id == ClaimFile.payer_id)
+    if payer_id:
+        query = query.where(ClaimFile.payer_id == payer_id)
+    if after is not None:
+        query = query.where(ClaimFile.id < after)
+    rows = session.exec(query.order_by(ClaimFile.id.desc()).limit(limit + 1)).all()
+    items = [FileRow(**ClaimFilePublic.model_validate(f, from_attributes=True).model_dump(), payer=payer,
+                     file_name=file_name(f)) for f, payer in rows[:limit]]
+    return FilePage(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+class FileDetail(FileRow):
+    claims: list[ClaimRow] = []
+
+
+def file_detail(session: Session, file_id: int) -> FileDetail:
+    found = session.exec(select(ClaimFile, Payer.name).join(Payer, Payer.id == ClaimFile.payer_id)
+                         .where(ClaimFile.id == file_id)).first()
+    if found is None:
+        raise ServiceError(404, f"claim file {file_id} not found")
+    file, payer = found
+    claims = session.exec(select(Claim, Patient.first_name, Patient.last_name)
+                          .join(Patient, Patient.id == Claim.patient_id)
+                          .where(Claim.claim_file_id == file.id).order_by(Claim.id)).all()
+    return FileDetail(**ClaimFilePublic.model_validate(file, from_attributes=True).model_dump(), payer=payer,
+                      file_name=file_name(file),
+                      claims=[ClaimRow(**c.model_dump(), payer=payer, patient=f"{first} {last}")
+                              for c, first, last in claims])
+
+
+def file_download(session: Session, file_id: int) -> tuple[str, str]:
+    """(file name, X12 text) of a valid file; a blocked one is refused with its findings in words."""
+    file = session.get(ClaimFile, file_id)
+    if file is None:
+        raise ServiceError(404, f"claim file {file_id} not found")
+    if not file.valid:
+        raise ServiceError(409, f"claim file {file_id} is blocked and cannot be downloaded: "
+                                + "; ".join(file.findings or ["it has not been written yet"]))
+    return file_name(file), file.content

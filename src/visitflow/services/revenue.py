@@ -1,0 +1,215 @@
+"""The money in view: revenue held by each rule, ready to bill, billed and unpaid (aging), paid, denied by reason.
+
+Every figure is read from a bounded set or a rollup, never a scan of the visits or claims: open holds and
+claim-ready visits are the open work (indexed by state), receivables come from `ClaimAgingDay` and denials from
+`DenialMonth`, both moved in the same transaction as the claim or the remittance that changes them.
+`rebuild_revenue_rollups` recomputes both from the claims and remittance lines when needed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, delete, select
+
+from visitflow.catalogue import RULES
+from visitflow.claims.remittance import ADJUSTMENT_REASONS
+from visitflow.claims.states import RECEIVABLE, ClaimState
+from visitflow.db.tables import (
+    Claim,
+    ClaimAgingDay,
+    DenialMonth,
+    Payer,
+    Remittance,
+    RemittanceLine,
+    Visit,
+    VisitHold,
+)
+from visitflow.models import VisitState, as_utc
+
+AR_BUCKETS = ["0–30 days", "31–60 days", "61–90 days", "90+ days"]
+HOLD_BUCKETS = ["under 2 days", "2–7 days", "8–30 days", "30+ days"]
+DENIAL_WINDOW_MONTHS = 3
+
+
+def _upsert(session: Session, table, keys: dict, **deltas: int) -> None:
+    """Add `deltas` to the row with `keys`, creating it: one statement, safe when two writers race."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(table).values(**keys, **deltas)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: getattr(table, name) + getattr(statement.excluded, name) for name in deltas})
+    session.exec(statement)
+
+
+def count_receivable(session: Session, claim: Claim, sign: int) -> None:
+    """A claim entered (+1) or left (-1) the billed-and-unpaid states."""
+    _upsert(session, ClaimAgingDay, {"day": as_utc(claim.created_at).date()},
+            open_cents=sign * claim.total_cents, open_claims=sign)
+
+
+def claim_moved(session: Session, claim: Claim, from_state: str | None, to_state: str) -> None:
+    """Keep receivables right on every claim state change (and creation, from None). A void (frequency 8) bills
+    nothing, so it is never a receivable."""
+    if claim.frequency == "8":
+        return
+    was = from_state is not None and ClaimState(from_state) in RECEIVABLE
+    now = ClaimState(to_state) in RECEIVABLE
+    if was != now:
+        count_receivable(session, claim, 1 if now else -1)
+
+
+def count_denial(session: Session, paid_on: date, code: str, cents: int) -> None:
+    _upsert(session, DenialMonth, {"month": paid_on.replace(day=1), "code": code[:12]}, cents=cents, lines=1)
+
+
+def denial_code(reasons: list[str]) -> str:
+    """The code a denied line is counted under: its first adjustment ("CO-252"), else its first remark."""
+    return reasons[0].split(":", 1)[0] if reasons else "none given"
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RuleMoney:
+    rule_id: str
+    title: str
+    visits: int
+    cents: int
+
+
+@dataclass
+class DenialMoney:
+    code: str
+    words: str
+    lines: int
+    cents: int
+
+
+@dataclass
+class RevenueAtRisk:
+    held: list[RuleMoney]  # by rule, most dollars first
+    held_by_age: list[int]  # cents per HOLD_BUCKETS, by how long the visit has been held
+    held_cents: int
+    ready_cents: int
+    ready_visits: int
+    receivable: list[int]  # cents per AR_BUCKETS
+    receivable_claims: int
+    paid_cents: int  # remittances paid in the last 30 days
+    denied: list[DenialMoney]  # last DENIAL_WINDOW_MONTHS months, most dollars first
+    hold_days_median: float | None  # how long held visits have waited: revenue delayed by holds
+
+    @property
+    def receivable_cents(self) -> int:
+        return sum(self.receivable)
+
+    @property
+    def denied_cents(self) -> int:
+        return sum(d.cents for d in self.denied)
+
+
+def _hold_bucket(days: float) -> int:
+    return 0 if days < 2 else 1 if days <= 7 else 2 if days <= 30 else 3
+
+
+def _ar_bucket(days: int) -> int:
+    return 0 if days <= 30 else 1 if days <= 60 else 2 if days <= 90 else 3
+
+
+def revenue_at_risk(session: Session, now: datetime, payer_id: int | None = None) -> RevenueAtRisk:
+    rates = dict(session.exec(select(Payer.id, Payer.rate_per_unit_cents)).all())
+
+    def value(units: int | None, start: datetime, end: datetime, payer: int) -> int:
+        # A held visit's units may not be known yet: its scheduled time in quarter hours stands in.
+        if units is None:
+            units = max(int((as_utc(end) - as_utc(start)).total_seconds() // 900), 0)
+        return units * rates.get(payer, 0)
+
+    # Open holds: one row per hold, on open visits only (bounded by the work waiting, not by history).
+    hold_rows = session.exec(
+        select(VisitHold.visit_id, VisitHold.rule_id, VisitHold.opened_at, Visit.billable_units,
+               Visit.scheduled_start, Visit.scheduled_end, Visit.payer_id)
+        .join(Visit, Visit.id == VisitHold.visit_id)
+        .where(*([Visit.payer_id == payer_id] if payer_id else []))).all()
+    by_rule: dict[str, set[str]] = {}
+    visit_value: dict[str, int] = {}
+    held_since: dict[str, datetime] = {}
+    for visit_id, rule_id, opened, units, start, end, payer in hold_rows:
+        by_rule.setdefault(rule_id, set()).add(visit_id)
+        visit_value[visit_id] = value(units, start, end, payer)
+        opened = as_utc(opened)
+        held_since[visit_id] = min(held_since.get(visit_id, opened), opened)
+    held = sorted((RuleMoney(rule, RULES.get(rule, rule), len(ids), sum(visit_value[v] for v in ids))
+                   for rule, ids in by_rule.items()), key=lambda r: (-r.cents, r.rule_id))
+    held_by_age = [0] * len(HOLD_BUCKETS)
+    ages = []
+    for visit_id, since in held_since.items():
+        days = (now - since).total_seconds() / 86400
+        ages.append(days)
+        held_by_age[_hold_bucket(days)] += visit_value[visit_id]
+
+    ready = session.exec(select(Visit.billable_units, Visit.scheduled_start, Visit.scheduled_end, Visit.payer_id)
+                         .where(Visit.state == VisitState.claim_ready.value,
+                                *([Visit.payer_id == payer_id] if payer_id else []))).all()
+
+    today = now.date()
+    receivable = [0] * len(AR_BUCKETS)
+    claims = 0
+    for day, cents, count in session.exec(select(ClaimAgingDay.day, ClaimAgingDay.open_cents,
+                                                 ClaimAgingDay.open_claims).where(ClaimAgingDay.open_claims != 0)):
+        receivable[_ar_bucket((today - day).days)] += cents
+        claims += count
+
+    paid = session.exec(select(func.coalesce(func.sum(Remittance.amount_cents), 0))
+                        .where(Remittance.imported_at >= now - timedelta(days=30))).one()
+    since_month = (today.replace(day=1) - timedelta(days=31 * (DENIAL_WINDOW_MONTHS - 1))).replace(day=1)
+    denied = [DenialMoney(code, _code_words(code), lines, cents) for code, lines, cents in session.exec(
+        select(DenialMonth.code, func.sum(DenialMonth.lines), func.sum(DenialMonth.cents))
+        .where(DenialMonth.month >= since_month).group_by(DenialMonth.code)
+        .order_by(func.sum(DenialMonth.cents).desc(), DenialMonth.code))]
+    return RevenueAtRisk(
+        held=held, held_by_age=held_by_age, held_cents=sum(visit_value.values()),
+        ready_cents=sum(value(*row) for row in ready), ready_visits=len(ready),
+        receivable=receivable, receivable_claims=claims, paid_cents=paid, denied=denied,
+        hold_days_median=statistics.median(ages) if ages else None)
+
+
+def _code_words(code: str) -> str:
+    number = code.split("-", 1)[1] if "-" in code else code
+    return ADJUSTMENT_REASONS.get(number, "")
+
+
+# --- rebuilding -----------------------------------------------------------------------------------------
+
+
+def rebuild_revenue_rollups(session: Session) -> tuple[int, int]:
+    """Recompute receivables and denials from the claims and remittance lines (the caller commits)."""
+    session.exec(delete(ClaimAgingDay))
+    session.exec(delete(DenialMonth))
+    days: dict[date, list[int]] = {}
+    for created, total in session.exec(select(Claim.created_at, Claim.total_cents).where(
+            Claim.state.in_([s.value for s in RECEIVABLE]), Claim.frequency != "8")):
+        day = days.setdefault(as_utc(created).date(), [0, 0])
+        day[0] += total
+        day[1] += 1
+    for day, (cents, count) in days.items():
+        session.add(ClaimAgingDay(day=day, open_cents=cents, open_claims=count))
+    months: dict[tuple[date, str], list[int]] = {}
+    for reasons, charge, paid, paid_on, imported in session.exec(
+            select(RemittanceLine.reasons, RemittanceLine.charge_cents, RemittanceLine.paid_cents,
+                   Remittance.paid_on, Remittance.imported_at)
+            .join(Remittance, Remittance.id == RemittanceLine.remittance_id)
+            .where(RemittanceLine.outcome.in_(["denied", "adjusted"]))):
+        on = paid_on or as_utc(imported).date()
+        entry = months.setdefault((on.replace(day=1), denial_code(reasons)[:12]), [0, 0])
+        entry[0] += max(charge - paid, 0)
+        entry[1] += 1
+    for (month, code), (cents, lines) in months.items():
+        session.add(DenialMonth(month=month, code=code, cents=cents, lines=lines))
+    return len(days), len(months)
