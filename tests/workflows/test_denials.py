@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests.workflows.test_visit_workflow import authorize_around, deliver, recent, rejection, start, until
+from tests.workflows.test_visit_workflow import (
+    authorize_around,
+    deliver,
+    recent,
+    record,
+    rejection,
+    start,
+    until,
+)
 from visitflow.models import Denial, DenialKind, Release, ResolveHold, SignNote, VisitState
 from visitflow.services.commands import reopen_denied_visit
 from visitflow.services.errors import ServiceError
@@ -55,6 +63,7 @@ async def test_documentation_denial_goes_back_to_the_clinician_then_bills_again(
     assert again.release_batch_id == "b3"
     result = await fresh.result()
     assert result.state == VisitState.released and result.denial == den
+    await record(fresh, "denied_then_rebilled")
     # Denied once, released twice: the old denial never reopens it again.
     assert await reopen_denied_visit(client, "visits-test", spec.visit_id, den) is False
 
