@@ -105,6 +105,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/api/claim-files/{file_id}"): BILLING,
     ("GET", "/api/claim-files/{file_id}/download"): BILLING,
     ("POST", "/api/claim-files/{file_id}/submitted"): BILLING,
+    ("POST", "/api/claim-files/{file_id}/rewrite"): BILLING,
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -149,6 +150,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/claim-files/{file_id}"): BILLING,
     ("GET", "/claim-files/{file_id}/download"): BILLING,
     ("POST", "/claim-files/{file_id}/submitted"): BILLING,
+    ("POST", "/claim-files/{file_id}/rewrite"): BILLING,
     ("GET", "/holds"): STAFF,
     ("GET", "/holds/list"): STAFF,
     ("GET", "/dashboard"): STAFF,

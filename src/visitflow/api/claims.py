@@ -144,6 +144,16 @@ def download_claim_file(file_id: RowId, session: SessionDep, _user: BillingUser)
     return PlainTextResponse(content, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+@files_router.post("/{file_id}/rewrite", response_model=FileDetail)
+async def rewrite_claim_file(file_id: RowId, request: Request, session: SessionDep, settings: SettingsDep,
+                             _user: BillingUser):
+    """Write a blocked file again once what it named is fixed (a patient's record, the agency's identity): the
+    same claims and control numbers, checked again. The answer says whether it is valid now."""
+    session.rollback()
+    await run_in_threadpool(claim_service.rewrite_blocked_file, request.app.state.engine, file_id, settings)
+    return claim_service.file_detail(session, file_id)
+
+
 @files_router.post("/{file_id}/submitted", response_model=FileDetail)
 def mark_submitted(file_id: RowId, request: Request, session: WriteSessionDep, user: BillingUser,
                    idempotency: IdempotencyDep):

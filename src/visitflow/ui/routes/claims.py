@@ -115,6 +115,22 @@ def file_download(file_id: RowId, session: SessionDep, user: BillingUser) -> Res
     return PlainTextResponse(content, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+@router.post("/claim-files/{file_id}/rewrite")
+async def file_rewrite(file_id: RowId, request: Request, session: SessionDep, user: BillingUser) -> Response:
+    from fastapi.concurrency import run_in_threadpool
+
+    from visitflow.ui.deps import get_ui
+
+    session.rollback()
+    try:
+        await run_in_threadpool(claim_service.rewrite_blocked_file, request.app.state.engine, file_id,
+                                get_ui(request).settings)
+    except ServiceError as err:
+        if err.status != 409:  # 409: valid already (a double click): show it
+            raise
+    return RedirectResponse(f"/claim-files/{file_id}?done=rewritten", 303)
+
+
 @router.post("/claim-files/{file_id}/submitted")
 def file_submitted(file_id: RowId, request: Request, session: SessionDep, user: BillingUser) -> Response:
     session.rollback()
