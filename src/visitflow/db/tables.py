@@ -486,6 +486,8 @@ class ClaimLine(ClaimLineBase, table=True):
               sqlite_where=text("live"), postgresql_where=text("live")),
         # CLM-05: is this member's date of service of this service already on a live claim?
         Index("ix_claimline_patient_date_hcpcs", "patient_id", "service_date", "hcpcs"),
+        # A visit's lines, live or not (SQLite does not match "live = 1" to the partial index's "WHERE live").
+        Index("ix_claimline_visit_id", "visit_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
 

@@ -146,6 +146,7 @@ def upgrade() -> None:
     with op.batch_alter_table('claimline', schema=None) as batch_op:
         batch_op.create_index('ix_claimline_patient_date_hcpcs', ['patient_id', 'service_date', 'hcpcs'], unique=False)
         batch_op.create_index('ux_claimline_visit_live', ['visit_id'], unique=True, sqlite_where=sa.text('live'), postgresql_where=sa.text('live'))
+        batch_op.create_index('ix_claimline_visit_id', ['visit_id'], unique=False)
 
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.add_column(sa.Column('gender', sqlmodel.sql.sqltypes.AutoString(length=1), server_default='U', nullable=False))
@@ -169,6 +170,7 @@ def downgrade() -> None:
         batch_op.drop_column('gender')
 
     with op.batch_alter_table('claimline', schema=None) as batch_op:
+        batch_op.drop_index('ix_claimline_visit_id')
         batch_op.drop_index('ux_claimline_visit_live', sqlite_where=sa.text('live'), postgresql_where=sa.text('live'))
         batch_op.drop_index('ix_claimline_patient_date_hcpcs')
 
