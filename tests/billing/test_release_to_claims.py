@@ -173,7 +173,8 @@ async def test_week_and_month_claims_and_the_fee_schedule(api, billable, t0, eng
     earlier = days[0] - timedelta(days=7)
     agency.authorize(earlier - timedelta(days=1), today + timedelta(days=1), units_per_week=500)
     agency.authorize(earlier - timedelta(days=1), today + timedelta(days=1), units_per_week=500, modifiers=["U2"])
-    from datetime import datetime as dt, time, UTC
+    from datetime import UTC, time
+    from datetime import datetime as dt
 
     def at(d: date_):  # 16:00 UTC = mid-morning in the agency's zone: the local date is d
         return dt.combine(d, time(16, 0), tzinfo=UTC)

@@ -90,10 +90,10 @@ class ReleaseActivities:
     async def release_batch_visits(self, req: ReleaseRequest) -> ReleaseOutcome:
         """REL-01 through each visit's workflow. The Update id is fixed per visit ("release"), so a repeat (this
         activity retried, or a competing batch) gets the first release's answer and nothing is released twice."""
+        from visitflow.models import Release
         from visitflow.services.commands import VisitClosed, act  # here: commands starts this module's workflow
         from visitflow.services.errors import ServiceError
         from visitflow.workflows.visit import VisitWorkflow
-        from visitflow.models import Release
 
         late = await asyncio.to_thread(self._past_filing_limit, req.visit_ids, req.timezone)
         client = activity.client()

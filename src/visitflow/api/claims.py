@@ -13,9 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from visitflow.api.idempotency import IdempotencyDep
 from visitflow.claims.check import DEFAULT_FILING_LIMIT_DAYS, CheckReport, check_837, file_text
 from visitflow.claims.validate import UnreadableX12
-from visitflow.api.idempotency import IdempotencyDep
 from visitflow.deps import MAX_ROW_ID, BillingUser, RowId, SessionDep, SettingsDep, StaffUser, WriteSessionDep
 from visitflow.services import claims as claim_service
 from visitflow.services.claims import ClaimDetail, ClaimFilter, ClaimPage, FileDetail, FilePage

@@ -61,8 +61,8 @@ def _query_string(f: FormState, **extra) -> str:
 
 
 @router.get("/claims")
-def claims_page(request: Request, session: SessionDep, user: BillingUser, after: int | None = Query(None, ge=1, le=MAX_ROW_ID)
-                ) -> Response:
+def claims_page(request: Request, session: SessionDep, user: BillingUser,
+                after: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> Response:
     f = FormState()
     wanted = _claim_filter(request.query_params, f)
     page = claim_service.list_claims(session, wanted, after, 50) if not f.errors else None
@@ -97,8 +97,8 @@ async def claim_state(claim_id: RowId, request: Request, session: SessionDep, us
 
 
 @router.get("/claim-files")
-def files_page(request: Request, session: SessionDep, user: BillingUser, after: int | None = Query(None, ge=1, le=MAX_ROW_ID)
-               ) -> Response:
+def files_page(request: Request, session: SessionDep, user: BillingUser,
+               after: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> Response:
     return render(request, "claim_files.html", {**WORDS, "page": claim_service.list_files(session, after, 50),
                                                 "after": after})
 
