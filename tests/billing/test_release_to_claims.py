@@ -182,6 +182,15 @@ async def test_week_and_month_claims_and_the_fee_schedule(api, billable, t0, eng
     week = [await claim_ready_visit(api, agency, at(days[0])),
             await claim_ready_visit(api, agency, at(days[1]), modifiers=["U2"])]
     before = await claim_ready_visit(api, agency, at(earlier))
+    # Ready to bill already shows the dollars the claims will bill: the fee schedule's rate for T1019:U2.
+    from visitflow.services.queries import BillingFilter, ready_to_bill
+
+    with Session(engine) as s:
+        ready = ready_to_bill(s, BillingFilter(payer_id=agency.payer.id), 1)
+    shown = {row.visit_id: row for group in ready.page.items for row in group.rows}
+    assert shown[week[1]].amount_cents == shown[week[1]].units * 725
+    assert shown[week[0]].amount_cents == shown[week[0]].units * 600
+    assert ready.amount_cents == sum(row.amount_cents for row in shown.values())
     r = await api.post("/api/releases", json={"visit_ids": [*week, before]},
                        headers=as_user(agency, "biller", f"k-{uuid.uuid4().hex}"))
     outcome = r.json()
