@@ -123,7 +123,7 @@ async def test_a_retried_and_a_raced_release_bill_each_visit_once(api, billable,
         assert [c.state for c in claims] == ["created"]
 
 
-async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, billable, t0, engine, client):
+async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, app, billable, t0, engine, client):
     from visitflow.db.tables import ReleaseBatch
     from visitflow.workflows.release import release_workflow_id
 
@@ -142,9 +142,17 @@ async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, bil
             batch = s.exec(select(ReleaseBatch).where(ReleaseBatch.created_by == agency.users["biller"].username)
                            ).first()
     request.cancel()  # the API process dies: nobody waits for the answer, nobody retries
-    from visitflow.models import ReleaseOutcome
+    from visitflow.services.commands import resume_unfinished_releases
 
-    outcome = await client.get_workflow_handle(release_workflow_id(batch.id), result_type=ReleaseOutcome).result()
+    # Wherever it died (before or after starting the workflow), the worker's start-up check finishes the batch:
+    # it joins a running workflow, or starts the one the API never started.
+    await resume_unfinished_releases(engine, client, app.state.settings, older_than=timedelta(0))
+    from visitflow.models import ReleaseOutcome
+    from visitflow.services.commands import release_outcome
+
+    # Waited on as the service waits (status reads), so the test server's clock is not skipped ahead.
+    outcome = await release_outcome(client.get_workflow_handle(release_workflow_id(batch.id),
+                                                               result_type=ReleaseOutcome))
     assert sorted(outcome.released) == sorted(ids) and len(outcome.claims) == 1 and outcome.files[0].valid
     assert live_lines(engine, ids) == {v: 1 for v in ids}
     with Session(engine) as s:
@@ -247,7 +255,10 @@ async def test_a_batch_stored_by_an_api_that_died_before_its_workflow_started_is
         s.commit()
     resumed = await resume_unfinished_releases(engine, client, app.state.settings)
     assert batch_id in resumed
-    outcome = await client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome).result()
+    from visitflow.services.commands import release_outcome
+
+    outcome = await release_outcome(client.get_workflow_handle(release_workflow_id(batch_id),
+                                                               result_type=ReleaseOutcome))
     assert outcome.released == [visit_id] and outcome.files[0].valid
     assert live_lines(engine, [visit_id]) == {visit_id: 1}
     assert batch_id not in await resume_unfinished_releases(engine, client, app.state.settings)
