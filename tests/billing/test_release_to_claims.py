@@ -125,7 +125,6 @@ async def test_a_retried_and_a_raced_release_bill_each_visit_once(api, billable,
 
 async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, app, billable, t0, engine, client):
     from visitflow.db.tables import ReleaseBatch
-    from visitflow.workflows.release import release_workflow_id
 
     agency = billable
     start = t0 - timedelta(hours=3)
@@ -147,12 +146,9 @@ async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, app
     # Wherever it died (before or after starting the workflow), the worker's start-up check finishes the batch:
     # it joins a running workflow, or starts the one the API never started.
     await resume_unfinished_releases(engine, client, app.state.settings, older_than=timedelta(0))
-    from visitflow.models import ReleaseOutcome
     from visitflow.services.commands import release_outcome
 
-    # Waited on as the service waits (status reads), so the test server's clock is not skipped ahead.
-    outcome = await release_outcome(client.get_workflow_handle(release_workflow_id(batch.id),
-                                                               result_type=ReleaseOutcome))
+    outcome = await release_outcome(client, batch.id)
     assert sorted(outcome.released) == sorted(ids) and len(outcome.claims) == 1 and outcome.files[0].valid
     assert live_lines(engine, ids) == {v: 1 for v in ids}
     with Session(engine) as s:
@@ -240,9 +236,7 @@ async def test_a_batch_stored_by_an_api_that_died_before_its_workflow_started_is
 
     from visitflow.db.session import write_session
     from visitflow.db.tables import ReleaseBatch
-    from visitflow.models import ReleaseOutcome
     from visitflow.services.commands import resume_unfinished_releases
-    from visitflow.workflows.release import release_workflow_id
 
     agency = billable
     start = t0 - timedelta(hours=3)
@@ -257,8 +251,7 @@ async def test_a_batch_stored_by_an_api_that_died_before_its_workflow_started_is
     assert batch_id in resumed
     from visitflow.services.commands import release_outcome
 
-    outcome = await release_outcome(client.get_workflow_handle(release_workflow_id(batch_id),
-                                                               result_type=ReleaseOutcome))
+    outcome = await release_outcome(client, batch_id)
     assert outcome.released == [visit_id] and outcome.files[0].valid
     assert live_lines(engine, [visit_id]) == {visit_id: 1}
     assert batch_id not in await resume_unfinished_releases(engine, client, app.state.settings)
