@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml $(wildcard package.json) $(wildcard package-lock.json)
 	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; fi
 	touch $(STAMP)
 
-# The demo agency's billing identity (deploy/visitflow.demo.toml) unless VISITFLOW_CONFIG names your own.
+# Your configuration (VISITFLOW_CONFIG, else ./visitflow.toml); without one, the demo agency's billing identity
+# (deploy/visitflow.demo.toml), so the demo writes real 837P files.
 run: $(STAMP)
-	VISITFLOW_CONFIG=$${VISITFLOW_CONFIG:-deploy/visitflow.demo.toml} $(VENV)/bin/visitflow up
+	VISITFLOW_CONFIG=$${VISITFLOW_CONFIG:-$$( [ -f visitflow.toml ] && echo visitflow.toml || echo deploy/visitflow.demo.toml )} \
+		$(VENV)/bin/visitflow up
 
 test: $(STAMP)
 	bash scripts/test.sh

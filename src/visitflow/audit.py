@@ -73,6 +73,8 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/claim-files/{file_id}/submitted"): "marked_claim_file_submitted",
     ("POST", "/claim-files/{file_id}/submitted"): "marked_claim_file_submitted",
     ("POST", "/api/payer-rates"): "added_payer_rate",
+    ("POST", "/api/claim-files/{file_id}/rewrite"): "rewrote_claim_file",
+    ("POST", "/claim-files/{file_id}/rewrite"): "rewrote_claim_file",
     ("POST", "/api/patients"): "added_patient",
     ("PATCH", "/api/patients/{item_id}"): "changed_patient",
     ("POST", "/api/clinicians"): "added_clinician",

@@ -109,6 +109,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/api/remittances"): only(A, B),
     ("GET", "/api/remittances"): only(A, B),
     ("GET", "/api/remittances/{remittance_id}"): only(A, B),
+    ("POST", "/api/claim-files/{file_id}/rewrite"): BILLING,
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -154,6 +155,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/claim-files/{file_id}"): BILLING,
     ("GET", "/claim-files/{file_id}/download"): BILLING,
     ("POST", "/claim-files/{file_id}/submitted"): BILLING,
+    ("POST", "/claim-files/{file_id}/rewrite"): BILLING,
     ("GET", "/holds"): STAFF,
     ("GET", "/holds/list"): STAFF,
     ("GET", "/dashboard"): STAFF,

@@ -15,6 +15,7 @@ import uvicorn
 from playwright.async_api import expect
 
 from tests.billing.conftest import billing_settings, claim_ready_visit
+from tests.ui.test_accessibility import serious_problems
 from tests.ui.test_browser import WAIT_MS, Person, _Server, browser  # noqa: F401  (fixtures)
 from visitflow.main import create_app
 
@@ -59,6 +60,7 @@ async def test_a_biller_releases_submits_the_file_and_finds_the_claim(live_billi
     await outcome.get_by_role("link", name="its page").click()
     await expect(page.get_by_role("heading", name="Passed the X12 check and the claim edits")).to_be_visible()
     await expect(page.get_by_role("link", name=re.compile(r"Download 837P-\d{9}\.txt"))).to_be_visible()
+    problems = [f"file page: {p}" for p in await serious_problems(page)]
     await page.get_by_role("button", name="Mark submitted").click()
     await expect(page.get_by_role("status").filter(has_text="Marked submitted")).to_be_visible()
     await expect(page.get_by_role("button", name="Mark submitted")).to_have_count(0)
@@ -72,5 +74,7 @@ async def test_a_biller_releases_submits_the_file_and_finds_the_claim(live_billi
     await expect(history).to_contain_text("In a file, not sent yet")
     await expect(history).to_contain_text("Submitted")
     await expect(page.locator("pre.x12")).to_contain_text(f"REF*6R*{visit_id}~")
+    problems += [f"claim page: {p}" for p in await serious_problems(page)]
+    assert not problems, "\n".join(problems)
     assert not biller.errors, biller.errors
     await biller.leave()

@@ -42,7 +42,8 @@ async def test_ready_to_bill_release_claim_file_submitted_in_the_ui(api, web, bi
     answer = await web.post("/billing/release", headers=htmx(token), data={
         "visit_ids": [*recent, late], "release_key": uuid.uuid4().hex, "payer": str(agency.payer.id)})
     assert answer.status_code == 200, answer.text
-    assert "Released 2 visits" in answer.text and "passed the X12 check" in answer.text
+    box = answer.text[answer.text.find('class="outcome-box"'):][:3000]
+    assert "Released 2 visits" in box and "passed the X12 check" in box, box
     assert f"{late}: CLM-07 the visit of" in answer.text
     with Session(engine) as s:
         line = s.exec(select(ClaimLine).where(ClaimLine.visit_id == recent[0])).one()
@@ -75,7 +76,7 @@ async def test_ready_to_bill_release_claim_file_submitted_in_the_ui(api, web, bi
 
 
 async def test_a_file_without_the_agency_identity_is_blocked_with_what_to_set(client, database_url, tmp_path,
-                                                                             billable, t0, engine):
+                                                                             billable, t0, engine, api):
     import httpx
 
     from visitflow.main import create_app
@@ -84,20 +85,51 @@ async def test_a_file_without_the_agency_identity_is_blocked_with_what_to_set(cl
     agency = billable
     app = create_app(Settings(database_url=database_url, task_queue="visits-test", data_dir=tmp_path),
                      temporal=client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as api_unset:
         agency.authorize((t0 - timedelta(days=2)).date(), (t0 + timedelta(days=1)).date(), units_per_week=500)
-        visit_id = await claim_ready_visit(api, agency, t0 - timedelta(hours=3))
-        r = await api.post("/api/releases", json={"visit_ids": [visit_id]},
-                           headers=as_user(agency, "biller", f"k-{uuid.uuid4().hex}"))
+        visit_id = await claim_ready_visit(api_unset, agency, t0 - timedelta(hours=3))
+        r = await api_unset.post("/api/releases", json={"visit_ids": [visit_id]},
+                                 headers=as_user(agency, "biller", f"k-{uuid.uuid4().hex}"))
         files = r.json()["files"]
         assert len(files) == 1 and not files[0]["valid"]
         assert "billing identity is not configured" in files[0]["findings"][0]
         assert "[agency]" in files[0]["findings"][0] and "VISITFLOW_AGENCY__" in files[0]["findings"][0]
-        refused = await api.get(f"/api/claim-files/{files[0]['id']}/download", headers=as_user(agency, "biller"))
+        refused = await api_unset.get(f"/api/claim-files/{files[0]['id']}/download",
+                                      headers=as_user(agency, "biller"))
         assert refused.status_code == 409 and "blocked" in refused.json()["detail"]
-        not_sent = await api.post(f"/api/claim-files/{files[0]['id']}/submitted", headers=as_user(agency, "biller"))
+        not_sent = await api_unset.post(f"/api/claim-files/{files[0]['id']}/submitted",
+                                        headers=as_user(agency, "biller"))
         assert not_sent.status_code == 409
     assert len(r.json()["claims"]) == 1 and r.json()["claims"][0]["state"] == "created"
+    # The agency's identity is set (the app restarted with it): the same file, written again, is valid.
+    again = await api.post(f"/api/claim-files/{files[0]['id']}/rewrite", headers=as_user(agency, "biller"))
+    assert again.status_code == 200 and again.json()["valid"] and again.json()["findings"] == [], again.text
+    assert (await api.get(f"/api/claim-files/{files[0]['id']}/download",
+                          headers=as_user(agency, "biller"))).status_code == 200
+
+
+async def test_a_claim_missing_the_patients_diagnoses_blocks_its_file_until_fixed(api, web, agency, t0, engine):
+    """The patient has no birth date or diagnoses yet: the file says so in words; fixed, it is written again."""
+    agency.authorize((t0 - timedelta(days=2)).date(), (t0 + timedelta(days=1)).date(), units_per_week=500)
+    visit_id = await claim_ready_visit(api, agency, t0 - timedelta(hours=3))
+    r = await api.post("/api/releases", json={"visit_ids": [visit_id]},
+                       headers=as_user(agency, "biller", f"k-{uuid.uuid4().hex}"))
+    file = r.json()["files"][0]
+    assert not file["valid"]
+    assert any("the patient's diagnosis codes (ICD-10)" in f for f in file["findings"]), file["findings"]
+    assert any("the patient's birth date is missing" in f for f in file["findings"]), file["findings"]
+    token = await sign_in(web, agency.users["biller"].username)
+    page = (await web.get(f"/claim-files/{file['id']}")).text
+    assert "Blocked" in page and "Write the file again" in page and "diagnosis codes" in page
+    fixed = await api.patch(f"/api/patients/{agency.patient.id}", headers=as_user(agency, "admin"),
+                            json={"birth_date": "1941-03-02", "diagnosis_codes": ["R26.89"], "gender": "F"})
+    assert fixed.status_code == 200 and fixed.json()["diagnosis_codes"] == ["R2689"], fixed.text
+    done = await web.post(f"/claim-files/{file['id']}/rewrite", headers={"X-CSRF-Token": token})
+    assert done.status_code == 303
+    page = (await web.get(done.headers["location"])).text
+    assert "it passes the check now" in page and "Mark submitted" in page
+    with Session(engine) as s:
+        assert s.get(ClaimFile, file["id"]).valid
 
 
 def test_a_bad_agency_identity_stops_the_start_naming_the_field(monkeypatch, tmp_path):

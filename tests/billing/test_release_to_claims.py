@@ -8,8 +8,6 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from tests.billing.conftest import as_user, claim_ready_visit
-from temporalio.service import RPCError, RPCStatusCode
-
 from visitflow.db.tables import Claim, ClaimFile, ClaimLine
 
 
@@ -125,9 +123,8 @@ async def test_a_retried_and_a_raced_release_bill_each_visit_once(api, billable,
         assert [c.state for c in claims] == ["created"]
 
 
-async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, billable, t0, engine, client):
+async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, app, billable, t0, engine, client):
     from visitflow.db.tables import ReleaseBatch
-    from visitflow.workflows.release import release_workflow_id
 
     agency = billable
     start = t0 - timedelta(hours=3)
@@ -144,19 +141,14 @@ async def test_a_release_whose_request_died_is_finished_by_its_workflow(api, bil
             batch = s.exec(select(ReleaseBatch).where(ReleaseBatch.created_by == agency.users["biller"].username)
                            ).first()
     request.cancel()  # the API process dies: nobody waits for the answer, nobody retries
-    from visitflow.models import ReleaseOutcome
+    from visitflow.services.commands import resume_unfinished_releases
 
-    handle = client.get_workflow_handle(release_workflow_id(batch.id), result_type=ReleaseOutcome)
-    try:
-        await handle.describe()
-    except RPCError as err:
-        # It died even before starting the workflow: the worker's start-up resumes such batches.
-        assert err.status == RPCStatusCode.NOT_FOUND
-        from visitflow.services.commands import resume_unfinished_releases
+    # Wherever it died (before or after starting the workflow), the worker's start-up check finishes the batch:
+    # it joins a running workflow, or starts the one the API never started.
+    await resume_unfinished_releases(engine, client, app.state.settings, older_than=timedelta(0))
+    from visitflow.services.commands import release_outcome
 
-        settings = api._transport.app.state.settings
-        assert batch.id in await resume_unfinished_releases(engine, client, settings, older_than=timedelta(0))
-    outcome = await handle.result()
+    outcome = await release_outcome(client, batch.id)
     assert sorted(outcome.released) == sorted(ids) and len(outcome.claims) == 1 and outcome.files[0].valid
     assert live_lines(engine, ids) == {v: 1 for v in ids}
     with Session(engine) as s:
@@ -185,7 +177,8 @@ async def test_week_and_month_claims_and_the_fee_schedule(api, billable, t0, eng
     earlier = days[0] - timedelta(days=7)
     agency.authorize(earlier - timedelta(days=1), today + timedelta(days=1), units_per_week=500)
     agency.authorize(earlier - timedelta(days=1), today + timedelta(days=1), units_per_week=500, modifiers=["U2"])
-    from datetime import datetime as dt, time, UTC
+    from datetime import UTC, time
+    from datetime import datetime as dt
 
     def at(d: date_):  # 16:00 UTC = mid-morning in the agency's zone: the local date is d
         return dt.combine(d, time(16, 0), tzinfo=UTC)
@@ -193,6 +186,15 @@ async def test_week_and_month_claims_and_the_fee_schedule(api, billable, t0, eng
     week = [await claim_ready_visit(api, agency, at(days[0])),
             await claim_ready_visit(api, agency, at(days[1]), modifiers=["U2"])]
     before = await claim_ready_visit(api, agency, at(earlier))
+    # Ready to bill already shows the dollars the claims will bill: the fee schedule's rate for T1019:U2.
+    from visitflow.services.queries import BillingFilter, ready_to_bill
+
+    with Session(engine) as s:
+        ready = ready_to_bill(s, BillingFilter(payer_id=agency.payer.id), 1)
+    shown = {row.visit_id: row for group in ready.page.items for row in group.rows}
+    assert shown[week[1]].amount_cents == shown[week[1]].units * 725
+    assert shown[week[0]].amount_cents == shown[week[0]].units * 600
+    assert ready.amount_cents == sum(row.amount_cents for row in shown.values())
     r = await api.post("/api/releases", json={"visit_ids": [*week, before]},
                        headers=as_user(agency, "biller", f"k-{uuid.uuid4().hex}"))
     outcome = r.json()
@@ -234,9 +236,7 @@ async def test_a_batch_stored_by_an_api_that_died_before_its_workflow_started_is
 
     from visitflow.db.session import write_session
     from visitflow.db.tables import ReleaseBatch
-    from visitflow.models import ReleaseOutcome
     from visitflow.services.commands import resume_unfinished_releases
-    from visitflow.workflows.release import release_workflow_id
 
     agency = billable
     start = t0 - timedelta(hours=3)
@@ -249,7 +249,9 @@ async def test_a_batch_stored_by_an_api_that_died_before_its_workflow_started_is
         s.commit()
     resumed = await resume_unfinished_releases(engine, client, app.state.settings)
     assert batch_id in resumed
-    outcome = await client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome).result()
+    from visitflow.services.commands import release_outcome
+
+    outcome = await release_outcome(client, batch_id)
     assert outcome.released == [visit_id] and outcome.files[0].valid
     assert live_lines(engine, [visit_id]) == {visit_id: 1}
     assert batch_id not in await resume_unfinished_releases(engine, client, app.state.settings)

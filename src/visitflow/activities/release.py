@@ -93,10 +93,10 @@ class ReleaseActivities:
     async def release_batch_visits(self, req: ReleaseRequest) -> ReleaseOutcome:
         """REL-01 through each visit's workflow. The Update id is fixed per visit ("release"), so a repeat (this
         activity retried, or a competing batch) gets the first release's answer and nothing is released twice."""
+        from visitflow.models import Release
         from visitflow.services.commands import VisitClosed, act  # here: commands starts this module's workflow
         from visitflow.services.errors import ServiceError
         from visitflow.workflows.visit import VisitWorkflow
-        from visitflow.models import Release
 
         late = await asyncio.to_thread(self._past_filing_limit, req.visit_ids, req.timezone)
         client = activity.client()
@@ -354,34 +354,7 @@ class ReleaseActivities:
                                     .order_by(ClaimFile.id))]
 
     def _write_file(self, s: Session, req: ReleaseRequest, file: ClaimFile) -> tuple[str, list[str]]:
-        if req.file_blocker or req.agency is None:
-            return "", [req.file_blocker or "The agency's billing identity is not configured."]
-        payer = s.get(Payer, file.payer_id)
-        claims = s.exec(select(Claim).where(Claim.claim_file_id == file.id).order_by(Claim.id)).all()
-        built, problems = [], []
-        for claim in claims:
-            try:
-                built.append(claim_model(s, claim))
-            except ValidationError as err:
-                problems += [f"claim {claim.control_number}: {why}" for why in explain(err)]
-        if problems:
-            return "", problems
-        zone = ZoneInfo(req.timezone)
-        try:
-            document = x12.ClaimFile(
-                agency=x12.Agency.model_validate(req.agency),
-                payer=x12.Payer(name=payer.name[:60], payer_id=payer.payer_code),
-                envelope=x12.Envelope(interchange_control_number=file.interchange_control_number,
-                                      group_control_number=file.group_control_number,
-                                      transaction_set_control_number=file.transaction_set_control_number,
-                                      created_at=file.created_at.astimezone(zone)),
-                claims=built)
-        except ValidationError as err:
-            return "", explain(err)
-        content = write_837p(document)
-        today = datetime.now(zone).date()
-        report = check_837(content, as_of=today, filing_limit_days=payer.filing_limit_days)
-        return content, [finding.describe() for finding in report.findings]
+        return write_file(s, file, req.agency, req.file_blocker, req.timezone)
 
     # --- 4. done -----------------------------------------------------------------------------
 
@@ -397,6 +370,39 @@ class ReleaseActivities:
 
     def all(self) -> list:
         return [self.release_batch_visits, self.create_claims, self.write_claim_files, self.complete_release_batch]
+
+
+def write_file(s: Session, file: ClaimFile, agency: dict | None, blocker: str | None,
+               timezone: str) -> tuple[str, list[str]]:
+    """(X12 text, findings in words) of a file's claims: written with its fixed control numbers, then checked
+    with pyx12 (CLM-06) and the claim edits. Text is empty when the claims cannot be written at all."""
+    if blocker or agency is None:
+        return "", [blocker or "The agency's billing identity is not configured."]
+    payer = s.get(Payer, file.payer_id)
+    claims = s.exec(select(Claim).where(Claim.claim_file_id == file.id).order_by(Claim.id)).all()
+    built, problems = [], []
+    for claim in claims:
+        try:
+            built.append(claim_model(s, claim))
+        except ValidationError as err:
+            problems += [f"claim {claim.control_number}: {why}" for why in explain(err)]
+    if problems:
+        return "", problems
+    zone = ZoneInfo(timezone)
+    try:
+        document = x12.ClaimFile(
+            agency=x12.Agency.model_validate(agency),
+            payer=x12.Payer(name=payer.name[:60], payer_id=payer.payer_code),
+            envelope=x12.Envelope(interchange_control_number=file.interchange_control_number,
+                                  group_control_number=file.group_control_number,
+                                  transaction_set_control_number=file.transaction_set_control_number,
+                                  created_at=file.created_at.astimezone(zone)),
+            claims=built)
+    except ValidationError as err:
+        return "", explain(err)
+    content = write_837p(document)
+    report = check_837(content, as_of=datetime.now(zone).date(), filing_limit_days=payer.filing_limit_days)
+    return content, [finding.describe() for finding in report.findings]
 
 
 # What the claim models call a field, in the words of the record a biller fixes.
@@ -439,11 +445,12 @@ def claim_model(s: Session, claim: Claim) -> x12.Claim:
     shared_auth = next(iter(auth_numbers)) if len(auth_numbers) == 1 else None
     provider_npis = {p.npi if p else None for p in providers.values()}
     shared_provider = next(iter(providers.values())) if len(provider_npis) == 1 else None
-    subscriber = x12.Subscriber(
+    # Plain values, validated as one claim: every problem of the patient's record is named at once.
+    subscriber = dict(
         last_name=patient.last_name, first_name=patient.first_name, medicaid_id=patient.medicaid_id,
         birth_date=patient.birth_date, gender=patient.gender,
-        address=x12.Address(line1=patient.address_line, city=patient.city, state=patient.state,
-                            postal_code=patient.zip_code.replace("-", "").replace(" ", "")))
+        address=dict(line1=patient.address_line, city=patient.city, state=patient.state,
+                     postal_code=patient.zip_code.replace("-", "").replace(" ", "")))
     original = None
     if claim.replaces_claim_id is not None:  # a 7 or 8 names the payer's number of the claim it replaces
         replaced = s.get(Claim, claim.replaces_claim_id)

@@ -100,6 +100,30 @@ def mark_file_submitted(session: Session, file_id: int, actor: str) -> ClaimFile
     return file
 
 
+def rewrite_blocked_file(engine, file_id: int, settings) -> None:
+    """Write a blocked file again, after what it named was fixed (a patient's diagnosis, the agency's identity):
+    the same claims and control numbers, checked again. The caller reads the result."""
+    from sqlmodel import Session as ReadSession
+
+    from visitflow.activities.release import write_file
+    from visitflow.db.session import write_session
+
+    with ReadSession(engine) as s:
+        file = s.get(ClaimFile, file_id)
+        if file is None:
+            raise ServiceError(404, f"claim file {file_id} not found")
+        if file.valid:
+            raise ServiceError(409, f"claim file {file_id} is valid already; nothing to write again")
+        agency = settings.agency.model_dump(mode="json") if settings.agency else None
+        content, findings = write_file(s, file, agency, settings.claim_file_blocker(), settings.agency_timezone)
+    with write_session(engine) as s:
+        file = s.exec(select(ClaimFile).where(ClaimFile.id == file_id).with_for_update()).one()
+        if not file.valid:  # a concurrent rewrite may have stored a valid file first: keep it
+            file.content, file.findings, file.valid = content, findings, not findings
+            s.add(file)
+            s.commit()
+
+
 # --- reading ------------------------------------------------------------------------------
 
 

@@ -288,10 +288,10 @@ async def release_visits(engine: Engine, client: Client, settings: Settings, vis
         # The batch as first stored: its workflow works on exactly these visits.
         request = _release_request(settings, batch, actor)
     try:
-        handle = await _start_release(client, settings, request)
-    except WorkflowAlreadyStartedError:  # finished earlier: its answer is kept with the workflow
-        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
-    return await release_outcome(handle)
+        await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:
+        pass  # finished earlier: its answer is kept with the workflow
+    return await release_outcome(client, batch_id)
 
 
 def _release_request(settings: Settings, batch: ReleaseBatch, actor: Actor) -> ReleaseRequest:
@@ -396,13 +396,16 @@ async def resume_unfinished_releases(engine: Engine, client: Client, settings: S
     return resumed
 
 
-async def release_outcome(handle) -> ReleaseOutcome:
+async def release_outcome(client: Client, batch_id: str, wait: timedelta = RELEASE_WAIT) -> ReleaseOutcome:
+    """The release's outcome once its workflow has finished; 503 (nothing lost, ask again) after `wait`."""
+    # A handle by id, not the one start_workflow returned: the same wait whether this request started the
+    # workflow or joined it (and in the tests, a wait that does not set the time-skipping server's clock running).
+    handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
     try:
-        return await asyncio.wait_for(handle.result(), RELEASE_WAIT.total_seconds())
+        return await asyncio.wait_for(handle.result(), wait.total_seconds())
     except TimeoutError:
-        raise ServiceError(503, f"release batch {handle.id.removeprefix('release-')} is still being worked on; "
-                                "nothing is lost. Send the same request again with the same Idempotency-Key "
-                                "for its outcome.") from None
+        raise ServiceError(503, f"release batch {batch_id} is still being worked on; nothing is lost. Send the "
+                                "same request again with the same Idempotency-Key for its outcome.") from None
 
 
 # --- AUTH-04 --------------------------------------------------------------------------------

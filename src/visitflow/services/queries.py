@@ -5,6 +5,7 @@ Each function answers one question a person asks of the agency's visits; lists c
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import String, and_, cast, func, or_
 from sqlmodel import Session, select
 
 from visitflow.catalogue import RULES, STATE_LABELS
@@ -22,6 +23,7 @@ from visitflow.db.tables import (
     Notification,
     Patient,
     Payer,
+    PayerRate,
     User,
     Visit,
     VisitEvent,
@@ -339,9 +341,20 @@ def _ready_where(filters: BillingFilter) -> list:
     return where
 
 
-def amount_cents(units: int | None, payer: Payer) -> int | None:
-    """What a visit bills: its billable units at the payer's rate (None while its units are not known)."""
-    return units * payer.rate_per_unit_cents if units is not None else None
+def unit_rates(session: Session, payer_ids: set[int]):
+    """rate(payer_id, service_code, modifiers) in cents per unit: the payer's fee schedule entry for exactly that
+    service and modifiers, else the payer's own rate. Two queries for any number of visits."""
+    from visitflow.activities.release import rate_key
+
+    ids = sorted(payer_ids)
+    flat = dict(session.exec(select(Payer.id, Payer.rate_per_unit_cents).where(Payer.id.in_(ids))).all()) if ids else {}
+    schedule = {(r.payer_id, r.service_code, r.modifier_key): r.rate_per_unit_cents
+                for r in session.exec(select(PayerRate).where(PayerRate.payer_id.in_(ids)))} if ids else {}
+
+    def rate(payer_id: int, service_code: str, modifiers: list[str]) -> int:
+        return schedule.get((payer_id, service_code, rate_key(modifiers)), flat.get(payer_id, 0))
+
+    return rate
 
 
 @dataclass
@@ -366,10 +379,17 @@ def ready_to_bill(session: Session, filters: BillingFilter, number: int, today: 
     """Claim-ready visits by payer, then service date; each payer's totals count all its pages. With `today`
     (the agency's date), each row says how many days are left to the payer's filing limit (CLM-07)."""
     where = _ready_where(filters)
-    totals = {payer_id: (n, (units or 0) * rate) for payer_id, rate, n, units in session.exec(
-        select(Visit.payer_id, Payer.rate_per_unit_cents, func.count(), func.sum(Visit.billable_units))
-        .join(Payer, Payer.id == Visit.payer_id).where(*where)
-        .group_by(Visit.payer_id, Payer.rate_per_unit_cents)).all()}
+    # Dollars as the claims will bill them: the fee schedule's rate for the service and modifiers, else the
+    # payer's. Summed per payer, service and modifiers (the modifiers' JSON text, read once per group).
+    modifiers_text = cast(Visit.modifiers, String)
+    by_service = session.exec(
+        select(Visit.payer_id, Visit.service_code, modifiers_text, func.count(), func.sum(Visit.billable_units))
+        .where(*where).group_by(Visit.payer_id, Visit.service_code, modifiers_text)).all()
+    rates = unit_rates(session, {payer_id for payer_id, *_ in by_service})
+    totals: dict[int, tuple[int, int]] = {}
+    for payer_id, code, mods, n, units in by_service:
+        count, cents = totals.get(payer_id, (0, 0))
+        totals[payer_id] = (count + n, cents + (units or 0) * rates(payer_id, code, json.loads(mods or "[]")))
     query = (select(Visit, Patient, Clinician, Payer, Authorization.auth_number).where(*where)
              .join(Patient, Patient.id == Visit.patient_id)
              .join(Clinician, Clinician.id == Visit.clinician_id)
@@ -383,7 +403,9 @@ def ready_to_bill(session: Session, filters: BillingFilter, number: int, today: 
         group.rows.append(ReadyRow(visit_id=v.id, patient=person(p), clinician=clinician_label(c), payer=pay.name,
                                    service_code=v.service_code, modifiers=list(v.modifiers),
                                    service_date=v.service_date, units=v.billable_units,
-                                   amount_cents=amount_cents(v.billable_units, pay), auth_number=auth))
+                                   amount_cents=None if v.billable_units is None else
+                                   v.billable_units * rates(pay.id, v.service_code, list(v.modifiers)),
+                                   auth_number=auth))
         if today is not None:
             row = group.rows[-1]
             row.filing_deadline, row.days_left, row.filing = filing_status(v.service_date, pay, today)

@@ -49,6 +49,10 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None
         and send_back_can_help(snap.holds),
         "can_release": user.role == Role.biller and snap.state == VisitState.claim_ready,
+        # What its claim line will charge: the fee schedule's rate for the service and modifiers, else the payer's.
+        "unit_rate": queries.unit_rates(session, {snap.spec.payer_id})(
+            snap.spec.payer_id, snap.spec.service_code, list(snap.spec.modifiers))
+        if user.role == Role.biller and snap.state == VisitState.claim_ready else None,
         # Tasks by name only: a hold behind a task is told once, in the visit's open holds.
         "my_tasks": list({TASK_LABELS.get(t.kind, t.title): t for t in snap.tasks if t.role == user.role
                           and (user.role != Role.clinician or t.clinician_id == user.clinician_id)}.items()),

@@ -63,8 +63,8 @@ def _query_string(f: FormState, **extra) -> str:
 
 
 @router.get("/claims")
-def claims_page(request: Request, session: SessionDep, user: BillingUser, after: int | None = Query(None, ge=1, le=MAX_ROW_ID)
-                ) -> Response:
+def claims_page(request: Request, session: SessionDep, user: BillingUser,
+                after: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> Response:
     f = FormState()
     wanted = _claim_filter(request.query_params, f)
     page = claim_service.list_claims(session, wanted, after, 50) if not f.errors else None
@@ -117,8 +117,8 @@ async def claim_void(claim_id: RowId, request: Request, session: SessionDep, tem
 
 
 @router.get("/claim-files")
-def files_page(request: Request, session: SessionDep, user: BillingUser, after: int | None = Query(None, ge=1, le=MAX_ROW_ID)
-               ) -> Response:
+def files_page(request: Request, session: SessionDep, user: BillingUser,
+               after: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> Response:
     return render(request, "claim_files.html", {**WORDS, "page": claim_service.list_files(session, after, 50),
                                                 "after": after})
 
@@ -133,6 +133,22 @@ def file_page(file_id: RowId, request: Request, session: SessionDep, user: Billi
 def file_download(file_id: RowId, session: SessionDep, user: BillingUser) -> Response:
     name, content = claim_service.file_download(session, file_id)
     return PlainTextResponse(content, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/claim-files/{file_id}/rewrite")
+async def file_rewrite(file_id: RowId, request: Request, session: SessionDep, user: BillingUser) -> Response:
+    from fastapi.concurrency import run_in_threadpool
+
+    from visitflow.ui.deps import get_ui
+
+    session.rollback()
+    try:
+        await run_in_threadpool(claim_service.rewrite_blocked_file, request.app.state.engine, file_id,
+                                get_ui(request).settings)
+    except ServiceError as err:
+        if err.status != 409:  # 409: valid already (a double click): show it
+            raise
+    return RedirectResponse(f"/claim-files/{file_id}?done=rewritten", 303)
 
 
 @router.post("/claim-files/{file_id}/submitted")
