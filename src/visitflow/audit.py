@@ -49,6 +49,9 @@ AUDITED_READS: dict[str, str] = {
     "/claims/{claim_id}": "viewed_claim",
     "/api/claim-files/{file_id}/download": "downloaded_claim_file",
     "/claim-files/{file_id}/download": "downloaded_claim_file",
+    # A remittance lists the payer's answer for each member's visits.
+    "/api/remittances/{remittance_id}": "viewed_remittance",
+    "/remittances/{remittance_id}": "viewed_remittance",
 }
 
 # Actions in the agency's words, by method and route (tests/api/test_audit.py checks every route has one).
@@ -70,6 +73,10 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/claims/check"): "checked_claim_file",
     ("POST", "/api/claims/{claim_id}/state"): "recorded_claim_answer",
     ("POST", "/claims/{claim_id}/state"): "recorded_claim_answer",
+    ("POST", "/api/claims/{claim_id}/void"): "voided_claim",
+    ("POST", "/claims/{claim_id}/void"): "voided_claim",
+    ("POST", "/api/remittances"): "imported_remittance",
+    ("POST", "/remittances"): "imported_remittance",
     ("POST", "/api/claim-files/{file_id}/submitted"): "marked_claim_file_submitted",
     ("POST", "/claim-files/{file_id}/submitted"): "marked_claim_file_submitted",
     ("POST", "/api/payer-rates"): "added_payer_rate",

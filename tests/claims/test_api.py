@@ -9,7 +9,7 @@ import httpx
 import pytest_asyncio
 
 from tests.conftest import Agency
-from visitflow.api import claims
+from visitflow.api import x12_body
 from visitflow.main import create_app
 from visitflow.settings import Settings
 
@@ -76,7 +76,7 @@ async def test_bad_input_is_a_clear_4xx(api, agency, sample):
         ({"content": "ISA*é".encode(), "headers": {"content-type": "text/plain"}}, 422, "ISA line is only"),
         ({"content": b"  \n", "headers": {"content-type": "text/plain"}}, 422, "the file is empty"),
         ({"content": b"ISA", "headers": {"content-type": "application/xml"}}, 415, "text/plain"),
-        ({"content": b"x" * (claims.MAX_FILE_BYTES + 1), "headers": {"content-type": "text/plain"}}, 413, "bytes"),
+        ({"content": b"x" * (x12_body.MAX_FILE_BYTES + 1), "headers": {"content-type": "text/plain"}}, 413, "bytes"),
     ]
     for request, status, words in cases:
         headers = {**biller, **request.pop("headers", {})}

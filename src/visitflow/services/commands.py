@@ -364,10 +364,10 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
     if request is None:
         return None
     try:
-        handle = await _start_release(client, settings, request)
+        await _start_release(client, settings, request)
     except WorkflowAlreadyStartedError:
-        handle = client.get_workflow_handle(release_workflow_id(batch_id), result_type=ReleaseOutcome)
-    return await release_outcome(handle)
+        pass  # voided before: its workflow's answer is kept with it
+    return await release_outcome(client, batch_id)
 
 
 async def resume_unfinished_releases(engine: Engine, client: Client, settings: Settings,
