@@ -43,6 +43,7 @@ from visitflow.models import (
     service_date,
 )
 from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
+from visitflow.services import rollups
 
 HEARTBEAT_EVERY = 1.0  # seconds; the workflow's heartbeat timeout is a few of these
 
@@ -99,6 +100,7 @@ class VisitActivities:
             "billable_units": snap.billable_units, "authorization_id": snap.authorization_id,
             "release_batch_id": snap.release_batch_id, "released_at": snap.released_at,
             "released_by": snap.released_by, "updated_at": now, "snapshot": snap.model_dump(mode="json"),
+            **rollups.snapshot_columns(snap),
         }
         # Locked from the first statement: the version check and the write are one step. Plain SQL
         # statements (no ORM unit of work): this runs on every transition of every visit.
@@ -106,6 +108,9 @@ class VisitActivities:
         with write_session(self.engine) as s:
             db = s.connection()
             stored = db.execute(select(Visit.version).where(Visit.id == visit_id).with_for_update()).scalar()
+            # The dashboard's counts move with the visit: its old contribution out, its new one in (only when
+            # the version moves forward, so a retried or late projection counts nothing).
+            old = rollups.stored_facts(db, [visit_id]).get(visit_id) if stored is not None else None
             if stored is None:
                 db.execute(insert(Visit).values(
                     id=visit_id, workflow_id=f"visit-{visit_id}", created_at=now, patient_id=spec.patient_id,
@@ -129,6 +134,14 @@ class VisitActivities:
                     {"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
                      "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
                     for t in snap.tasks])
+            opened_at = {h.key: opened.get(h.key, now) for h in snap.holds}
+            rollups.apply(db, rollups.change(old, rollups.VisitFacts(
+                state=snap.state.value, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
+                billable_units=snap.billable_units, scheduled_end=spec.scheduled_end,
+                service_date=fields["service_date"], note_submitted_at=fields["note_submitted_at"],
+                sign_waiting_since=fields["sign_waiting_since"], ready_since=fields["ready_since"],
+                holds=[(h.role, h.rule_id, h.approvable, opened_at[h.key]) for h in snap.holds],
+                tasks=[(t.kind, t.escalated, t.clinician_id) for t in snap.tasks])))
             last_seq = db.execute(select(func.max(VisitEvent.seq)).where(VisitEvent.visit_id == visit_id)).scalar()
             new_events = [{"visit_id": visit_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
                            "detail": e.detail, "state": e.state.value}
