@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from visitflow.deps import SessionDep, TemporalDep
@@ -15,7 +15,7 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of
 from visitflow.ui.actions import finish, perform
-from visitflow.ui.deps import SupervisorUser, UIDep, render, visible_visit
+from visitflow.ui.deps import PageCursor, SupervisorUser, UIDep, render, visible_visit
 from visitflow.ui.forms import FORM, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
 
@@ -100,24 +100,25 @@ def escalations_page(request: Request, session: SessionDep, user: SupervisorUser
     cid = _clinician_filter(clinician)
     return render(request, "escalations.html", {
         "clinician_id": cid, "clinicians": queries.clinicians(session),
-        "overdue": queries.overdue_work(session, cid, 1), "exceptions": queries.exceptions_to_decide(session, cid, 1),
+        "overdue": queries.overdue_work(session, cid, None),
+        "exceptions": queries.exceptions_to_decide(session, cid, None),
         "team": queries.team_overdue(session)})
 
 
 @router.get("/escalations/overdue")
-def escalations_overdue(request: Request, session: SessionDep, user: SupervisorUser, clinician: str | None = None,
-                        page: int = Query(1, ge=1)) -> Response:
+def escalations_overdue(request: Request, session: SessionDep, user: SupervisorUser, after: PageCursor,
+                        clinician: str | None = None) -> Response:
     cid = _clinician_filter(clinician)
     return render(request, "_overdue_list.html", {"clinician_id": cid, "clinicians": queries.clinicians(session),
-                                                  "overdue": queries.overdue_work(session, cid, page)})
+                                                  "overdue": queries.overdue_work(session, cid, after)})
 
 
 @router.get("/escalations/exceptions")
-def escalations_exceptions(request: Request, session: SessionDep, user: SupervisorUser,
-                           clinician: str | None = None, page: int = Query(1, ge=1)) -> Response:
+def escalations_exceptions(request: Request, session: SessionDep, user: SupervisorUser, after: PageCursor,
+                           clinician: str | None = None) -> Response:
     cid = _clinician_filter(clinician)
     return render(request, "_exceptions_list.html",
-                  {"clinician_id": cid, "exceptions": queries.exceptions_to_decide(session, cid, page)})
+                  {"clinician_id": cid, "exceptions": queries.exceptions_to_decide(session, cid, after)})
 
 
 @router.get("/escalations/team")
