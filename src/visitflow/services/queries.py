@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -571,7 +570,8 @@ def _patients_named(session: Session, words: str) -> list[int]:
 def search_visits(session: Session, search: VisitSearch, after: str | None, size: int = PAGE_SIZE) -> SearchPage:
     """Visits matching every given filter, the newest service date first (then the visit id), a page at a
     time after a keyset cursor: no offsets, so a deep page costs what the first does."""
-    query = (select(Visit, Patient, Clinician).options(defer(Visit.snapshot)).join(Patient, Patient.id == Visit.patient_id)
+    query = (select(Visit, Patient, Clinician).options(defer(Visit.snapshot))
+             .join(Patient, Patient.id == Visit.patient_id)
              .join(Clinician, Clinician.id == Visit.clinician_id))
     if search.visit_id:  # a range on the primary key: the index serves a prefix
         query = query.where(Visit.id >= search.visit_id, Visit.id < search.visit_id + "\U0010ffff")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -218,10 +217,3 @@ def stored(db: Connection) -> Counter[RollupKey]:
     """The rollups as kept (for comparing with a rebuild)."""
     return Counter({(f, k, at, b): n for f, k, at, b, n in db.execute(
         select(VisitRollup.figure, VisitRollup.key, VisitRollup.at, VisitRollup.bucket, VisitRollup.n))})
-
-
-def sum_rows(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for key, n in rows:
-        out[key] = out.get(key, 0) + n
-    return out
