@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, func, select
 from temporalio.testing import ActivityEnvironment
 
 from visitflow.activities.visits import VisitActivities
 from visitflow.db.session import get_engine, migrate, write_session
-from visitflow.db.tables import ApiToken, Clinician, Patient, Payer, User, Visit, VisitHold, VisitTask
+from visitflow.db.tables import ApiToken, Clinician, Patient, Payer, User, Visit, VisitHold, VisitRollup, VisitTask
 from visitflow.main import create_app
 from visitflow.models import (
     Discipline,
@@ -322,3 +322,17 @@ def test_ui_lists_page_by_cursor_with_a_capped_count(model: Model, monkeypatch):
         assert pages[0].first and not pages[1].first and pages[0].total_words == "10+"
         groups = {g.rule_id: g for g in pages[0].items}
         assert groups["EVV-01"].visits == 30 and groups["EVV-01"].total == 60  # a visit held twice counts once
+
+
+def test_an_upgraded_database_gets_its_rollups_when_migrated(model: Model):
+    snaps = lifecycle(model, "UPGRADED-1", NOW - timedelta(days=2))
+    model.project(snaps[3])
+    with write_session(model.engine) as s:  # as migration 0006 leaves a database with visits in it
+        s.execute(update(Visit).values(note_submitted_at=None, sign_waiting_since=None, ready_since=None))
+        s.execute(delete(VisitRollup))
+        s.commit()
+    migrate(model.url)  # what `visitflow up` and `visitflow migrate` run at start
+    with Session(model.engine) as s:
+        assert s.get(Visit, "UPGRADED-1").note_submitted_at == snaps[3].note.submitted_at
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored and stored == +rebuilt
