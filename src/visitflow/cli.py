@@ -165,8 +165,9 @@ if __name__ == "__main__":
 @app.command("rebuild-rollups")
 def rebuild_rollups(from_snapshots: bool = typer.Option(
         False, "--from-snapshots",
-        help="First copy the dashboard's columns (note submitted, waiting since) out of every visit's snapshot: "
-             "once, after upgrading a database whose visits were projected before migration 0006")) -> None:
+        help="First copy the dashboard's columns (note submitted, waiting since) out of every visit's snapshot "
+             "(`migrate` does this once for a database whose visits were projected before migration 0006)")
+        ) -> None:
     """Recompute the dashboard's and the team table's counts from the visits (the projection keeps them
     current; this repairs them, or fills them after an upgrade). Projections wait while it runs."""
     from visitflow.services.rollups import rebuild
