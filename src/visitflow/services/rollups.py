@@ -195,12 +195,17 @@ def backfill_columns(db: Connection, batch: int = 2000) -> int:
 
 def rebuild(engine: Engine, from_snapshots: bool = False) -> int:
     """Recompute the rollups from the visits (and first, if asked, the dashboard's columns from the snapshots).
-    Returns how many rollup rows there are. Projections wait for it: it holds the write lock throughout."""
+    Returns how many rollup rows there are. Projections wait for it: it holds the rollups' lock throughout."""
     from visitflow.db.session import write_session
 
     with write_session(engine) as s:
         db = s.connection()
-        db.execute(select(Visit.id).limit(1).with_for_update())  # take the write lock before reading
+        if db.dialect.name == "postgresql":
+            # Projections wait at their first rollup change until this commits (the dashboard still reads).
+            # One already past its visit row but not yet here is counted as it was, and its change then lands
+            # on top; one that got here first is waited for.
+            db.exec_driver_sql("LOCK TABLE visitrollup IN EXCLUSIVE MODE")
+        # (On SQLite the write session already holds the database's one write lock.)
         if from_snapshots:
             backfill_columns(db)
         counts = count_all(db)
