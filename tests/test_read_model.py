@@ -280,8 +280,13 @@ async def test_counts_stop_at_the_cap_and_offset_and_bad_cursors_are_refused(mod
     assert body.json() == {"total": 0, "total_capped": False, "items": [], "next": None}
     offset = await api.get("/api/visits?offset=50", headers=as_user(model, "admin"))
     assert offset.status_code == 422 and "follow the `next` link" in offset.text
-    bad = await api.get("/api/visits?after=not-a-cursor", headers=as_user(model, "admin"))
-    assert bad.status_code == 422 and "not a cursor" in bad.text
+    nul, too_early = queries.encode_cursor(NOW, "V\x001"), queries.encode_cursor("0001-01-01T00:00+05:00", "V")
+    for cursor in ("not-a-cursor", nul, too_early):
+        bad = await api.get("/api/visits", params={"after": cursor}, headers=as_user(model, "admin"))
+        assert bad.status_code == 422 and "not a cursor" in bad.text
+    # The calendar's ends are plain dates, not a server error.
+    every = await api.get("/api/visits?date_from=0001-01-01&date_to=9999-12-31", headers=as_user(model, "admin"))
+    assert every.status_code == 200 and len(every.json()["items"]) == 6
 
 
 async def test_a_week_of_service_dates_is_the_agency_s_local_week(model: Model, api):

@@ -840,12 +840,12 @@ def decode_cursor(after: str, *types: type) -> tuple | None:
                 out.append(as_utc(datetime.fromisoformat(value)))
             elif kind is date:
                 out.append(date.fromisoformat(value))
-            elif isinstance(value, kind) and not isinstance(value, bool):
+            elif isinstance(value, kind) and not isinstance(value, bool) and "\x00" not in str(value):
                 out.append(value)
             else:
                 return None
         return tuple(out)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         return None
 
 
@@ -869,8 +869,12 @@ class VisitList:
     total_capped: bool  # more than COUNT_CAP match
 
 
-def _midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+def _midnight(day: date, zone: ZoneInfo) -> datetime | None:
+    """The start of a local day, in UTC; None past the calendar's ends (no bound needed there)."""
+    try:
+        return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def list_visits(session: Session, user: User, wanted: VisitFilter, limit: int, after: tuple[datetime, str] | None
@@ -886,10 +890,10 @@ def list_visits(session: Session, user: User, wanted: VisitFilter, limit: int, a
     # The date of service is the scheduled start's date in the agency's zone (models.service_date), so a range
     # of dates is a range of scheduled starts: the (scheduled_start, id) index reads exactly that range.
     zone = ZoneInfo(wanted.timezone)
-    if wanted.date_from:
-        conditions.append(Visit.scheduled_start >= _midnight(wanted.date_from, zone))
-    if wanted.date_to:
-        conditions.append(Visit.scheduled_start < _midnight(wanted.date_to + timedelta(days=1), zone))
+    if wanted.date_from and (start := _midnight(wanted.date_from, zone)) is not None:
+        conditions.append(Visit.scheduled_start >= start)
+    if wanted.date_to and wanted.date_to < date.max and (end := _midnight(wanted.date_to + timedelta(days=1), zone)):
+        conditions.append(Visit.scheduled_start < end)
     if wanted.has_holds is not None:
         conditions.append(Visit.hold_count > 0 if wanted.has_holds else Visit.hold_count == 0)
     total, capped = capped_count(session, select(Visit.id).where(*conditions))
