@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, true
+from sqlalchemy import and_, func, or_, true, union_all
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
@@ -307,13 +307,16 @@ class TeamRow:
         return self.late_notes + self.late_signatures
 
 
-def team_overdue(session: Session) -> list[TeamRow]:
-    """Each clinician's open and overdue work, the most overdue first."""
+TEAM_SHOWN = 25  # the team table shows the clinicians most behind; a large agency has hundreds
+
+
+def team_overdue(session: Session, selected: int | None = None) -> tuple[list[TeamRow], int]:
+    """The clinicians with the most overdue work first (the first TEAM_SHOWN, and the selected one wherever
+    it ranks); returns them and how many more have open work."""
     team: dict[int, TeamRow] = {}
-    names = {c.id: clinician_label(c) for c in clinicians(session)}
 
     def row(cid: int) -> TeamRow:
-        return team.setdefault(cid, TeamRow(clinician_id=cid, clinician=names.get(cid, f"clinician {cid}")))
+        return team.setdefault(cid, TeamRow(clinician_id=cid, clinician=""))
 
     # From the rollups the projection keeps: a row per clinician and kind of task, not a row per task.
     for (cid, kind, escalated), n in _task_counts(session).items():
@@ -332,7 +335,13 @@ def team_overdue(session: Session) -> list[TeamRow]:
             r.fixes += n
     for (cid, _), n in _exception_counts(session).items():
         row(cid).exceptions += n
-    return sorted(team.values(), key=lambda r: (-r.overdue, -r.escalated, -r.exceptions, r.clinician))
+    names = {c.id: c for c in session.exec(select(Clinician).where(Clinician.id.in_(list(team)))).all()}
+    for r in team.values():
+        known = names.get(r.clinician_id)
+        r.clinician = clinician_label(known) if known else f"clinician {r.clinician_id}"
+    ranked = sorted(team.values(), key=lambda r: (-r.overdue, -r.escalated, -r.exceptions, r.clinician))
+    shown = ranked[:TEAM_SHOWN] + [r for r in ranked[TEAM_SHOWN:] if r.clinician_id == selected]
+    return shown, len(ranked) - len(shown)
 
 
 # --- biller: ready to bill and holds ---------------------------------------------------------------
@@ -678,6 +687,10 @@ class Dashboard:
     escalations: list[tuple[str, int]]
 
 
+BACKLOGS = [rollups.NOTES_TO_WRITE, rollups.NOTES_TO_SIGN, *(rollups.hold_backlog(role) for role in Role),
+            rollups.READY_TO_BILL]
+
+
 def _histogram_rank(histogram: list[tuple[int, int]], rank: int) -> int:
     """The value at a 1-based rank of a sorted histogram [(value, how many)]."""
     seen = 0
@@ -696,16 +709,29 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     counts = dict(session.exec(select(R.key, R.n).where(R.figure == "state")).all())
     states = [(s.value, STATE_LABELS[s], counts.get(s.value, 0)) for s in VisitState]
 
-    # Backlog ages, exact to the second: rows of the last five days (and any still ahead) by when the wait
-    # began; everything older is the backlog's total less those.
+    # Backlog ages, exact to the second: the last five days' hourly rows, except the few hours that an age
+    # bucket's edge (now, 1, 2, 5 days ago) cuts, which are read by the second; everything older is the
+    # backlog's total less those. A few hundred rows, however many visits wait.
     now_s = rollups.epoch(now)
     day = 86400
-    age = case((R.at > now_s, -1), (R.at > now_s - day, 0), (R.at > now_s - 2 * day, 1), else_=2)
+    edges = [now_s, now_s - day, now_s - 2 * day, now_s - 5 * day]
+
+    def age(at: int) -> int:  # 0..2: the age buckets under 5 days, 3: older, 4: not yet (ahead of now)
+        return 4 if at > edges[0] else 0 if at > edges[1] else 1 if at > edges[2] else 2 if at > edges[3] else 3
+
     recent: dict[str, list[int]] = {}
-    for key, bucket, n in session.exec(select(R.key, age, func.sum(R.n)).where(
-            R.figure == "backlog", R.at > now_s - 5 * day).group_by(R.key, age)).all():
-        ages = recent.setdefault(key, [0, 0, 0, 0, 0])  # four age buckets, then "not yet"
-        ages[bucket if bucket >= 0 else 4] += n
+    cut: set[int] = set()
+    for key, hour, n in session.exec(select(R.key, R.at, R.n).where(R.figure == "backlog_hour",
+                                                                    R.at > edges[3] - 3600)).all():
+        if any(hour <= edge < hour + 3599 for edge in edges):
+            cut.add(hour)
+        else:
+            recent.setdefault(key, [0, 0, 0, 0, 0])[age(hour)] += n
+    if cut:  # one index seek per backlog and cut hour
+        seeks = [select(R.key, R.at, R.n).where(R.figure == "backlog", R.key == key, R.at >= hour, R.at < hour + 3600)
+                 for key in BACKLOGS for hour in sorted(cut)]
+        for key, at, n in session.exec(union_all(*seeks)).all():
+            recent.setdefault(key, [0, 0, 0, 0, 0])[age(at)] += n
     totals = dict(session.exec(select(R.key, R.n).where(R.figure == "backlog_all")).all())
 
     def aged(key: str) -> list[int]:
@@ -728,7 +754,7 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     # Note lag: how long after the visit ended the note came in, counted by service day and minute of lag.
     since = (now - timedelta(days=lag_window_days)).date().toordinal()
     histogram = [(minutes, int(n)) for minutes, n in session.exec(
-        select(R.bucket, func.sum(R.n)).where(R.figure == "note_lag", R.at >= since)
+        select(R.bucket, func.sum(R.n)).where(R.figure == "note_lag", R.key == "", R.at >= since)
         .group_by(R.bucket).order_by(R.bucket)).all()]
     lag_count = sum(n for _, n in histogram)
     due_m, late_m = note_due.total_seconds() / 60, (note_due + escalate_after).total_seconds() / 60

@@ -35,13 +35,14 @@ def hold_backlog(role: Role | str) -> str:
     return f"hold_{Role(role).value}"
 
 
-# Lags are counted in minutes, rounded up to the minute for the first two hours, to five minutes up to three
-# days, to the hour past that: a deadline in whole five minutes (24 h, 48 h) splits the counts exactly, the
-# median is right to the minute where lags are short, and a day of 10,000 notes fills a few hundred rows.
+# Lags are counted in minutes, rounded up: to the minute for the first two hours, to 5 minutes up to 6 hours, to
+# 15 minutes up to three days, to the hour past that. A deadline in whole quarter hours (24 h, 48 h) splits the
+# counts exactly, the median is right to the minute where lags are short, and a day of 10,000 notes fills a
+# couple of hundred rows.
 def lag_bucket(seconds: float) -> int:
     """The note lag in minutes, rounded up to its bucket."""
     minutes = math.ceil(seconds / 60)
-    step = 1 if minutes <= 120 else 5 if minutes <= 3 * 24 * 60 else 60
+    step = 1 if minutes <= 120 else 5 if minutes <= 6 * 60 else 15 if minutes <= 3 * 24 * 60 else 60
     return math.ceil(minutes / step) * step
 
 
@@ -75,7 +76,9 @@ def figures(v: VisitFacts) -> Counter[RollupKey]:
     out: Counter[RollupKey] = Counter()
 
     def backlog(name: str, since: datetime) -> None:
-        out[("backlog", name, epoch(since), 0)] += 1
+        at = epoch(since)
+        out[("backlog", name, at, 0)] += 1  # by the second: read only around the age buckets' edges
+        out[("backlog_hour", name, at - at % 3600, 0)] += 1  # by the hour: read for the rest of the last 5 days
         out[("backlog_all", name, 0, 0)] += 1
 
     out[("state", v.state, 0, 0)] += 1

@@ -94,6 +94,11 @@ def _clinician_filter(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def _team(session, clinician_id: int | None) -> dict:
+    team, more = queries.team_overdue(session, clinician_id)
+    return {"team": team, "team_more": more}
+
+
 @router.get("/escalations")
 def escalations_page(request: Request, session: SessionDep, user: SupervisorUser,
                      clinician: str | None = None) -> Response:
@@ -102,7 +107,7 @@ def escalations_page(request: Request, session: SessionDep, user: SupervisorUser
         "clinician_id": cid, "clinicians": queries.clinicians(session),
         "overdue": queries.overdue_work(session, cid, None),
         "exceptions": queries.exceptions_to_decide(session, cid, None),
-        "team": queries.team_overdue(session)})
+        **_team(session, cid)})
 
 
 @router.get("/escalations/overdue")
@@ -124,5 +129,5 @@ def escalations_exceptions(request: Request, session: SessionDep, user: Supervis
 @router.get("/escalations/team")
 def escalations_team(request: Request, session: SessionDep, user: SupervisorUser,
                      clinician: str | None = None) -> Response:
-    return render(request, "_team.html", {"clinician_id": _clinician_filter(clinician),
-                                          "team": queries.team_overdue(session)})
+    cid = _clinician_filter(clinician)
+    return render(request, "_team.html", {"clinician_id": cid, **_team(session, cid)})
