@@ -167,6 +167,12 @@ def test_rollups_equal_a_rebuild_after_projections_out_of_order_and_redelivered(
         assert d.lag_count == len(lags)
         assert d.lag_counts[0] == sum(1 for lag in lags if lag <= timedelta(hours=24))
         assert d.lag_counts[2] == sum(1 for lag in lags if lag > timedelta(hours=48))
+        ready = s.exec(select(func.count(), func.sum(Visit.billable_units)).where(Visit.state == "claim_ready")).one()
+        bill = queries.ready_to_bill(s, queries.BillingFilter(), None)
+        assert bill.count == ready[0] and sum(g.count for g in bill.page.items) == ready[0]
+        assert bill.amount_cents == sum(
+            v.billable_units * (500 + n) for n, payer in enumerate(model.payers, 1)
+            for v in s.exec(select(Visit).where(Visit.state == "claim_ready", Visit.payer_id == payer.id)).all())
         waiting = s.exec(select(func.count()).select_from(VisitHold).where(VisitHold.role == Role.supervisor)).one()
         assert sum(next(b for b in d.backlogs if b.name == "Exceptions to decide").buckets) == waiting
 

@@ -414,14 +414,26 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, s
                   ) -> ReadyToBill:
     """Claim-ready visits by payer (by name), then service date; each payer's totals count all its pages.
 
-    The totals are an index-only count per payer (index state, payer, service date, id, units); the page is
-    read payer by payer along the same index after a keyset cursor (payer name, payer id, service date, visit
+    The totals are the rollups' counts per payer and date of service; the page is read payer by payer along
+    the index (state, payer, service date, id) after a keyset cursor (payer name, payer id, service date, visit
     id), so it never sorts the claim-ready visits, however many there are."""
     where = _ready_where(filters)
-    sums = session.exec(select(Visit.payer_id, func.count(), func.sum(Visit.billable_units)).where(*where)
-                        .group_by(Visit.payer_id)).all()
-    billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_([payer_id for payer_id, _, _ in sums])))}
-    totals = {payer_id: (n, (units or 0) * billing[payer_id].rate_per_unit_cents) for payer_id, n, units in sums}
+    # The totals from the rollups: a row per payer and date of service, whatever the number of visits.
+    R = VisitRollup
+    days = [R.figure.in_(["ready", "ready_units"])]
+    if filters.payer_id:
+        days.append(R.key == str(filters.payer_id))
+    if filters.date_from:
+        days.append(R.at >= filters.date_from.toordinal())
+    if filters.date_to:
+        days.append(R.at <= filters.date_to.toordinal())
+    sums: dict[int, list[int]] = {}
+    for figure, payer_id, n in session.exec(select(R.figure, R.key, func.sum(R.n)).where(*days)
+                                            .group_by(R.figure, R.key)).all():
+        sums.setdefault(int(payer_id), [0, 0])[figure == "ready_units"] += n
+    sums = {payer_id: counts for payer_id, counts in sums.items() if counts[0]}
+    billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(sums))))}
+    totals = {payer_id: (n, units * billing[payer_id].rate_per_unit_cents) for payer_id, (n, units) in sums.items()}
     cursor = decode_cursor(after, str, int, date, str) if after else None
     after = after if cursor is not None else None
     rows: list = []

@@ -96,8 +96,11 @@ def figures(v: VisitFacts) -> Counter[RollupKey]:
     for rule_id in {rule_id for _, rule_id, _, _ in v.holds}:  # a visit held twice by one rule counts once
         out[("held_visits", f"{rule_id}|{v.payer_id}", 0, 0)] += 1
         out[("held_units", f"{rule_id}|{v.payer_id}", 0, 0)] += v.billable_units or 0
-    if v.state == VisitState.claim_ready.value and v.ready_since is not None:
-        backlog(READY_TO_BILL, v.ready_since)
+    if v.state == VisitState.claim_ready.value:  # the biller's totals, by payer and date of service
+        out[("ready", str(v.payer_id), v.service_date.toordinal(), 0)] += 1
+        out[("ready_units", str(v.payer_id), v.service_date.toordinal(), 0)] += v.billable_units or 0
+        if v.ready_since is not None:
+            backlog(READY_TO_BILL, v.ready_since)
     if v.state != VisitState.scheduled.value and v.note_submitted_at is not None:
         lag = (as_utc(v.note_submitted_at) - as_utc(v.scheduled_end)).total_seconds()
         out[("note_lag", "", v.service_date.toordinal(), lag_bucket(lag))] += 1
