@@ -170,3 +170,19 @@ def migrate_cmd() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+@app.command("rebuild-rollups")
+def rebuild_rollups(from_snapshots: bool = typer.Option(
+        False, "--from-snapshots",
+        help="First copy the dashboard's columns (note submitted, waiting since) out of every visit's snapshot "
+             "(`migrate` does this once for a database whose visits were projected before migration 0006)")
+        ) -> None:
+    """Recompute the dashboard's and the team table's counts from the visits (the projection keeps them
+    current; this repairs them, or fills them after an upgrade). Projections wait while it runs."""
+    from visitflow.services.rollups import rebuild
+
+    settings = get_settings()
+    migrate(settings.resolved_database_url)
+    rows = rebuild(get_engine(settings.resolved_database_url), from_snapshots=from_snapshots)
+    typer.echo(f"Rollups rebuilt: {rows} rows.")

@@ -195,12 +195,12 @@ async def test_a_visit_ready_to_bill_shows_its_dollars_and_the_release_rule_as_a
     assert 'A visit is released once, into one batch. <span class="rule rule-tag">REL-01</span>' in page
 
 
-async def test_bad_page_numbers_are_refused_in_words(web, agency):
+async def test_bad_page_links_are_refused_in_words(web, agency):
     token = await sign_in(web, agency.users["biller"].username)
-    for url in ("/billing?page=0", "/billing/list?page=x", "/holds?page=-1", "/holds/list?page=many"):
+    for url in ("/billing?after=0", "/billing/list?after=x", "/holds?after=-1", "/holds/list?after=many"):
         answer = await web.get(url, headers=htmx(token) if "list" in url else {})
         assert answer.status_code == 422, url
-        assert "not valid (page)" in answer.text, url
+        assert "That page link is not valid; start again from the first page." in answer.text, url
 
 
 async def test_a_visit_held_twice_by_one_rule_counts_once(web, agency, visits: VisitSetup, engine):

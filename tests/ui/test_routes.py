@@ -411,8 +411,8 @@ async def test_errors_are_told_in_words_never_as_a_stack_trace(web, agency, monk
     assert "Traceback" not in page.text and "database on fire" not in page.text
     partial = await web.get("/tasks/list", headers={"HX-Request": "true"})
     assert partial.status_code == 500 and partial.headers["HX-Retarget"] == "#flash"
-    bad_page = await web.get("/tasks?page=zero")
-    assert bad_page.status_code == 422 and "not valid (page)" in bad_page.text
+    bad_page = await web.get("/tasks?after=zero")
+    assert bad_page.status_code == 422 and "That page link is not valid" in bad_page.text
     api = await web.get("/api/visits/nope", headers={"Authorization": "Bearer nope"})
     assert api.headers["content-type"].startswith("application/json")  # the API keeps its JSON
 

@@ -43,6 +43,7 @@ from visitflow.models import (
     service_date,
 )
 from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
+from visitflow.services import rollups
 
 HEARTBEAT_EVERY = 1.0  # seconds; the workflow's heartbeat timeout is a few of these
 
@@ -133,6 +134,7 @@ class VisitActivities:
             "billable_units": snap.billable_units, "authorization_id": snap.authorization_id,
             "release_batch_id": snap.release_batch_id, "released_at": snap.released_at,
             "released_by": snap.released_by, "updated_at": now, "snapshot": snap.model_dump(mode="json"),
+            **rollups.snapshot_columns(snap),
         }
         # Locked from the first statement: the version check and the write are one step. Plain SQL statements
         # built once (_PROJECTION), values passed as parameters: this runs on every transition of every visit,
@@ -144,6 +146,9 @@ class VisitActivities:
                              {"b_visit": visit_id}).first()
             if row is not None and row.version >= snap.version:
                 return  # a retried or late write never moves a visit backwards
+            # The dashboard's counts move with the visit: its old contribution out, its new one in (only when the
+            # version moves forward, so a retried or late projection counts nothing).
+            old = rollups.stored_facts(db, [visit_id]).get(visit_id) if row is not None else None
             if row is None:
                 last_seq = 0
             elif timeline_is_new_only:
@@ -153,6 +158,7 @@ class VisitActivities:
                 last_seq = stored_timeline[-1]["seq"] if stored_timeline else 0
                 first_new = snap.timeline[0].seq if snap.timeline else last_seq + 1
                 fields["snapshot"]["timeline"][:0] = [e for e in stored_timeline if e["seq"] < first_new]
+                fields.update(rollups.timeline_columns(fields["snapshot"]["timeline"]))
             else:
                 last_seq = db.execute(q.last_event, {"b_visit": visit_id}).scalar() or 0
             if row is None:
@@ -183,7 +189,14 @@ class VisitActivities:
                     {"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
                      "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
                     for t in snap.tasks])
-
+            opened_at = {h.key: opened.get(h.key, now) for h in snap.holds}
+            rollups.apply(db, rollups.change(old, rollups.VisitFacts(
+                state=snap.state.value, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
+                billable_units=snap.billable_units, scheduled_end=spec.scheduled_end,
+                service_date=fields["service_date"], note_submitted_at=fields["note_submitted_at"],
+                sign_waiting_since=fields["sign_waiting_since"], ready_since=fields["ready_since"],
+                holds=[(h.role, h.rule_id, h.approvable, opened_at[h.key]) for h in snap.holds],
+                tasks=[(t.kind, t.escalated, t.clinician_id) for t in snap.tasks])))
             new_events = [{"visit_id": visit_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
                            "detail": e.detail, "state": e.state.value}
                           for e in snap.timeline if e.seq > last_seq]

@@ -134,8 +134,11 @@ class VisitSummary(BaseModel):
 
 
 class VisitPage(BaseModel):
-    total: int
+    total: int = Field(description="How many visits match, counted up to 1,000")
+    total_capped: bool = Field(description="More than 1,000 match (`total` then says 1000)")
     items: list[VisitSummary]
+    next: str | None = Field(description="The next page (the same filters after this page's last visit); "
+                                         "absent on the last page")
 
 
 class AdjustmentBody(BaseModel):
@@ -216,17 +219,37 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
 
 
 @router.get("/visits", response_model=VisitPage)
-def list_visits(session: SessionDep, user: CurrentUser,
+def list_visits(request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep,
                 state: VisitState | None = None, clinician: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
                 payer: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
                 patient: Annotated[int | None, Query(le=MAX_ROW_ID)] = None, date_from: date | None = None,
                 date_to: date | None = None, has_holds: bool | None = None, limit: int = Query(50, ge=1, le=500),
-                offset: int = Query(0, ge=0, le=1_000_000)):
-    """Visits from the read model. A clinician only ever sees their own."""
-    total, rows = queries.list_visits(session, user, queries.VisitFilter(
+                after: Annotated[str | None, Query(max_length=200, description=(
+                    "The cursor from the previous page's `next` link"))] = None,
+                offset: Annotated[int | None, Query(include_in_schema=False)] = None):
+    """Visits from the read model, the latest scheduled first, `limit` at a time: follow `next` for the rest.
+    A clinician only ever sees their own."""
+    if offset:
+        raise HTTPException(422,
+                            "offset paging is not supported: follow the `next` link of each page (its `after` "
+                            "cursor), which never skips or repeats a visit while visits are added")
+    cursor = None
+    if after is not None:
+        cursor = queries.decode_cursor(after, datetime, str)
+        if cursor is None:
+            raise HTTPException(422,
+                                "after: not a cursor from this list; use the `next` link of the previous page")
+    page = queries.list_visits(session, user, queries.VisitFilter(
         state=state.value if state else None, clinician_id=clinician, payer_id=payer, patient_id=patient,
-        date_from=date_from, date_to=date_to, has_holds=has_holds), limit, offset)
-    return VisitPage(total=total, items=[VisitSummary.model_validate(r, from_attributes=True) for r in rows])
+        date_from=date_from, date_to=date_to, has_holds=has_holds, timezone=settings.agency_timezone), limit, cursor)
+    following = None
+    if page.next_after:
+        from urllib.parse import urlencode
+
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("after", "offset")]
+        following = f"{request.url.path}?{urlencode([*params, ('after', page.next_after)])}"
+    return VisitPage(total=page.total, total_capped=page.total_capped, next=following,
+                     items=[VisitSummary.model_validate(r, from_attributes=True) for r in page.items])
 
 
 @router.get("/visits/{visit_id}", response_model=VisitPublic)

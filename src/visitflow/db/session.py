@@ -85,3 +85,20 @@ def migrate(url: str) -> None:
     cfg.set_main_option("sqlalchemy.url", normalise_url(url))
     cfg.attributes["engine"] = get_engine(url)
     command.upgrade(cfg, "head")
+    _first_rollups(get_engine(url))
+
+
+def _first_rollups(engine: Engine) -> None:
+    """Visits but no rollups: a database from before migration 0006 (every projected visit counts at least its
+    state). Fill the dashboard's columns from the snapshots and count the rollups once, so the dashboard is
+    right from the first start after the upgrade; afterwards the projection keeps them."""
+    from sqlalchemy import select
+
+    from visitflow.db.tables import Visit, VisitRollup
+    from visitflow.services.rollups import rebuild
+
+    with engine.connect() as conn:
+        todo = (conn.execute(select(Visit.id).limit(1)).first() is not None
+                and conn.execute(select(VisitRollup.figure).limit(1)).first() is None)
+    if todo:
+        rebuild(engine, from_snapshots=True)

@@ -331,8 +331,22 @@ class AuthorizationUsage(SQLModel, table=True):
 
 
 class Visit(SQLModel, table=True):
-    """One visit as its workflow last projected it. `version` only moves forward."""
+    """One visit as its workflow last projected it. `version` only moves forward.
 
+    Lists read it newest scheduled first a page at a time after a keyset cursor, so every filter a list offers
+    has an index ending in (scheduled_start, id): the index serves the filter and the order, never a sort.
+    """
+
+    __table_args__ = (
+        Index("ix_visit_scheduled_start_id", "scheduled_start", "id"),
+        Index("ix_visit_state_scheduled_start_id", "state", "scheduled_start", "id"),
+        Index("ix_visit_state_payer_scheduled_start_id", "state", "payer_id", "scheduled_start", "id"),
+        Index("ix_visit_clinician_scheduled_start_id", "clinician_id", "scheduled_start", "id"),
+        Index("ix_visit_payer_scheduled_start_id", "payer_id", "scheduled_start", "id"),
+        Index("ix_visit_patient_scheduled_start_id", "patient_id", "scheduled_start", "id"),
+        # The ready-to-bill list (claim-ready, by payer then service date) and its per-payer totals.
+        Index("ix_visit_state_payer_service_date_id", "state", "payer_id", "service_date", "id", "billable_units"),
+    )
     id: str = Field(primary_key=True, max_length=64)
     workflow_id: str = Field(max_length=80)
     patient_id: int = Field(foreign_key="patient.id", index=True)
@@ -352,6 +366,11 @@ class Visit(SQLModel, table=True):
     release_batch_id: str | None = Field(default=None, index=True, max_length=64)
     released_at: datetime | None = None
     released_by: str | None = None
+    # Copied out of the snapshot by the projection so the dashboard reads columns, never JSON: when the note
+    # came in (note lag), when the signature began to be awaited, and when the visit became ready to bill.
+    note_submitted_at: datetime | None = None
+    sign_waiting_since: datetime | None = None
+    ready_since: datetime | None = None
     created_at: datetime
     updated_at: datetime
     snapshot: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -372,6 +391,10 @@ class VisitEvent(SQLModel, table=True):
 class VisitHold(SQLModel, table=True):
     """Open holds, replaced on every projection; the billing queue groups them by rule."""
 
+    __table_args__ = (
+        Index("ix_visithold_rule_opened_id", "rule_id", "opened_at", "id"),
+        Index("ix_visithold_role_approvable_opened_id", "role", "approvable", "opened_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     visit_id: str = Field(foreign_key="visit.id", index=True, max_length=64)
     rule_id: str = Field(index=True, max_length=12)
@@ -386,7 +409,13 @@ class VisitHold(SQLModel, table=True):
 class VisitTask(SQLModel, table=True):
     """Open work for a role (and a clinician), replaced on every projection."""
 
-    __table_args__ = (Index("ix_visittask_role_clinician", "role", "clinician_id"),)
+    __table_args__ = (
+        Index("ix_visittask_role_clinician", "role", "clinician_id"),
+        # The supervisors' and billers' queues: escalated first, then the earliest deadline.
+        Index("ix_visittask_role_escalated_due_id", "role", "escalated", "due_at", "id"),
+        # Late notes and signatures (escalations page), the earliest deadline first.
+        Index("ix_visittask_kind_escalated_due_id", "kind", "escalated", "due_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     visit_id: str = Field(foreign_key="visit.id", index=True, max_length=64)
     kind: str = Field(max_length=40)
@@ -396,6 +425,23 @@ class VisitTask(SQLModel, table=True):
     due_at: datetime | None = None
     escalated: bool = False
     hold_key: str | None = None
+
+
+class VisitRollup(SQLModel, table=True):
+    """Running counts behind the dashboard and the team table, kept by the projection in the same transaction
+    as the visit row (services/rollups.py), so the dashboard reads a few hundred rows instead of the visits.
+
+    One row per (figure, key, at, bucket): `figure` names what is counted ("state", "backlog", "note_lag", ...),
+    `key` which one (a state, a backlog, "rule|payer"), `at` a time in epoch seconds (backlogs: when the wait
+    began, so ages are exact at any moment) or a service day (note lag), `bucket` the note lag in minutes.
+    Rows that fall to zero are removed. `visitflow rebuild-rollups` recomputes the table from the visits.
+    """
+
+    figure: str = Field(primary_key=True, max_length=20)
+    key: str = Field(primary_key=True, max_length=80)
+    at: int = Field(primary_key=True)
+    bucket: int = Field(primary_key=True)
+    n: int = 0
 
 
 class ReleaseBatch(SQLModel, table=True):

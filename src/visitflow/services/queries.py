@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, func, or_
+from sqlalchemy import String, and_, cast, func, or_, true, union_all
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from visitflow.catalogue import RULES, STATE_LABELS
@@ -28,9 +29,11 @@ from visitflow.db.tables import (
     Visit,
     VisitEvent,
     VisitHold,
+    VisitRollup,
     VisitTask,
 )
 from visitflow.models import Role, VisitSnapshot, VisitState, as_utc
+from visitflow.services import rollups
 from visitflow.services.access import visible
 
 PAGE_SIZE = 25
@@ -45,30 +48,56 @@ def dom_id(*parts: object) -> str:
 
 @dataclass
 class Page(Generic[T]):
+    """One page of a list read after a keyset cursor: no OFFSET, so the last page costs what the first does,
+    and a row added while someone reads never shifts the next page."""
+
     items: list[T]
-    number: int
-    total: int
+    after: str | None  # the cursor this page starts after; None on the first page
+    next_after: str | None  # the cursor of the next page; None on the last
+    total: int  # how many in the whole list, counted up to COUNT_CAP
+    capped: bool = False  # more than COUNT_CAP
     size: int = PAGE_SIZE
 
     @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.size))
+    def total_words(self) -> str:
+        return f"{self.total:,}+" if self.capped else f"{self.total:,}"
 
     @property
-    def has_prev(self) -> bool:
-        return self.number > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.number < self.pages
+    def first(self) -> bool:
+        return self.after is None
 
 
-def _page(session: Session, query, number: int, size: int = PAGE_SIZE) -> tuple[list, int, int]:
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    pages = max(1, math.ceil(total / size))
-    number = min(max(1, number), pages)  # a list that shrank under the reader lands on its last page
-    rows = session.exec(query.offset((number - 1) * size).limit(size)).all()
-    return list(rows), number, total
+# A list's order: (column or expression, descending?, the Python type of its values in a cursor).
+SortKey = tuple[Any, bool, type]
+
+
+def _after(keys: list[SortKey], cursor: tuple) -> Any:
+    """Rows after the cursor in the keys' order. The first key's plain bound lets the index seek straight to the
+    cursor; the OR of tuples breaks ties on the later keys."""
+    first, first_desc, _ = keys[0]
+    ties = []
+    for i, (column, desc, _) in enumerate(keys):
+        equal = [k[0] == v for k, v in zip(keys[:i], cursor[:i], strict=True)]
+        ties.append(and_(*equal, column < cursor[i] if desc else column > cursor[i]))
+    return and_(first <= cursor[0] if first_desc else first >= cursor[0], or_(*ties))
+
+
+def _page(session: Session, query, keys: list[SortKey], after: str | None, size: int = PAGE_SIZE,
+          count=None) -> tuple[list, Page]:
+    """A page of `query`'s rows in the keys' order after the cursor; a cursor that is not one (a stale or
+    edited link) starts from the first page. Returns the rows and the page (without its items). `count` is
+    the same list as a narrow select (no joins that only add columns), to count it cheaply."""
+    total, capped = capped_count(session, count if count is not None else query)
+    cursor = decode_cursor(after, *(kind for _, _, kind in keys)) if after else None
+    if cursor is not None and all(v is not None for v in cursor):
+        query = query.where(_after(keys, cursor))
+    else:
+        after = None
+    rows = session.exec(query.add_columns(*(c for c, _, _ in keys))
+                        .order_by(*(c.desc() if d else c for c, d, _ in keys)).limit(size + 1)).all()
+    n = len(keys)
+    following = encode_cursor(*rows[size - 1][-n:]) if len(rows) > size else None
+    return [tuple(r[:-n]) for r in rows[:size]], Page([], after, following, total, capped, size)
 
 
 def person(p: Patient | Clinician | None) -> str:
@@ -105,10 +134,17 @@ class TaskRow:
     chips: list[str] = field(default_factory=list)  # catalogue.TASK_CHIPS keys, most serious first
 
 
+def _escalated(session: Session, visit_ids: list[str]) -> set[tuple[str, str]]:
+    """(visit id, kind) of the page's visits whose note or signature went to a supervisor. Read by visit id
+    (a page's few visits) and picked here, so the planner cannot prefer a walk over every escalation."""
+    return {(visit_id, kind) for visit_id, kind in session.exec(
+        select(VisitTask.visit_id, VisitTask.kind).where(VisitTask.visit_id.in_(visit_ids))).all()
+        if kind in ("note_overdue", "signature_overdue")}
+
+
 def _task_rows(session: Session, rows, now: datetime) -> list[TaskRow]:
     visit_ids = [v.id for _, v, _ in rows]
-    escalated = set(session.exec(select(VisitTask.visit_id, VisitTask.kind).where(
-        VisitTask.visit_id.in_(visit_ids), VisitTask.kind.in_(["note_overdue", "signature_overdue"]))).all())
+    escalated = _escalated(session, visit_ids)
     items = []
     for t, v, p in rows:
         chips = []
@@ -141,12 +177,17 @@ def _not_yet_ended(now: datetime):
     return and_(VisitTask.kind == "write_note", Visit.scheduled_end > now)
 
 
-def clinician_tasks(session: Session, clinician_id: int, number: int, now: datetime) -> Page[TaskRow]:
+NO_DEADLINE = datetime(9999, 12, 31, tzinfo=UTC)  # tasks without a deadline sort after every deadline
+
+
+def clinician_tasks(session: Session, clinician_id: int, after: str | None, now: datetime) -> Page[TaskRow]:
     """Work to do now, the most urgent first: the earliest deadline (overdue first), then tasks without one."""
-    query = (_clinician_task_query(clinician_id).where(~_not_yet_ended(now))
-             .order_by(VisitTask.due_at.is_(None), VisitTask.due_at, Visit.scheduled_start, VisitTask.id))
-    rows, number, total = _page(session, query, number)
-    return Page(_task_rows(session, rows, now), number, total)
+    due = func.coalesce(VisitTask.due_at, NO_DEADLINE, type_=VisitTask.__table__.c.due_at.type)
+    rows, page = _page(session, _clinician_task_query(clinician_id).where(~_not_yet_ended(now)),
+                       [(due, False, datetime), (Visit.scheduled_start, False, datetime), (VisitTask.id, False, int)],
+                       after)
+    page.items = _task_rows(session, rows, now)
+    return page
 
 
 UPCOMING_SHOWN = 10
@@ -176,20 +217,24 @@ class OverdueRow:
     row_id: str
 
 
-def overdue_work(session: Session, clinician_id: int | None, number: int) -> Page[OverdueRow]:
+def overdue_work(session: Session, clinician_id: int | None, after: str | None) -> Page[OverdueRow]:
     """Notes and signatures past their deadline (the clinician was reminded), the latest first."""
-    query = (select(VisitTask, Visit, Patient, Clinician)
+    late = [VisitTask.role == Role.clinician, VisitTask.escalated == true(),
+            VisitTask.kind.in_(["write_note", "sign_note"])]
+    query = (select(VisitTask, Visit, Patient, Clinician).options(defer(Visit.snapshot))
              .join(Visit, Visit.id == VisitTask.visit_id)
              .join(Patient, Patient.id == Visit.patient_id)
              .join(Clinician, Clinician.id == Visit.clinician_id)
-             .where(VisitTask.role == Role.clinician, VisitTask.kind.in_(["write_note", "sign_note"]),
-                    VisitTask.escalated.is_(True)))
+             .where(*late))
+    count = select(VisitTask.id).where(*late)
     if clinician_id:
         query = query.where(Visit.clinician_id == clinician_id)
-    rows, number, total = _page(session, query.order_by(VisitTask.due_at, VisitTask.id), number)
+        count = count.join(Visit, Visit.id == VisitTask.visit_id).where(Visit.clinician_id == clinician_id)
+    # Read along the task index (role, escalated, due_at, id); an escalated task always has a deadline.
+    rows, page = _page(session, query, [(VisitTask.due_at, False, datetime), (VisitTask.id, False, int)], after,
+                       count=count)
     visit_ids = [v.id for _, v, _, _ in rows]
-    escalated = set(session.exec(select(VisitTask.visit_id, VisitTask.kind).where(
-        VisitTask.visit_id.in_(visit_ids), VisitTask.kind.in_(["note_overdue", "signature_overdue"]))).all())
+    escalated = _escalated(session, visit_ids)
     items = []
     for t, v, p, c in rows:
         stage = "note" if t.kind == "write_note" else "signature"
@@ -197,7 +242,8 @@ def overdue_work(session: Session, clinician_id: int | None, number: int) -> Pag
             visit_id=v.id, stage=stage, due_at=t.due_at, escalated=(v.id, f"{stage}_overdue") in escalated,
             clinician_id=c.id, clinician=clinician_label(c), patient=person(p), scheduled_start=v.scheduled_start,
             row_id=dom_id("overdue", v.id, stage)))
-    return Page(items, number, total)
+    page.items = items
+    return page
 
 
 @dataclass
@@ -226,20 +272,25 @@ def _hold_rows(rows, prefix: str) -> list[HoldRow]:
 
 
 def _holds_query():
-    return (select(VisitHold, Visit, Patient, Clinician, Payer)
+    return (select(VisitHold, Visit, Patient, Clinician, Payer).options(defer(Visit.snapshot))
             .join(Visit, Visit.id == VisitHold.visit_id)
             .join(Patient, Patient.id == Visit.patient_id)
             .join(Clinician, Clinician.id == Visit.clinician_id)
             .join(Payer, Payer.id == Visit.payer_id))
 
 
-def exceptions_to_decide(session: Session, clinician_id: int | None, number: int) -> Page[HoldRow]:
+def exceptions_to_decide(session: Session, clinician_id: int | None, after: str | None) -> Page[HoldRow]:
     """EVV exceptions and manual time edits a supervisor may approve or reject, the oldest first."""
-    query = _holds_query().where(VisitHold.role == Role.supervisor, VisitHold.approvable.is_(True))
+    decide = [VisitHold.role == Role.supervisor, VisitHold.approvable == true()]
+    query = _holds_query().where(*decide)
+    count = select(VisitHold.id).where(*decide)
     if clinician_id:
         query = query.where(Visit.clinician_id == clinician_id)
-    rows, number, total = _page(session, query.order_by(VisitHold.opened_at, VisitHold.id), number)
-    return Page(_hold_rows(rows, "exception"), number, total)
+        count = count.join(Visit, Visit.id == VisitHold.visit_id).where(Visit.clinician_id == clinician_id)
+    rows, page = _page(session, query, [(VisitHold.opened_at, False, datetime), (VisitHold.id, False, int)], after,
+                       count=count)
+    page.items = _hold_rows(rows, "exception")
+    return page
 
 
 @dataclass
@@ -258,18 +309,21 @@ class TeamRow:
         return self.late_notes + self.late_signatures
 
 
-def team_overdue(session: Session) -> list[TeamRow]:
-    """Each clinician's open and overdue work, the most overdue first."""
+TEAM_SHOWN = 25  # the team table shows the clinicians most behind; a large agency has hundreds
+
+
+def team_overdue(session: Session, selected: int | None = None) -> tuple[list[TeamRow], int]:
+    """The clinicians with the most overdue work first (the first TEAM_SHOWN, and the selected one wherever
+    it ranks); returns them and how many more have open work."""
     team: dict[int, TeamRow] = {}
-    names = {c.id: clinician_label(c) for c in clinicians(session)}
 
     def row(cid: int) -> TeamRow:
-        return team.setdefault(cid, TeamRow(clinician_id=cid, clinician=names.get(cid, f"clinician {cid}")))
+        return team.setdefault(cid, TeamRow(clinician_id=cid, clinician=""))
 
-    counts = session.exec(select(VisitTask.clinician_id, VisitTask.kind, VisitTask.escalated, func.count())
-                          .where(VisitTask.clinician_id.is_not(None))
-                          .group_by(VisitTask.clinician_id, VisitTask.kind, VisitTask.escalated)).all()
-    for cid, kind, escalated, n in counts:
+    # From the rollups the projection keeps: a row per clinician and kind of task, not a row per task.
+    for (cid, kind, escalated), n in _task_counts(session).items():
+        if cid is None:
+            continue
         r = row(cid)
         if kind == "write_note":
             r.late_notes += n if escalated else 0
@@ -281,10 +335,15 @@ def team_overdue(session: Session) -> list[TeamRow]:
             r.escalated += n
         elif kind in ("fix_evv", "fix_note"):
             r.fixes += n
-    for cid, n in session.exec(select(Visit.clinician_id, func.count()).join(VisitHold, VisitHold.visit_id == Visit.id)
-                               .where(VisitHold.role == Role.supervisor).group_by(Visit.clinician_id)).all():
+    for (cid, _), n in _exception_counts(session).items():
         row(cid).exceptions += n
-    return sorted(team.values(), key=lambda r: (-r.overdue, -r.escalated, -r.exceptions, r.clinician))
+    names = {c.id: c for c in session.exec(select(Clinician).where(Clinician.id.in_(list(team)))).all()}
+    for r in team.values():
+        known = names.get(r.clinician_id)
+        r.clinician = clinician_label(known) if known else f"clinician {r.clinician_id}"
+    ranked = sorted(team.values(), key=lambda r: (-r.overdue, -r.escalated, -r.exceptions, r.clinician))
+    shown = ranked[:TEAM_SHOWN] + [r for r in ranked[TEAM_SHOWN:] if r.clinician_id == selected]
+    return shown, len(ranked) - len(shown)
 
 
 # --- biller: ready to bill and holds ---------------------------------------------------------------
@@ -375,12 +434,17 @@ class ReadyToBill:
     amount_cents: int
 
 
-def ready_to_bill(session: Session, filters: BillingFilter, number: int, today: date | None = None) -> ReadyToBill:
-    """Claim-ready visits by payer, then service date; each payer's totals count all its pages. With `today`
-    (the agency's date), each row says how many days are left to the payer's filing limit (CLM-07)."""
+def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, today: date | None = None,
+                  size: int = PAGE_SIZE) -> ReadyToBill:
+    """Claim-ready visits by payer (by name), then service date; each payer's totals count all its pages. With
+    `today` (the agency's date), each row says how many days are left to the payer's filing limit (CLM-07).
+
+    The page is read payer by payer along the index (state, payer, service date, id) after a keyset cursor (payer
+    name, payer id, service date, visit id), so it never sorts the claim-ready visits, however many there are."""
     where = _ready_where(filters)
     # Dollars as the claims will bill them: the fee schedule's rate for the service and modifiers, else the
-    # payer's. Summed per payer, service and modifiers (the modifiers' JSON text, read once per group).
+    # payer's. Summed per payer, service and modifiers over the claim-ready visits (the work waiting to be
+    # billed, read along the state index; the modifiers' JSON text read once per group).
     modifiers_text = cast(Visit.modifiers, String)
     by_service = session.exec(
         select(Visit.payer_id, Visit.service_code, modifiers_text, func.count(), func.sum(Visit.billable_units))
@@ -390,15 +454,27 @@ def ready_to_bill(session: Session, filters: BillingFilter, number: int, today: 
     for payer_id, code, mods, n, units in by_service:
         count, cents = totals.get(payer_id, (0, 0))
         totals[payer_id] = (count + n, cents + (units or 0) * rates(payer_id, code, json.loads(mods or "[]")))
-    query = (select(Visit, Patient, Clinician, Payer, Authorization.auth_number).where(*where)
-             .join(Patient, Patient.id == Visit.patient_id)
-             .join(Clinician, Clinician.id == Visit.clinician_id)
-             .join(Payer, Payer.id == Visit.payer_id)
-             .outerjoin(Authorization, Authorization.id == Visit.authorization_id)
-             .order_by(Payer.name, Payer.id, Visit.service_date, Visit.id))
-    rows, number, total = _page(session, query, number)
+    billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(totals))))}
+    cursor = decode_cursor(after, str, int, date, str) if after else None
+    after = after if cursor is not None else None
+    rows: list = []
+    for pay in sorted(billing.values(), key=lambda p: (p.name, p.id)):
+        if cursor and (pay.name, pay.id) < cursor[:2]:
+            continue
+        query = (select(Visit, Patient, Clinician, Authorization.auth_number).options(defer(Visit.snapshot))
+                 .where(*where, Visit.payer_id == pay.id)
+                 .join(Patient, Patient.id == Visit.patient_id).join(Clinician, Clinician.id == Visit.clinician_id)
+                 .outerjoin(Authorization, Authorization.id == Visit.authorization_id))
+        if cursor and (pay.name, pay.id) == cursor[:2]:
+            query = query.where(Visit.service_date >= cursor[2],
+                                or_(Visit.service_date > cursor[2], Visit.id > cursor[3]))
+        rows += [(v, p, c, pay, auth) for v, p, c, auth in session.exec(
+            query.order_by(Visit.service_date, Visit.id).limit(size + 1 - len(rows))).all()]
+        if len(rows) > size:
+            break
+    last = rows[size - 1] if len(rows) > size else None
     groups: dict[int, PayerGroup] = {}
-    for v, p, c, pay, auth in rows:
+    for v, p, c, pay, auth in rows[:size]:
         group = groups.setdefault(pay.id, PayerGroup(pay.id, pay.name, *totals.get(pay.id, (0, 0))))
         group.rows.append(ReadyRow(visit_id=v.id, patient=person(p), clinician=clinician_label(c), payer=pay.name,
                                    service_code=v.service_code, modifiers=list(v.modifiers),
@@ -409,7 +485,9 @@ def ready_to_bill(session: Session, filters: BillingFilter, number: int, today: 
         if today is not None:
             row = group.rows[-1]
             row.filing_deadline, row.days_left, row.filing = filing_status(v.service_date, pay, today)
-    return ReadyToBill(page=Page(list(groups.values()), number, total), count=total,
+    count = sum(n for n, _ in totals.values())
+    following = encode_cursor(last[3].name, last[3].id, last[0].service_date, last[0].id) if last else None
+    return ReadyToBill(page=Page(list(groups.values()), after, following, count, False, size), count=count,
                        amount_cents=sum(cents for _, cents in totals.values()))
 
 
@@ -423,48 +501,64 @@ class HoldGroup:
     visits: int = 0
     amount_cents: int = 0  # the held visits' billable units (from punches, else the schedule) at their payers' rates
     oldest: timedelta | None = None
-    typical: timedelta | None = None  # the median age
+    typical: timedelta | None = None  # the median age of its holds
     rows: list[HoldRow] = field(default_factory=list)
 
 
+def _rollup_by_rule(session: Session, figure: str, payer_id: int | None) -> dict[tuple[str, int], int]:
+    """A per (rule, payer) rollup as {(rule id, payer id): n}, for one payer or all."""
+    out = {}
+    for key, n in session.exec(select(VisitRollup.key, VisitRollup.n).where(VisitRollup.figure == figure)).all():
+        rule_id, payer = key.rsplit("|", 1)
+        if payer_id is None or int(payer) == payer_id:
+            out[(rule_id, int(payer))] = n
+    return out
+
+
 def _hold_stats(session: Session, payer_id: int | None, now: datetime) -> dict[str, HoldGroup]:
-    """Per rule, over its open holds (the hold table, joined to each held visit by key): a visit held twice
-    by one rule (no clock-in and no clock-out) counts once, from its earliest hold."""
-    query = (select(VisitHold.rule_id, VisitHold.visit_id, func.count(), func.min(VisitHold.opened_at),
-                    Visit.billable_units, Payer.rate_per_unit_cents)
-             .join(Visit, Visit.id == VisitHold.visit_id).join(Payer, Payer.id == Visit.payer_id)
-             .group_by(VisitHold.rule_id, VisitHold.visit_id, Visit.billable_units, Payer.rate_per_unit_cents))
-    if payer_id:
-        query = query.where(Visit.payer_id == payer_id)
-    ages: dict[str, list[timedelta]] = {}
+    """Per rule: holds, visits held (a visit held twice by one rule, e.g. no clock-in and no clock-out, counts
+    once) and their dollars, from the rollups the projection keeps; how long the oldest and the middle hold
+    have waited, from the hold index (rule, opened_at): one short index read per rule, never every hold."""
+    holds, visits, units = (_rollup_by_rule(session, figure, payer_id)
+                            for figure in ("holds", "held_visits", "held_units"))
+    rates = dict(session.exec(select(Payer.id, Payer.rate_per_unit_cents)).all())
     stats: dict[str, HoldGroup] = {}
-    for rule_id, _, holds, opened, units, rate in session.exec(query).all():
+    for (rule_id, payer), n in holds.items():
         g = stats.setdefault(rule_id, HoldGroup(rule_id, RULES.get(rule_id, ""), 0))
-        g.total += holds
-        g.visits += 1
-        g.amount_cents += (units or 0) * rate  # a held visit has been through the gates: its units are known
-        ages.setdefault(rule_id, []).append(max(timedelta(0), now - as_utc(opened)))
+        g.total += n
+        g.visits += visits.get((rule_id, payer), 0)
+        g.amount_cents += units.get((rule_id, payer), 0) * rates.get(payer, 0)
     for rule_id, g in stats.items():
-        g.oldest = max(ages[rule_id])
-        g.typical = statistics.median_low(ages[rule_id])
+        opened = select(VisitHold.opened_at).where(VisitHold.rule_id == rule_id)
+        if payer_id:  # one payer's holds of this rule, read along the same index
+            opened = opened.join(Visit, Visit.id == VisitHold.visit_id).where(Visit.payer_id == payer_id)
+        oldest = session.exec(opened.order_by(VisitHold.opened_at, VisitHold.id).limit(1)).first()
+        # The lower median of the ages: the ((n - 1) // 2)-th newest hold (an offset into one rule's index range).
+        middle = session.exec(opened.order_by(VisitHold.opened_at.desc(), VisitHold.id.desc())
+                              .offset((g.total - 1) // 2).limit(1)).first()
+        if oldest is not None:
+            g.oldest = max(timedelta(0), now - as_utc(oldest))
+            g.typical = max(timedelta(0), now - as_utc(middle if middle is not None else oldest))
     return stats
 
 
-def holds_by_rule(session: Session, payer_id: int | None, number: int,
+def holds_by_rule(session: Session, payer_id: int | None, after: str | None,
                   now: datetime) -> tuple[Page[HoldGroup], int]:
     """Open holds grouped by the rule that holds them; returns (page of groups, holds on the page)."""
-    query = _holds_query()
+    query, count = _holds_query(), select(VisitHold.id)
     if payer_id:
         query = query.where(Visit.payer_id == payer_id)
-    rows, number, total = _page(session, query.order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id),
-                                number)
+        count = count.join(Visit, Visit.id == VisitHold.visit_id).where(Visit.payer_id == payer_id)
+    rows, page = _page(session, query, [(VisitHold.rule_id, False, str), (VisitHold.opened_at, False, datetime),
+                                        (VisitHold.id, False, int)], after, count=count)
     stats = _hold_stats(session, payer_id, now)
     groups: dict[str, HoldGroup] = {}
     for hold in _hold_rows(rows, "hold"):
         if hold.rule_id not in groups:
             groups[hold.rule_id] = stats.get(hold.rule_id) or HoldGroup(hold.rule_id, RULES.get(hold.rule_id, ""), 0)
         groups[hold.rule_id].rows.append(hold)
-    return Page(list(groups.values()), number, total), len(rows)
+    page.items = list(groups.values())
+    return page, len(rows)
 
 
 # --- office, supervisors, billers: find a visit ------------------------------------------------------
@@ -523,7 +617,8 @@ def _patients_named(session: Session, words: str) -> list[int]:
 def search_visits(session: Session, search: VisitSearch, after: str | None, size: int = PAGE_SIZE) -> SearchPage:
     """Visits matching every given filter, the newest service date first (then the visit id), a page at a
     time after a keyset cursor: no offsets, so a deep page costs what the first does."""
-    query = (select(Visit, Patient, Clinician).join(Patient, Patient.id == Visit.patient_id)
+    query = (select(Visit, Patient, Clinician).options(defer(Visit.snapshot))
+             .join(Patient, Patient.id == Visit.patient_id)
              .join(Clinician, Clinician.id == Visit.clinician_id))
     if search.visit_id:  # a range on the primary key: the index serves a prefix
         query = query.where(Visit.id >= search.visit_id, Visit.id < search.visit_id + "\U0010ffff")
@@ -630,90 +725,128 @@ class Dashboard:
     escalations: list[tuple[str, int]]
 
 
-def _ages(times, now: datetime) -> list[int]:
-    buckets = [0, 0, 0, 0]
-    for t in times:
-        if t is not None:
-            buckets[age_bucket(now - as_utc(t))] += 1
-    return buckets
+BACKLOGS = [rollups.NOTES_TO_WRITE, rollups.NOTES_TO_SIGN, *(rollups.hold_backlog(role) for role in Role),
+            rollups.READY_TO_BILL]
 
 
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile: the value at or below which `share` of the values fall."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+def _histogram_rank(histogram: list[tuple[int, int]], rank: int) -> int:
+    """The value at a 1-based rank of a sorted histogram [(value, how many)]."""
+    seen = 0
+    for value, n in histogram:
+        seen += n
+        if seen >= rank:
+            return value
+    return histogram[-1][0]
 
 
 def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_after: timedelta,
               lag_window_days: int = 90) -> Dashboard:
-    counts = dict(session.exec(select(Visit.state, func.count()).group_by(Visit.state)).all())
+    """Every figure from the rollups the projection keeps (services/rollups.py): a few hundred rows, whatever
+    the number of visits."""
+    R = VisitRollup
+    counts = dict(session.exec(select(R.key, R.n).where(R.figure == "state")).all())
     states = [(s.value, STATE_LABELS[s], counts.get(s.value, 0)) for s in VisitState]
 
-    def task_times(kind: str, column):
-        return session.exec(select(column).join(VisitTask, VisitTask.visit_id == Visit.id)
-                            .where(VisitTask.kind == kind)).all()
+    # Backlog ages, exact to the second: the last five days' hourly rows, except the few hours that an age
+    # bucket's edge (now, 1, 2, 5 days ago) cuts, which are read by the second; everything older is the
+    # backlog's total less those. A few hundred rows, however many visits wait.
+    now_s = rollups.epoch(now)
+    day = 86400
+    edges = [now_s, now_s - day, now_s - 2 * day, now_s - 5 * day]
 
-    notes = [end for end in task_times("write_note", Visit.scheduled_end) if as_utc(end) <= now]
-    # A signature is awaited from the moment the note came in (or came back to the clinician).
-    waiting_since = session.exec(
-        select(func.max(VisitEvent.at)).join(VisitTask, VisitTask.visit_id == VisitEvent.visit_id)
-        .where(VisitTask.kind == "sign_note", VisitEvent.kind.in_(["note_submitted", "sent_back"]))
-        .group_by(VisitEvent.visit_id)).all()
-    holds_by_role = {role: [] for role in Role}
-    for role, opened in session.exec(select(VisitHold.role, VisitHold.opened_at)).all():
-        holds_by_role[Role(role)].append(opened)
-    ready_since = session.exec(
-        select(func.max(VisitEvent.at)).join(Visit, Visit.id == VisitEvent.visit_id)
-        .where(Visit.state == VisitState.claim_ready.value, VisitEvent.kind == "claim_ready")
-        .group_by(VisitEvent.visit_id)).all()
+    def age(at: int) -> int:  # 0..2: the age buckets under 5 days, 3: older, 4: not yet (ahead of now)
+        return 4 if at > edges[0] else 0 if at > edges[1] else 1 if at > edges[2] else 2 if at > edges[3] else 3
+
+    recent: dict[str, list[int]] = {}
+    cut: set[int] = set()
+    for key, hour, n in session.exec(select(R.key, R.at, R.n).where(R.figure == "backlog_hour",
+                                                                    R.at > edges[3] - 3600)).all():
+        if any(hour <= edge < hour + 3599 for edge in edges):
+            cut.add(hour)
+        else:
+            recent.setdefault(key, [0, 0, 0, 0, 0])[age(hour)] += n
+    if cut:  # one index seek per backlog and cut hour
+        seeks = [select(R.key, R.at, R.n).where(R.figure == "backlog", R.key == key, R.at >= hour, R.at < hour + 3600)
+                 for key in BACKLOGS for hour in sorted(cut)]
+        for key, at, n in session.exec(union_all(*seeks)).all():
+            recent.setdefault(key, [0, 0, 0, 0, 0])[age(at)] += n
+    totals = dict(session.exec(select(R.key, R.n).where(R.figure == "backlog_all")).all())
+
+    def aged(key: str) -> list[int]:
+        under_1, under_2, under_5, _, ahead = recent.get(key, [0, 0, 0, 0, 0])
+        older = totals.get(key, 0) - under_1 - under_2 - under_5 - ahead
+        if key != rollups.NOTES_TO_WRITE:  # only a note for a visit not yet over is not work yet; any other
+            under_1 += ahead  # wait stamped a moment ahead of this clock has just begun
+        return [under_1, under_2, under_5, older]
+
     backlogs = [
-        Backlog("Notes to write", "clinicians", _ages(notes, now)),
-        Backlog("Notes to sign", "clinicians", _ages(waiting_since, now)),
-        Backlog("EVV and note fixes", "clinicians", _ages(holds_by_role[Role.clinician], now)),
-        Backlog("Exceptions to decide", "supervisors", _ages(holds_by_role[Role.supervisor], now)),
-        Backlog("Authorization holds", "billing", _ages(holds_by_role[Role.biller], now)),
-        Backlog("Office data fixes", "office", _ages(holds_by_role[Role.admin], now)),
-        Backlog("Ready to bill", "billing", _ages(ready_since, now)),
+        Backlog("Notes to write", "clinicians", aged(rollups.NOTES_TO_WRITE)),
+        Backlog("Notes to sign", "clinicians", aged(rollups.NOTES_TO_SIGN)),
+        Backlog("EVV and note fixes", "clinicians", aged(rollups.hold_backlog(Role.clinician))),
+        Backlog("Exceptions to decide", "supervisors", aged(rollups.hold_backlog(Role.supervisor))),
+        Backlog("Authorization holds", "billing", aged(rollups.hold_backlog(Role.biller))),
+        Backlog("Office data fixes", "office", aged(rollups.hold_backlog(Role.admin))),
+        Backlog("Ready to bill", "billing", aged(rollups.READY_TO_BILL)),
     ]
 
-    # Note lag from the snapshots: how long after the visit ended the note came in.
-    since = (now - timedelta(days=lag_window_days)).date()
-    lags: list[float] = []
-    for snap in session.exec(select(Visit.snapshot).where(
-            Visit.state != VisitState.scheduled.value, Visit.service_date >= since)).all():
-        note = snap.get("note")
-        if note:
-            submitted = datetime.fromisoformat(note["submitted_at"])
-            ended = datetime.fromisoformat(snap["spec"]["scheduled_end"])
-            lags.append((as_utc(submitted) - as_utc(ended)).total_seconds() / 3600)
-    due_h, late_h = note_due.total_seconds() / 3600, (note_due + escalate_after).total_seconds() / 3600
-    lag_counts = [sum(1 for x in lags if x <= due_h), sum(1 for x in lags if due_h < x <= late_h),
-                  sum(1 for x in lags if x > late_h)]
+    # Note lag: how long after the visit ended the note came in, counted by service day and minute of lag.
+    since = (now - timedelta(days=lag_window_days)).date().toordinal()
+    histogram = [(minutes, int(n)) for minutes, n in session.exec(
+        select(R.bucket, func.sum(R.n)).where(R.figure == "note_lag", R.key == "", R.at >= since)
+        .group_by(R.bucket).order_by(R.bucket)).all()]
+    lag_count = sum(n for _, n in histogram)
+    due_m, late_m = note_due.total_seconds() / 60, (note_due + escalate_after).total_seconds() / 60
+    lag_counts = [sum(n for m, n in histogram if m <= due_m), sum(n for m, n in histogram if due_m < m <= late_m),
+                  sum(n for m, n in histogram if m > late_m)]
+    lag_median_h = lag_p90_h = None
+    if lag_count:
+        middle = (_histogram_rank(histogram, (lag_count + 1) // 2) + _histogram_rank(histogram, lag_count // 2 + 1))
+        lag_median_h = middle / 2 / 60
+        lag_p90_h = _histogram_rank(histogram, max(1, math.ceil(0.9 * lag_count))) / 60
 
-    hold_counts = session.exec(select(VisitHold.rule_id, func.count()).group_by(VisitHold.rule_id)
-                               .order_by(func.count().desc(), VisitHold.rule_id)).all()
-    task_counts = dict(session.exec(
-        select(VisitTask.kind, func.count()).where(or_(
-            VisitTask.kind.in_(["note_overdue", "signature_overdue"]),
-            and_(VisitTask.kind.in_(["write_note", "sign_note"]), VisitTask.escalated.is_(True))))
-        .group_by(VisitTask.kind)).all())
-    exceptions = session.exec(select(func.count()).select_from(VisitHold).where(
-        VisitHold.role == Role.supervisor, VisitHold.approvable.is_(True))).one()
+    by_rule: dict[str, int] = {}
+    for (rule_id, _), n in _rollup_by_rule(session, "holds", None).items():
+        by_rule[rule_id] = by_rule.get(rule_id, 0) + n
+    hold_counts = sorted(by_rule.items(), key=lambda kn: (-kn[1], kn[0]))
+    tasks = _task_counts(session)
+    kinds: dict[tuple[str, bool], int] = {}
+    for (_, kind, escalated), n in tasks.items():
+        kinds[(kind, escalated)] = kinds.get((kind, escalated), 0) + n
+    exceptions = sum(n for (_, approvable), n in _exception_counts(session).items() if approvable)
+
+    def count(kind: str, escalated: bool | None = None) -> int:
+        return sum(n for (k, e), n in kinds.items() if k == kind and escalated in (None, e))
+
     escalations = [
-        ("Late notes, clinician reminded",
-         max(0, task_counts.get("write_note", 0) - task_counts.get("note_overdue", 0))),
-        ("Late notes, escalated", task_counts.get("note_overdue", 0)),
-        ("Late signatures, clinician reminded",
-         max(0, task_counts.get("sign_note", 0) - task_counts.get("signature_overdue", 0))),
-        ("Late signatures, escalated", task_counts.get("signature_overdue", 0)),
+        ("Late notes, clinician reminded", max(0, count("write_note", True) - count("note_overdue"))),
+        ("Late notes, escalated", count("note_overdue")),
+        ("Late signatures, clinician reminded", max(0, count("sign_note", True) - count("signature_overdue"))),
+        ("Late signatures, escalated", count("signature_overdue")),
         ("Exceptions awaiting a decision", exceptions),
     ]
     return Dashboard(
-        states=states, backlogs=backlogs,
-        lag_median_h=statistics.median(lags) if lags else None,
-        lag_p90_h=percentile(lags, 0.9) if lags else None, lag_count=len(lags), lag_counts=lag_counts,
-        lag_limits=(note_due, note_due + escalate_after),
+        states=states, backlogs=backlogs, lag_median_h=lag_median_h, lag_p90_h=lag_p90_h, lag_count=lag_count,
+        lag_counts=lag_counts, lag_limits=(note_due, note_due + escalate_after),
         holds=[(rule, RULES.get(rule, ""), n) for rule, n in hold_counts], escalations=escalations)
+
+
+def _task_counts(session: Session) -> dict[tuple[int | None, str, bool], int]:
+    """Open tasks by (clinician, kind, escalated), from the rollups."""
+    out = {}
+    for key, n in session.exec(select(VisitRollup.key, VisitRollup.n).where(VisitRollup.figure == "task")).all():
+        clinician_id, kind, escalated = key.split("|")
+        out[(int(clinician_id) if clinician_id else None, kind, escalated == "1")] = n
+    return out
+
+
+def _exception_counts(session: Session) -> dict[tuple[int, bool], int]:
+    """Holds awaiting a supervisor by (the visit's clinician, approvable), from the rollups."""
+    out = {}
+    for key, n in session.exec(select(VisitRollup.key, VisitRollup.n)
+                               .where(VisitRollup.figure == "exception")).all():
+        clinician_id, approvable = key.split("|")
+        out[(int(clinician_id), approvable == "1")] = n
+    return out
 
 
 # --- the REST API's lists --------------------------------------------------------------------------------
@@ -730,26 +863,113 @@ class VisitFilter:
     date_from: date | None = None
     date_to: date | None = None
     has_holds: bool | None = None
+    timezone: str = "UTC"  # the agency's: dates of service are local dates
 
 
-def list_visits(session: Session, user: User, wanted: VisitFilter, limit: int, offset: int
-                ) -> tuple[int, list[Visit]]:
-    """Visits this person may see that match the filter, the latest scheduled first; with how many match."""
+COUNT_CAP = 1000  # lists count their matches up to here ("1,000+"), so a count never reads a year of visits
+
+
+def capped_count(session: Session, query, cap: int | None = None) -> tuple[int, bool]:
+    """How many rows the query gives, counted up to `cap` (COUNT_CAP; reading at most cap + 1 index entries);
+    and whether there are more than that."""
+    cap = cap or COUNT_CAP
+    n = session.exec(select(func.count()).select_from(query.limit(cap + 1).subquery())).one()
+    return min(n, cap), n > cap
+
+
+def encode_cursor(*values: object) -> str:
+    """An opaque keyset cursor: the last row's sort key, which the next page starts after."""
+    import base64
+    import json
+
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime | date) else v for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(after: str, *types: type) -> tuple | None:
+    """The values of a cursor made by `encode_cursor` with these types; None when it is not one."""
+    import base64
+    import binascii
+    import json
+
+    try:
+        values = json.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)))
+        if not isinstance(values, list) or len(values) != len(types):
+            return None
+        out = []
+        for value, kind in zip(values, types, strict=True):
+            if value is None:
+                out.append(None)
+            elif kind is datetime:
+                out.append(as_utc(datetime.fromisoformat(value)))
+            elif kind is date:
+                out.append(date.fromisoformat(value))
+            elif isinstance(value, kind) and not isinstance(value, bool) and "\x00" not in str(value):
+                out.append(value)
+            else:
+                return None
+        return tuple(out)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def is_cursor(after: str) -> bool:
+    """Whether `after` is a cursor `encode_cursor` made (whatever list it came from)."""
+    import base64
+    import binascii
+    import json
+
+    try:
+        return isinstance(json.loads(base64.urlsafe_b64decode(after + "=" * (-len(after) % 4))), list)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return False
+
+
+@dataclass
+class VisitList:
+    items: list[Visit]
+    next_after: str | None  # the cursor of the next page; None on the last
+    total: int  # matches, counted up to COUNT_CAP
+    total_capped: bool  # more than COUNT_CAP match
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime | None:
+    """The start of a local day, in UTC; None past the calendar's ends (no bound needed there)."""
+    try:
+        return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def list_visits(session: Session, user: User, wanted: VisitFilter, limit: int, after: tuple[datetime, str] | None
+                ) -> VisitList:
+    """Visits this person may see that match the filter, the latest scheduled first (then the visit id, both
+    descending, so an index ending in (scheduled_start, id) serves every filter and the order), a page at a time
+    after a keyset cursor: a visit that arrives between pages never shifts, repeats or hides another."""
     conditions = [visible(user, Visit)]
     for column, value in ((Visit.state, wanted.state), (Visit.clinician_id, wanted.clinician_id),
                           (Visit.payer_id, wanted.payer_id), (Visit.patient_id, wanted.patient_id)):
         if value is not None:
             conditions.append(column == value)
-    if wanted.date_from:
-        conditions.append(Visit.service_date >= wanted.date_from)
-    if wanted.date_to:
-        conditions.append(Visit.service_date <= wanted.date_to)
+    # The date of service is the scheduled start's date in the agency's zone (models.service_date), so a range
+    # of dates is a range of scheduled starts: the (scheduled_start, id) index reads exactly that range.
+    zone = ZoneInfo(wanted.timezone)
+    if wanted.date_from and (start := _midnight(wanted.date_from, zone)) is not None:
+        conditions.append(Visit.scheduled_start >= start)
+    if wanted.date_to and wanted.date_to < date.max and (end := _midnight(wanted.date_to + timedelta(days=1), zone)):
+        conditions.append(Visit.scheduled_start < end)
     if wanted.has_holds is not None:
         conditions.append(Visit.hold_count > 0 if wanted.has_holds else Visit.hold_count == 0)
-    total = session.exec(select(func.count()).select_from(Visit).where(*conditions)).one()
-    rows = session.exec(select(Visit).where(*conditions)
-                        .order_by(Visit.scheduled_start.desc(), Visit.id).offset(offset).limit(limit)).all()
-    return total, list(rows)
+    total, capped = capped_count(session, select(Visit.id).where(*conditions))
+    if after:
+        start, visit_id = after
+        # The first condition is a plain range the index seeks to; the second breaks ties at the same start.
+        conditions += [Visit.scheduled_start <= start,
+                       or_(Visit.scheduled_start < start, Visit.id < visit_id)]
+    rows = list(session.exec(select(Visit).options(defer(Visit.snapshot)).where(*conditions)
+                             .order_by(Visit.scheduled_start.desc(), Visit.id.desc()).limit(limit + 1)).all())
+    last = rows[limit - 1] if len(rows) > limit else None
+    return VisitList(rows[:limit], encode_cursor(last.scheduled_start, last.id) if last else None, total, capped)
 
 
 def visit_row(session: Session, visit_id: str) -> Visit | None:
@@ -763,14 +983,23 @@ def projected_snapshot(session: Session, visit_id: str) -> VisitSnapshot | None:
 
 
 def work_queue(session: Session, user: User, limit: int) -> tuple[list[tuple[VisitTask, Visit]], list[VisitHold]]:
-    """This person's open tasks, most urgent first (escalated, then the earliest deadline), and for billers and
-    supervisors the open holds by rule."""
-    query = (select(VisitTask, Visit).join(Visit, Visit.id == VisitTask.visit_id)
-             .where(VisitTask.role == user.role, visible(user, Visit))  # a clinician: their own visits only
-             .order_by(VisitTask.escalated.desc(), VisitTask.due_at.is_(None), VisitTask.due_at,
-                       Visit.scheduled_start).limit(limit))
-    tasks = list(session.exec(query))
-    holds = (list(session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at).limit(limit)))
+    """This person's open tasks, most urgent first (escalated, then the earliest deadline, tasks without one
+    last), and for billers and supervisors the open holds by rule.
+
+    Read as up to four ranges of the task index (role, escalated, due_at, id), each already in order, so a
+    queue of any length costs what its first `limit` tasks do (NULLs sort differently on SQLite and
+    PostgreSQL, so "no deadline" is its own range rather than an ORDER BY expression)."""
+    tasks: list[tuple[VisitTask, Visit]] = []
+    for escalated in (True, False):
+        for due in (VisitTask.due_at.is_not(None), VisitTask.due_at.is_(None)):
+            if len(tasks) < limit:
+                tasks += session.exec(
+                    select(VisitTask, Visit).options(defer(Visit.snapshot)).join(Visit, Visit.id == VisitTask.visit_id)
+                    .where(VisitTask.role == user.role, VisitTask.escalated == escalated, due,
+                           visible(user, Visit))  # a clinician: their own visits only
+                    .order_by(VisitTask.due_at, VisitTask.id).limit(limit - len(tasks))).all()
+    holds = (list(session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id)
+                               .limit(limit)))
              if user.role in (Role.biller, Role.supervisor) else [])
     return tasks, holds
 

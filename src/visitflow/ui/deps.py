@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 from starlette.templating import Jinja2Templates
@@ -223,6 +223,16 @@ ActingUser = Annotated[User, role_page(Role.clinician, Role.supervisor)]
 
 
 SendBackUser = Annotated[User, role_page(Role.supervisor, Role.biller)]
+
+
+def page_cursor(after: Annotated[str | None, Query(max_length=300)] = None) -> str | None:
+    """The `after` of a list's "Next" link: where the page starts (none: the first page)."""
+    if after and not queries.is_cursor(after):
+        raise HTTPException(422, "That page link is not valid; start again from the first page.")
+    return after or None
+
+
+PageCursor = Annotated[str | None, Depends(page_cursor)]
 
 
 def visible_visit(session: Session, user: User, visit_id: str, with_events: bool = True) -> queries.VisitView:

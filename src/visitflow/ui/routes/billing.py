@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from visitflow.catalogue import ROLE_LABELS, RULES, clinician_can_fix, hold_words, send_back_can_help, service_label
@@ -17,7 +17,7 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of, release_visits
 from visitflow.ui.actions import done, perform, work_context
-from visitflow.ui.deps import BillerUser, SendBackUser, StaffUser, get_ui, render, visible_visit
+from visitflow.ui.deps import BillerUser, PageCursor, SendBackUser, StaffUser, get_ui, render, visible_visit
 from visitflow.ui.forms import FormState, Target, read_form
 from visitflow.ui.routes.revenue import revenue_context
 from visitflow.workflows.visit import VisitWorkflow
@@ -72,12 +72,12 @@ def billing_filter(form_or_query, f: FormState | None = None) -> queries.Billing
 
 
 @router.get("/billing")
-def billing_page(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
+def billing_page(request: Request, session: SessionDep, user: BillerUser, after: PageCursor) -> Response:
     f = FormState()
     filters = billing_filter(request.query_params, f)
     return render(request, "billing.html", {
         **WORDS, "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
-        "ready": queries.ready_to_bill(session, filters, page, _today(request)), **revenue_context(session)})
+        "ready": queries.ready_to_bill(session, filters, after, _today(request)), **revenue_context(session)})
 
 
 def _today(request: Request) -> date:
@@ -87,10 +87,10 @@ def _today(request: Request) -> date:
 
 
 @router.get("/billing/list")
-def billing_list(request: Request, session: SessionDep, user: BillerUser, page: int = Query(1, ge=1)) -> Response:
+def billing_list(request: Request, session: SessionDep, user: BillerUser, after: PageCursor) -> Response:
     filters = billing_filter(request.query_params)
     return render(request, "_ready_list.html", {**WORDS, "filters": filters,
-                                                "ready": queries.ready_to_bill(session, filters, page,
+                                                "ready": queries.ready_to_bill(session, filters, after,
                                                                                _today(request))})
 
 
@@ -99,7 +99,8 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
     form = await request.form()
     visit_ids = [str(v) for v in form.getlist("visit_ids") if str(v).strip()]
     filters = billing_filter(form)
-    page = int(str(form.get("page") or "1")) if str(form.get("page") or "1").isdigit() else 1
+    after = str(form.get("after") or "")  # the page the biller was looking at
+    after = after if queries.is_cursor(after) else None
     context = {**WORDS, "filters": filters, "release_key": uuid.uuid4().hex, "oob": True}
     if not visit_ids:
         return render(request, "_release_outcome.html",
@@ -116,7 +117,7 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       headers={"HX-Retarget": "#work", "HX-Reswap": "outerHTML", "HX-Trigger": "visit-changed"})
     return render(request, "_release_outcome.html", {
         **context, "outcome": outcome, "flash": _release_sentence(outcome),
-        "ready": queries.ready_to_bill(session, filters, page, _today(request))},
+        "ready": queries.ready_to_bill(session, filters, after, _today(request))},
         headers={"HX-Trigger": "queue-changed"})
 
 
@@ -133,17 +134,17 @@ def _release_sentence(outcome) -> str:
 
 
 @router.get("/holds")
-def holds_page(request: Request, session: SessionDep, user: StaffUser, payer: str | None = None,
-               page: int = Query(1, ge=1)) -> Response:
+def holds_page(request: Request, session: SessionDep, user: StaffUser, after: PageCursor,
+               payer: str | None = None) -> Response:
     payer_id = int(payer) if payer and payer.isdigit() else None
-    groups, count = queries.holds_by_rule(session, payer_id, page, get_ui(request).clock.now())
+    groups, count = queries.holds_by_rule(session, payer_id, after, get_ui(request).clock.now())
     return render(request, "holds.html", {**WORDS, "payer_id": payer_id, "payers": queries.payers(session),
                                           "groups": groups, "count": count})
 
 
 @router.get("/holds/list")
-def holds_list(request: Request, session: SessionDep, user: StaffUser, payer: str | None = None,
-               page: int = Query(1, ge=1)) -> Response:
+def holds_list(request: Request, session: SessionDep, user: StaffUser, after: PageCursor,
+               payer: str | None = None) -> Response:
     payer_id = int(payer) if payer and payer.isdigit() else None
-    groups, count = queries.holds_by_rule(session, payer_id, page, get_ui(request).clock.now())
+    groups, count = queries.holds_by_rule(session, payer_id, after, get_ui(request).clock.now())
     return render(request, "_holds_list.html", {**WORDS, "payer_id": payer_id, "groups": groups, "count": count})

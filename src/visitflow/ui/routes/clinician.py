@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
@@ -23,28 +23,28 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of, now_utc
 from visitflow.ui.actions import finish, perform
-from visitflow.ui.deps import ActingUser, ClinicianUser, UIDep, render, visible_visit
+from visitflow.ui.deps import ActingUser, ClinicianUser, PageCursor, UIDep, render, visible_visit
 from visitflow.ui.forms import Target, note_errors, note_field_name, read_form
 from visitflow.workflows.visit import VisitWorkflow
 
 router = APIRouter(include_in_schema=False)
 
 
-def tasks_context(session: Session, clinician_id: int, page: int) -> dict[str, Any]:
+def tasks_context(session: Session, clinician_id: int, after: str | None) -> dict[str, Any]:
     now = now_utc()
     upcoming, upcoming_total = queries.upcoming_visits(session, clinician_id, now)
-    return {"tasks": queries.clinician_tasks(session, clinician_id, page, now), "upcoming": upcoming,
+    return {"tasks": queries.clinician_tasks(session, clinician_id, after, now), "upcoming": upcoming,
             "upcoming_total": upcoming_total, "now": now}
 
 
 @router.get("/tasks")
-def tasks_page(request: Request, session: SessionDep, user: ClinicianUser, page: int = Query(1, ge=1)) -> Response:
-    return render(request, "tasks.html", tasks_context(session, user.clinician_id, page))
+def tasks_page(request: Request, session: SessionDep, user: ClinicianUser, after: PageCursor) -> Response:
+    return render(request, "tasks.html", tasks_context(session, user.clinician_id, after))
 
 
 @router.get("/tasks/list")
-def tasks_list(request: Request, session: SessionDep, user: ClinicianUser, page: int = Query(1, ge=1)) -> Response:
-    return render(request, "_tasks_list.html", tasks_context(session, user.clinician_id, page))
+def tasks_list(request: Request, session: SessionDep, user: ClinicianUser, after: PageCursor) -> Response:
+    return render(request, "_tasks_list.html", tasks_context(session, user.clinician_id, after))
 
 
 @router.post("/visits/{visit_id}/note")

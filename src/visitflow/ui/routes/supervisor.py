@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from visitflow.deps import SessionDep, TemporalDep
@@ -15,7 +15,7 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.commands import act, actor_of
 from visitflow.ui.actions import finish, perform
-from visitflow.ui.deps import SupervisorUser, UIDep, render, visible_visit
+from visitflow.ui.deps import PageCursor, SupervisorUser, UIDep, render, visible_visit
 from visitflow.ui.forms import FORM, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
 
@@ -94,34 +94,40 @@ def _clinician_filter(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def _team(session, clinician_id: int | None) -> dict:
+    team, more = queries.team_overdue(session, clinician_id)
+    return {"team": team, "team_more": more}
+
+
 @router.get("/escalations")
 def escalations_page(request: Request, session: SessionDep, user: SupervisorUser,
                      clinician: str | None = None) -> Response:
     cid = _clinician_filter(clinician)
     return render(request, "escalations.html", {
         "clinician_id": cid, "clinicians": queries.clinicians(session),
-        "overdue": queries.overdue_work(session, cid, 1), "exceptions": queries.exceptions_to_decide(session, cid, 1),
-        "team": queries.team_overdue(session)})
+        "overdue": queries.overdue_work(session, cid, None),
+        "exceptions": queries.exceptions_to_decide(session, cid, None),
+        **_team(session, cid)})
 
 
 @router.get("/escalations/overdue")
-def escalations_overdue(request: Request, session: SessionDep, user: SupervisorUser, clinician: str | None = None,
-                        page: int = Query(1, ge=1)) -> Response:
+def escalations_overdue(request: Request, session: SessionDep, user: SupervisorUser, after: PageCursor,
+                        clinician: str | None = None) -> Response:
     cid = _clinician_filter(clinician)
     return render(request, "_overdue_list.html", {"clinician_id": cid, "clinicians": queries.clinicians(session),
-                                                  "overdue": queries.overdue_work(session, cid, page)})
+                                                  "overdue": queries.overdue_work(session, cid, after)})
 
 
 @router.get("/escalations/exceptions")
-def escalations_exceptions(request: Request, session: SessionDep, user: SupervisorUser,
-                           clinician: str | None = None, page: int = Query(1, ge=1)) -> Response:
+def escalations_exceptions(request: Request, session: SessionDep, user: SupervisorUser, after: PageCursor,
+                           clinician: str | None = None) -> Response:
     cid = _clinician_filter(clinician)
     return render(request, "_exceptions_list.html",
-                  {"clinician_id": cid, "exceptions": queries.exceptions_to_decide(session, cid, page)})
+                  {"clinician_id": cid, "exceptions": queries.exceptions_to_decide(session, cid, after)})
 
 
 @router.get("/escalations/team")
 def escalations_team(request: Request, session: SessionDep, user: SupervisorUser,
                      clinician: str | None = None) -> Response:
-    return render(request, "_team.html", {"clinician_id": _clinician_filter(clinician),
-                                          "team": queries.team_overdue(session)})
+    cid = _clinician_filter(clinician)
+    return render(request, "_team.html", {"clinician_id": cid, **_team(session, cid)})
