@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from pydantic import BaseModel, Field
 
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
+from visitflow.services.orders import frequency_warnings
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
     Acknowledgement,
@@ -101,6 +102,8 @@ class VisitPublic(BaseModel):
     released_at: datetime | None
     cancelled_reason: str | None
     temporal_url: str
+    # Said when scheduling, the visit is scheduled all the same: e.g. AUTH-03, over the ordered frequency.
+    warnings: list[str] = []
 
     @classmethod
     def of(cls, snap: VisitSnapshot, settings: Settings) -> VisitPublic:
@@ -212,7 +215,10 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
                                          actor_of(user), idempotency.key)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return VisitPublic.of(snap, settings)
+    public = VisitPublic.of(snap, settings)
+    public.warnings = frequency_warnings(session, snap.spec)
+    let_go(session)
+    return public
 
 
 @router.get("/visits", response_model=VisitPage)
