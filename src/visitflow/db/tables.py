@@ -722,7 +722,7 @@ ORDER_KIND_PATTERN = r"^(plan_of_care|verbal|interim)$"
 class PhysicianOrderBase(SQLModel):
     """A physician's (or allowed practitioner's) order for a patient: disciplines, frequencies and dates."""
 
-    kind: str = Field(regex=ORDER_KIND_PATTERN, max_length=20)  # plan of care, verbal order, interim order
+    kind: str = Field(max_length=20)  # plan_of_care, verbal or interim
     patient_id: int = Field(foreign_key="patient.id", ge=1, le=2_147_483_647)
     practitioner_npi: str = Field(min_length=10, max_length=10)
     practitioner_name: str = Field(min_length=1, max_length=120)
@@ -735,6 +735,13 @@ class PhysicianOrderBase(SQLModel):
     document_ref: str | None = Field(default=None, max_length=120)  # the signed paper's id in the document system
 
     _name = field_validator("practitioner_name")(_not_blank)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if not re.match(ORDER_KIND_PATTERN, v):
+            raise ValueError("must be plan_of_care, verbal or interim")
+        return v
 
 
 class PhysicianOrder(PhysicianOrderBase, table=True):
