@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from visitflow.db.session import get_engine
+from visitflow.db.session import get_engine, write_session
 from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, PhysicianOrderCreate, User
 from visitflow.models import (
     Discipline,
@@ -158,31 +158,37 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         # Physician orders (ORD-01..03, AUTH-03). A Medicare home health payer bills nursing only under a signed
         # order: Bob's plan of care went out nine days ago and is still unsigned, so his documented RN visit waits
         # on it (ORD-02) and the office has already been reminded (ORD-03).
-        medicare = Payer(name="Medicare (home health)", payer_code="MCRHH", evv_required=False,
-                         rate_per_unit_cents=1450, billing_period="visit", filing_limit_days=365,
-                         orders_required=[Discipline.RN, Discipline.LPN, Discipline.PT, Discipline.HHA],
-                         signed_orders_before_billing=True)
-        s.add(medicare)
-        s.flush()
-        ids["medicare"] = medicare.id
-        s.add(Authorization(auth_number="MCR-HH-5521", patient_id=ids["bob"], payer_id=medicare.id,
-                            service_code="G0299", start_date=today - timedelta(days=30),
-                            end_date=today + timedelta(days=60)))
-        s.commit()
+        # The worker is running the visits above by now: write as its activities do (write_session queues
+        # the writers on SQLite).
+        with write_session(engine) as w:
+            medicare = Payer(name="Medicare (home health)", payer_code="MCRHH", evv_required=False,
+                             rate_per_unit_cents=1450, billing_period="visit", filing_limit_days=365,
+                             orders_required=[Discipline.RN, Discipline.LPN, Discipline.PT, Discipline.HHA],
+                             signed_orders_before_billing=True)
+            w.add(medicare)
+            w.flush()
+            ids["medicare"] = medicare.id
+            w.add(Authorization(auth_number="MCR-HH-5521", patient_id=ids["bob"], payer_id=medicare.id,
+                                service_code="G0299", start_date=today - timedelta(days=30),
+                                end_date=today + timedelta(days=60)))
+            w.commit()
         carla_user = actor_of(users["carla"])
         rn_note = {"assessment": "Vitals stable, wound edges approximating", "interventions": "Dressing change",
                    "patient_response": "Tolerated well", "plan": "Continue weekly skilled nursing"}
 
         async def order(patient: str, frequency: str, effective_days_ago: int, sent_days_ago: int, doc: str):
-            placed = new_order(s, PhysicianOrderCreate(
-                kind="plan_of_care", patient_id=ids[patient], practitioner_npi="1234567893",
-                practitioner_name="Dr. Elena Rivera", frequencies=[frequency],
-                effective_from=today - timedelta(days=effective_days_ago), effective_to=today + timedelta(days=40),
-                sent_on=today - timedelta(days=sent_days_ago), document_ref=doc), admin)
-            s.commit()
-            order_id = placed.id
-            await after_order_stored(s, client, settings, placed, "order entered")
-            return order_id
+            with write_session(engine) as w:
+                w.expire_on_commit = False
+                placed = new_order(w, PhysicianOrderCreate(
+                    kind="plan_of_care", patient_id=ids[patient], practitioner_npi="1234567893",
+                    practitioner_name="Dr. Elena Rivera", frequencies=[frequency],
+                    effective_from=today - timedelta(days=effective_days_ago),
+                    effective_to=today + timedelta(days=40), sent_on=today - timedelta(days=sent_days_ago),
+                    document_ref=doc), admin)
+                w.commit()
+            with Session(engine) as r:
+                await after_order_stored(r, client, settings, placed, "order entered")
+            return placed.id
 
         await order("bob", "SN 1W8", 12, 9, "POC-BW-0412")
         await visit("V-1101", "bob", "medicare", "carla", "G0299", _at(yesterday, 10), _at(yesterday, 11))
