@@ -4,17 +4,29 @@ signature, and signing the order moving the visit waiting on it to claim-ready (
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from sqlmodel import Session
+import pytest_asyncio
+from sqlmodel import Session, select
 
 from tests.api.test_api import as_user, deliver, schedule, until_state
 from tests.conftest import Agency
+from tests.ui.conftest import end_order_chases
 from visitflow.db.session import write_session
-from visitflow.db.tables import Payer
+from visitflow.db.tables import Payer, PhysicianOrder
 from visitflow.models import Discipline
 
 NPI = "1234567893"
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def chases_end(client, agency, engine):
+    """Each test's order chases end with it: later tests that skip time on this server need not run them."""
+    yield
+    with Session(engine) as s:
+        ids = list(s.exec(select(PhysicianOrder.id).where(PhysicianOrder.patient_id == agency.patient.id)))
+    await end_order_chases(client, ids)
 
 
 def order_body(agency: Agency, t0, **over) -> dict:
@@ -108,14 +120,10 @@ async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, age
     page = (await api.get("/api/orders/pending", params={"limit": 200}, headers=admin)).json()
     assert order["id"] not in [p["order"]["id"] for p in page["items"]]
     with Session(engine) as s:
-        from visitflow.db.tables import PhysicianOrder
-
         assert s.get(PhysicianOrder, order["id"]).signed_on == t0.date()
 
 
 async def until_state_with(api, agency: Agency, visit_id: str, predicate, timeout: float = 15) -> dict:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
