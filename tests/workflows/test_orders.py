@@ -18,7 +18,7 @@ from visitflow.models import Discipline, OrderOutcome, VisitState
 from visitflow.services import orders
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
-from visitflow.workflows.order import OrderWorkflow, order_workflow_id
+from visitflow.workflows.order import order_workflow_id
 
 NPI = "1234567893"  # passes the Luhn check with the 80840 prefix
 
@@ -164,3 +164,4 @@ async def test_a_frequency_change_rechecks_the_visits_it_touches(client, agency,
     assert two.visit_id in rechecked
     await until(handles[1], in_state(VisitState.claim_ready))  # the PRN visit takes the extra visit
     await until(handles[0], in_state(VisitState.claim_ready))
+    await client.get_workflow_handle(order_workflow_id(order_id)).terminate("test finished")

@@ -229,6 +229,7 @@ class VisitActivities:
                 usage=usage, required_note_fields=spec.required_note_fields,
                 min_minutes=spec.minutes_min, max_minutes=spec.minutes_max)
             # ORD-01, ORD-02, AUTH-03: the patient's orders on the date of service and the visits they count.
+            # (Imported here: activities.orders uses this module's `heartbeating`.)
             from visitflow.activities.orders import orders_in_effect, visits_under
 
             ctx.orders = orders_in_effect(s, spec.patient_id, service_date(spec))
