@@ -89,6 +89,18 @@ async def test_scheduling_over_the_ordered_frequency_warns_and_schedules(api, ag
     assert len(second["warnings"]) == 1 and second["warnings"][0].startswith("AUTH-03 visit 2 of order week 1")
     assert "allows 1 PCA visit" in second["warnings"][0]
 
+    # A frequency change is checked like a new order, and says which open visits it sent back to their gates.
+    order_id = r.json()["id"]
+    bad = await api.patch(f"/api/orders/{order_id}", json={"frequencies": ["PCA 2W"]}, headers=admin)
+    assert bad.status_code == 422 and "expected the number of weeks" in bad.json()["detail"]
+    changed = await api.patch(f"/api/orders/{order_id}", json={"frequencies": ["PCA 2W4"]}, headers=admin)
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    assert changed.json()["rechecked_visits"] == []  # both visits still wait for their notes
+    await until_listed(api, agency, second["id"])
+    third = await schedule(api, agency, start + timedelta(hours=6))
+    assert len(third["warnings"]) == 1 and third["warnings"][0].startswith("AUTH-03 visit 3 of order week 1")
+    assert "allows 2 PCA visits" in third["warnings"][0]
+
 
 async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, agency, t0, engine):
     require_orders(agency)
