@@ -146,3 +146,27 @@ async def until_state_with(api, agency: Agency, visit_id: str, predicate, timeou
             return visit
         assert loop.time() < deadline, f"{visit_id} is {visit['state']}: {visit['holds']}"
         await asyncio.sleep(0.05)
+
+
+async def test_a_visit_scheduled_or_cancelled_in_the_order_week_rechecks_the_others(api, agency, t0):
+    """AUTH-03 with AUTH-04: the first visits of a week (by schedule) fit the frequency; a visit scheduled before a
+    claim-ready one pushes it over, and cancelling it lets the claim-ready one back."""
+    admin = as_user(agency, "admin")
+    agency.authorize((t0 - timedelta(days=10)).date(), (t0 + timedelta(days=10)).date(), units_per_week=40)
+    r = await api.post("/api/orders", json=order_body(
+        agency, t0, frequencies=["PCA 1W4"], effective_from=(t0 - timedelta(days=1, hours=6)).date().isoformat()),
+        headers=admin)
+    assert r.status_code == 201, r.text
+    later = await schedule(api, agency, t0 - timedelta(hours=4))
+    await deliver(api, agency, later)
+    await until_state(api, agency, later["id"], "claim_ready")
+
+    earlier = await schedule(api, agency, t0 - timedelta(hours=7))
+    assert earlier["warnings"] == []  # it takes the week's one place; the claim-ready visit is now the extra one
+    held = await until_state(api, agency, later["id"], "on_hold")
+    assert [h["rule_id"] for h in held["holds"]] == ["AUTH-03"]
+    assert "visit 2 of order week 1" in held["holds"][0]["message"]
+
+    r = await api.post(f"/api/visits/{earlier['id']}/cancel", json={"reason": "client hospitalized"}, headers=admin)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    await until_state(api, agency, later["id"], "claim_ready")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from pydantic import BaseModel, Field
 
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
-from visitflow.services.orders import frequency_warnings
+from visitflow.services.orders import frequency_warnings, recheck_order_neighbours
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
     Acknowledgement,
@@ -204,8 +204,8 @@ async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: Ba
 
 @router.post("/visits", response_model=VisitPublic, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "The same visit was already scheduled (a retried request)"}})
-async def create_visit(body: VisitCreate, response: Response, session: SessionDep, temporal: TemporalDep,
-                       settings: SettingsDep, user: CurrentUser,
+async def create_visit(body: VisitCreate, request: Request, response: Response, session: SessionDep,
+                       temporal: TemporalDep, settings: SettingsDep, user: CurrentUser,
                        idempotency: IdempotencyDep):
     """Schedule a visit: starts its VisitWorkflow (id `visit-<visit id>`)."""
     if user.role not in (Role.admin, Role.supervisor):
@@ -218,6 +218,8 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
     public = VisitPublic.of(snap, settings)
     public.warnings = frequency_warnings(session, snap.spec)
     let_go(session)
+    if created:  # AUTH-03: the patient's other visits in the order week may no longer fit
+        await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, None, "visit scheduled")
     return public
 
 
@@ -323,12 +325,15 @@ async def reschedule(visit_id: str, body: RescheduleBody, temporal: TemporalDep,
 
 
 @router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)
-async def cancel(visit_id: str, body: ReasonBody, temporal: TemporalDep, settings: SettingsDep,
+async def cancel(visit_id: str, body: ReasonBody, request: Request, temporal: TemporalDep, settings: SettingsDep,
                  user: CurrentUser,
                  idempotency: IdempotencyDep):
     """Cancel a visit; a cancelled visit never becomes claim-ready."""
-    return await _run(temporal, settings, visit_id, VisitWorkflow.cancel,
-                      Cancel(actor=actor_of(user), reason=body.reason), idempotency)
+    snap = await act(temporal, visit_id, VisitWorkflow.cancel, Cancel(actor=actor_of(user), reason=body.reason),
+                     idempotency_key=idempotency.key)
+    # AUTH-03: the cancelled visit no longer counts against its order's frequency.
+    await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, "cancelled", "visit cancelled")
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/send-back", response_model=VisitPublic)

@@ -7,6 +7,7 @@ An order's row is what the gates read (ORD-01, ORD-02, AUTH-03); its OrderWorkfl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -321,3 +322,34 @@ def frequency_warnings(session: Session, spec: VisitSpec) -> list[str]:
     # AUTH-03 reads no payer setting: the payer's rules are left at their defaults.
     return [f.message + "; the visit is scheduled, and will be held when documented unless the order changes"
             for f in auth_03_within_frequency(ctx)]
+
+
+# How long a scheduling or cancelling request waits for the visit's first projection before re-checking the
+# other visits under the same order; the projection normally follows the workflow's start within milliseconds.
+NEIGHBOURS_WAIT = timedelta(seconds=5)
+
+
+async def recheck_order_neighbours(engine: Engine, client: Client, spec: VisitSpec, state: str | None,
+                                   change: str) -> list[str]:
+    """AUTH-03 counts every visit of the order week: a visit scheduled (or cancelled) there changes which of the
+    patient's other visits fit the frequency, so those already checking their gates check again (AUTH-04).
+
+    They count from the read model, so this waits (briefly) until the visit is in it as `state` (None: there at
+    all). Nothing to do, and no wait, when no order with a frequency covers the visit or no other visit of the
+    patient in the order's dates is past its signature.
+    """
+    day = service_date(spec)
+    with Session(engine) as s:
+        covering = [o for o in orders_in_effect(s, spec.patient_id, day) if frequency_for(o, spec.discipline)]
+        others = sorted({v for o in covering for v in gated_visits_of_order(s, o) if v != spec.visit_id})
+    if not others:
+        return []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + NEIGHBOURS_WAIT.total_seconds()
+    while loop.time() < deadline:
+        with Session(engine) as s:
+            projected = s.exec(select(Visit.state).where(Visit.id == spec.visit_id)).first()
+        if projected is not None and (state is None or projected == state):
+            break
+        await asyncio.sleep(0.05)
+    return await recheck_order_visits(client, covering[0].id, others, change)
