@@ -170,3 +170,13 @@ async def test_a_visit_scheduled_or_cancelled_in_the_order_week_rechecks_the_oth
     r = await api.post(f"/api/visits/{earlier['id']}/cancel", json={"reason": "client hospitalized"}, headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     await until_state(api, agency, later["id"], "claim_ready")
+
+    # A visit moved into the week from another one does the same.
+    moved = await schedule(api, agency, t0 + timedelta(days=8))
+    assert moved["warnings"] == []
+    r = await api.post(f"/api/visits/{moved['id']}/reschedule", headers=admin, json={
+        "scheduled_start": (t0 - timedelta(hours=8)).isoformat(),
+        "scheduled_end": (t0 - timedelta(hours=7)).isoformat(), "reason": "family asked for an earlier day"})
+    assert r.status_code == 200, r.text
+    held = await until_state(api, agency, later["id"], "on_hold")
+    assert [h["rule_id"] for h in held["holds"]] == ["AUTH-03"]

@@ -316,12 +316,16 @@ async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, tempo
 
 
 @router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
-async def reschedule(visit_id: str, body: RescheduleBody, temporal: TemporalDep, settings: SettingsDep,
+async def reschedule(visit_id: str, body: RescheduleBody, request: Request, temporal: TemporalDep,
+                     settings: SettingsDep,
                      user: CurrentUser,
                      idempotency: IdempotencyDep):
-    return await _run(temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
+    snap = await act(temporal, visit_id, VisitWorkflow.reschedule, Reschedule(
         actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
-        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency)
+        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency_key=idempotency.key)
+    # AUTH-03: moved into (or out of) an order week, the visit changes which of the others fit the frequency.
+    await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, None, "visit rescheduled")
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)

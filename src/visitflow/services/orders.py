@@ -43,6 +43,7 @@ from visitflow.models import (
     VisitSnapshot,
     VisitSpec,
     VisitState,
+    as_utc,
     service_date,
 )
 from visitflow.rules.claims import npi_is_valid
@@ -336,7 +337,7 @@ async def recheck_order_neighbours(engine: Engine, client: Client, spec: VisitSp
 
     They count from the read model, so this waits (briefly) until the visit is in it as `state` (None: there at
     all). Nothing to do, and no wait, when no order with a frequency covers the visit or no other visit of the
-    patient in the order's dates is past its signature.
+    patient in the order's dates is past its signature. A rescheduled visit is waited for at its new start.
     """
     day = service_date(spec)
     with Session(engine) as s:
@@ -348,8 +349,9 @@ async def recheck_order_neighbours(engine: Engine, client: Client, spec: VisitSp
     deadline = loop.time() + NEIGHBOURS_WAIT.total_seconds()
     while loop.time() < deadline:
         with Session(engine) as s:
-            projected = s.exec(select(Visit.state).where(Visit.id == spec.visit_id)).first()
-        if projected is not None and (state is None or projected == state):
+            projected = s.exec(select(Visit.state, Visit.scheduled_start).where(Visit.id == spec.visit_id)).first()
+        if (projected is not None and (state is None or projected[0] == state)
+                and as_utc(projected[1]) == as_utc(spec.scheduled_start)):
             break
         await asyncio.sleep(0.05)
     return await recheck_order_visits(client, covering[0].id, others, change)
