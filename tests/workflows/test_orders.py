@@ -165,3 +165,23 @@ async def test_a_frequency_change_rechecks_the_visits_it_touches(client, agency,
     await until(handles[1], in_state(VisitState.claim_ready))  # the PRN visit takes the extra visit
     await until(handles[0], in_state(VisitState.claim_ready))
     await client.get_workflow_handle(order_workflow_id(order_id)).terminate("test finished")
+
+
+async def test_an_order_whose_chase_never_started_is_chased_when_the_worker_starts(client, agency, engine, t0):
+    """The API stored the order and died before starting its OrderWorkflow: the worker's start-up finds it."""
+    cfg = settings()
+    with write_session(engine) as s:
+        s.expire_on_commit = False
+        order = orders.new_order(s, PhysicianOrderCreate(
+            kind="interim", patient_id=agency.patient.id, practitioner_npi=NPI, practitioner_name="Dr. Rivera",
+            frequencies=["PCA 2W2"], effective_from=t0.date(), sent_on=t0.date()), agency.actor("admin"))
+        s.commit()
+    assert await orders.resume_order_chases(engine, client, cfg, older_than=timedelta(0)) >= 1
+    handle = client.get_workflow_handle(order_workflow_id(order.id), result_type=OrderOutcome)
+    first = await handle.describe()
+    assert first.status.name == "RUNNING"
+    # Started again (a second worker starting), it is the same chase, not a second one.
+    await orders.resume_order_chases(engine, client, cfg, older_than=timedelta(0))
+    assert (await handle.describe()).run_id == first.run_id
+    await orders.return_order(engine, client, cfg, order.id, "not our patient", agency.actor("admin"))
+    assert (await handle.result()).status == "returned"
