@@ -122,6 +122,9 @@ RULES = {
     "CLM-06": "Claim file fails the X12 check",
     "CLM-07": "Past the payer's timely filing limit",
     "DEN-01": "Claim line denied by the payer",
+    "ORD-01": "No physician order covers the visit",
+    "ORD-02": "Physician order not signed yet",
+    "ORD-03": "Order unsigned: practitioner reminded",
 }
 
 GATES = [("documented", "Documented"), ("signed", "Signed"), ("authorized", "Authorized"), ("evv", "EVV verified")]

@@ -77,6 +77,10 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
         resumed = await resume_unfinished_releases(engine, client, settings)
         if resumed:
             typer.echo(f"finishing {len(resumed)} interrupted release batch(es): {', '.join(resumed)}")
+        from visitflow.services.orders import resume_order_chases
+
+        # An order stored by an API that died before starting its signature chase (ORD-03) is chased now.
+        await resume_order_chases(engine, client, settings)
     server = None
     if run_api:
         from visitflow.main import create_app  # here: a worker alone never loads the API and the UI

@@ -115,6 +115,7 @@ class Gate(StrEnum):
     evv = "evv"
     claim = "claim"
     release = "release"
+    ordered = "ordered"  # ORD-01, ORD-02: physician orders cover the visit (and are signed, where billing needs it)
 
 
 class PunchKind(StrEnum):
@@ -175,6 +176,10 @@ class PayerRules(BaseModel):
     max_visit_hours: float = Field(default=24.0, gt=0)
     correction_window_days: int = Field(default=95, ge=0)
     rounding: RoundingStrategy = RoundingStrategy.nearest_quarter
+    # ORD-01: the visit disciplines this payer pays only under a physician order; ORD-02: whether it pays only
+    # once the covering orders are signed (Medicare home health: the plan of care and every verbal order).
+    orders_required: list[Discipline] = []
+    signed_orders_before_billing: bool = False
 
 
 class Timers(BaseModel):
@@ -545,3 +550,57 @@ def roles_phrase(roles) -> str:
 def service_date(spec: VisitSpec) -> date:
     """The date of service is the local date at the start of the visit in the agency's zone."""
     return spec.scheduled_start.astimezone(ZoneInfo(spec.timezone)).date()
+
+
+# --- physician orders (ORD-01..03) -----------------------------------------------------------
+
+
+class OrderChase(BaseModel):
+    """The input of an OrderWorkflow: which order, when it was sent, and the agency's chase intervals (ORD-03)."""
+
+    order_id: int
+    patient_id: int
+    title: str  # "plan of care #12 for Ana Lopez (Dr. Rivera)"
+    sent_on: date
+    sent_at: datetime  # the chase's clock starts here
+    remind_every: timedelta
+    escalate_after: timedelta
+
+
+class SignOrder(BaseModel):
+    """Update: the practitioner's signature came back (the office records it)."""
+
+    actor: Actor
+    signed_on: date
+    document_ref: str | None = None
+    now: datetime
+
+
+class ReturnOrder(BaseModel):
+    """Update: the practitioner sent the order back unsigned (wrong frequency, wrong patient, ...)."""
+
+    actor: Actor
+    reason: str
+    now: datetime
+
+
+class OrderNotice(BaseModel):
+    order_id: int
+    role: Role
+    kind: str  # order_reminder | order_escalation
+    message: str
+    number: int  # the n-th reminder: each is sent once
+    at: datetime
+
+
+class OrderOutcome(BaseModel):
+    """Where an order's chase stands (the answer of its Updates and query)."""
+
+    order_id: int
+    status: str  # sent | signed | returned
+    signed_on: date | None = None
+    by: str | None = None
+    document_ref: str | None = None
+    returned_reason: str | None = None
+    reminders_sent: int = 0
+    escalated: bool = False

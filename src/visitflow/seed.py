@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from visitflow.db.session import get_engine
-from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, User
+from visitflow.db.session import get_engine, write_session
+from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, PhysicianOrderCreate, User
 from visitflow.models import (
     Discipline,
     GeoPoint,
@@ -28,6 +28,7 @@ from visitflow.models import (
 )
 from visitflow.security import hash_password, token_digest
 from visitflow.services.commands import ScheduleRequest, act, actor_of, schedule_visit
+from visitflow.services.orders import after_order_stored, new_order, sign_order
 from visitflow.services.users import TOKEN_PREFIX_CHARS
 from visitflow.settings import Settings
 from visitflow.workflows.visit import VisitWorkflow
@@ -153,6 +154,51 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         tomorrow = today + timedelta(days=1)
         await visit("V-1006", "alice", "tx", "devon", "T1019", _at(tomorrow, 9), _at(tomorrow, 13))
         await visit("V-1007", "bob", "mco", "devon", "S5125", _at(tomorrow, 14), _at(tomorrow, 16), ["U1"])
+
+        # Physician orders (ORD-01..03, AUTH-03). A Medicare home health payer bills nursing only under a signed
+        # order: Bob's plan of care went out nine days ago and is still unsigned, so his documented RN visit waits
+        # on it (ORD-02) and the office has already been reminded (ORD-03).
+        # The worker is running the visits above by now: write as its activities do (write_session queues
+        # the writers on SQLite).
+        with write_session(engine) as w:
+            medicare = Payer(name="Medicare (home health)", payer_code="MCRHH", evv_required=False,
+                             rate_per_unit_cents=1450, billing_period="visit", filing_limit_days=365,
+                             orders_required=[Discipline.RN, Discipline.LPN, Discipline.PT, Discipline.HHA],
+                             signed_orders_before_billing=True)
+            w.add(medicare)
+            w.flush()
+            ids["medicare"] = medicare.id
+            w.add(Authorization(auth_number="MCR-HH-5521", patient_id=ids["bob"], payer_id=medicare.id,
+                                service_code="G0299", start_date=today - timedelta(days=30),
+                                end_date=today + timedelta(days=60)))
+            w.commit()
+        carla_user = actor_of(users["carla"])
+        rn_note = {"assessment": "Vitals stable, wound edges approximating", "interventions": "Dressing change",
+                   "patient_response": "Tolerated well", "plan": "Continue weekly skilled nursing"}
+
+        async def order(patient: str, frequency: str, effective_days_ago: int, sent_days_ago: int, doc: str):
+            with write_session(engine) as w:
+                w.expire_on_commit = False
+                placed = new_order(w, PhysicianOrderCreate(
+                    kind="plan_of_care", patient_id=ids[patient], practitioner_npi="1234567893",
+                    practitioner_name="Dr. Elena Rivera", frequencies=[frequency],
+                    effective_from=today - timedelta(days=effective_days_ago),
+                    effective_to=today + timedelta(days=40), sent_on=today - timedelta(days=sent_days_ago),
+                    document_ref=doc), admin)
+                w.commit()
+            with Session(engine) as r:
+                await after_order_stored(r, client, settings, placed, "order entered")
+            return placed.id
+
+        await order("bob", "SN 1W8", 12, 9, "POC-BW-0412")
+        await visit("V-1101", "bob", "medicare", "carla", "G0299", _at(yesterday, 10), _at(yesterday, 11))
+        await document("V-1101", carla_user, rn_note)
+        # Alice's plan of care orders one nursing visit a week and is signed; a second RN visit in the same
+        # order week (beside V-1005) is over the frequency and is held for the office (AUTH-03).
+        alice_order = await order("alice", "SN 1W8", 20, 19, "POC-AM-0398")
+        await sign_order(engine, client, settings, alice_order, today - timedelta(days=15), "POC-AM-0398", admin)
+        await visit("V-1102", "alice", "tx", "carla", "G0299", _at(yesterday, 15), _at(yesterday, 16))
+        await document("V-1102", carla_user, rn_note)
 
     lines = ["Seeded the demo agency. Users (password 'demo'; API token in brackets):"]
     lines += [f"  {u:<7} {role.value:<10} [{demo_token(u)}]" for u, _, role, _ in DEMO_USERS]

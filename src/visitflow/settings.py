@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     sign_due: Duration = DEFAULT_TIMERS.sign_due
     sign_escalate_after: Duration = DEFAULT_TIMERS.sign_escalate_after
     hold_recheck_every: Duration = DEFAULT_TIMERS.hold_recheck_every
+    # ORD-03: an order sent for signature is chased: the office is reminded this often until it is signed or
+    # returned, and a supervisor is told once it is this old.
+    order_reminder_every: Duration = timedelta(days=7)
+    order_escalate_after: Duration = timedelta(days=21)
     # DOC-02: documented minutes per service code, e.g. {"T1019": [15, 720]}; unset codes are not bounded.
     visit_minutes: dict[str, tuple[int, int]] = Field(default_factory=dict)
     required_note_fields: dict[str, list[str]] = Field(

@@ -110,6 +110,13 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/api/remittances"): only(A, B),
     ("GET", "/api/remittances/{remittance_id}"): only(A, B),
     ("POST", "/api/claim-files/{file_id}/rewrite"): BILLING,
+    ("POST", "/api/orders"): ADMIN,
+    ("GET", "/api/orders"): only(A, S),
+    ("GET", "/api/orders/pending"): only(A, S),
+    ("GET", "/api/orders/{order_id}"): only(A, S),
+    ("PATCH", "/api/orders/{order_id}"): ADMIN,
+    ("POST", "/api/orders/{order_id}/signature"): ADMIN,
+    ("POST", "/api/orders/{order_id}/return"): ADMIN,
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -173,6 +180,9 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/remittances"): only(A, B),
     ("POST", "/remittances"): only(A, B),
     ("GET", "/remittances/{remittance_id}"): only(A, B),
+    ("GET", "/orders"): only(A, S),
+    ("POST", "/orders/{order_id}/sign"): ADMIN,
+    ("POST", "/orders/{order_id}/return"): ADMIN,
 }
 
 
@@ -250,7 +260,7 @@ class World:
         values: dict[str, Any] = {
             "visit_id": visit_id if own else self.shared["theirs"], "seq": 1, "auth_id": self.authorization.id,
             "user_id": self.account.id, "token_id": 2_000_000_000, "claim_id": 2_000_000_000,
-            "file_id": 2_000_000_000, "remittance_id": 2_000_000_000}
+            "file_id": 2_000_000_000, "remittance_id": 2_000_000_000, "order_id": 2_000_000_000}
         for prefix, (mine, theirs) in item.items():
             if path.startswith(prefix):
                 values["item_id"] = mine if own else theirs
@@ -263,6 +273,12 @@ class World:
         at = (self.start + timedelta(minutes=2)).isoformat()
         later = (self.start + timedelta(days=3)).isoformat()
         bodies: dict[str, dict[str, Any]] = {
+            "/api/orders": {"kind": "verbal", "patient_id": self.agency.patient.id, "practitioner_npi": "1234567893",
+                            "practitioner_name": "Dr. Rivera", "frequencies": ["PCA 3W2"],
+                            "effective_from": self.start.date().isoformat(),
+                            "sent_on": self.start.date().isoformat()},
+            "{order_id}/signature": {"signed_on": self.start.date().isoformat()},
+            "{order_id}/return": {"reason": "wrong patient"},
             "/api/visits": {"patient_id": self.agency.patient.id, "clinician_id": self.agency.clinician.id,
                             "payer_id": self.agency.payer.id, "service_code": "T1019", "scheduled_start": later,
                             "scheduled_end": (self.start + timedelta(days=3, hours=1)).isoformat()},

@@ -19,15 +19,15 @@ from .conftest import HOME, PATIENT_ID, START, approval, authorization, keys, mo
 
 
 def test_gates_run_in_order() -> None:
-    assert list(GATES) == [Gate.documented, Gate.signed, Gate.authorized, Gate.evv, Gate.claim]
+    assert list(GATES) == [Gate.documented, Gate.signed, Gate.ordered, Gate.authorized, Gate.evv, Gate.claim]
 
 
 def test_clean_visit_passes_every_gate_and_bills_under_its_authorization() -> None:
     result = evaluate(visit().ctx())
     assert result.findings == []
     assert (result.billable_units, result.authorization_id, result.authorization_number) == (4, 1, "PA-1")
-    assert gate_status(result.findings) == {"documented": True, "signed": True, "authorized": True, "evv": True,
-                                            "claim": True}
+    assert gate_status(result.findings) == {"documented": True, "signed": True, "ordered": True, "authorized": True,
+                                            "evv": True, "claim": True}
 
 
 def test_findings_come_in_gate_order() -> None:
@@ -68,8 +68,8 @@ def test_over_authorization_bills_under_no_authorization() -> None:
 
 def test_gate_status_names_each_failing_gate() -> None:
     ctx = visit().unsigned().clock_in(location=moved(HOME, north_m=3000)).ctx()
-    assert gate_status(evaluate(ctx).findings) == {"documented": True, "signed": False, "authorized": True,
-                                                   "evv": False, "claim": True}
+    assert gate_status(evaluate(ctx).findings) == {"documented": True, "signed": False, "ordered": True,
+                                                   "authorized": True, "evv": False, "claim": True}
 
 
 def test_gate_status_includes_gates_of_later_rules() -> None:

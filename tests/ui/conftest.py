@@ -87,6 +87,16 @@ async def end_workflows(client: Client, visit_ids: list[str]) -> None:
                 raise
 
 
+async def end_order_chases(client: Client, order_ids: list[int]) -> None:
+    """Terminate the orders' signature chases (ORD-03), for the same reason."""
+    for order_id in order_ids:
+        try:
+            await client.get_workflow_handle(f"order-{order_id}").terminate("test finished")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # signed or returned: nothing to end
+                raise
+
+
 @dataclass
 class VisitSetup:
     """Schedules visits for an agency as the office and its EVV devices would, outside the UI."""

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from tests.ui.conftest import FAR, VisitSetup, recent_start
+from tests.ui.conftest import FAR, VisitSetup, end_order_chases, recent_start
 from tests.ui.test_browser import WAIT_MS, Person, browser, live_url  # noqa: F401  (fixtures)
+from tests.ui.test_order_pages import enter as enter_order
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +24,7 @@ PAGES = {  # who opens which pages ("{visit}" is a visit on hold with an EVV exc
     "clinician": ["/tasks", "/visits/{visit}"],
     "supervisor": ["/escalations", "/holds", "/dashboard", "/visits", "/visits/{visit}"],
     "biller": ["/billing", "/holds", "/claims", "/claim-files", "/dashboard", "/visits", "/visits/{visit}"],
-    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit"],
+    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit", "/orders"],
 }
 
 
@@ -45,6 +46,7 @@ async def test_no_page_has_a_serious_accessibility_problem(live_url, browser, ag
     expect.set_options(timeout=WAIT_MS)
     visit_id = await visits.delivered(recent_start(), clock_in_at=FAR, document=True)
     await visits.projected(visit_id, "on_hold")
+    order_id = await enter_order(visits, 3)  # the orders page with a row and its forms
     problems: list[str] = []
 
     page = await (await browser.new_context(viewport={"width": width, "height": 900})).new_page()
@@ -60,4 +62,5 @@ async def test_no_page_has_a_serious_accessibility_problem(live_url, browser, ag
             assert response.status == 200, f"{role} {url}: {response.status}"
             problems += [f"{role} {url}: {p}" for p in await serious_problems(person.page)]
         await person.leave()
+    await end_order_chases(visits.client, [order_id])
     assert not problems, "\n".join(problems)

@@ -21,9 +21,9 @@ from fastapi import FastAPI
 from sqlmodel import Session, select
 
 from tests.conftest import ARTIFACTS
-from tests.ui.conftest import csrf_of, end_workflows
+from tests.ui.conftest import csrf_of, end_order_chases, end_workflows
 from visitflow.db.session import get_engine, migrate
-from visitflow.db.tables import Visit, VisitTask
+from visitflow.db.tables import PhysicianOrder, Visit, VisitTask
 from visitflow.main import create_app
 from visitflow.seed import DEMO_PASSWORD, seed_demo
 from visitflow.settings import Settings
@@ -38,13 +38,14 @@ PAGES = {  # who looks at what, as in the demo
     "sam": ["/escalations", "/escalations/overdue", "/escalations/exceptions", "/escalations/team",
             "/holds", "/dashboard", "/visits/V-1002"],
     "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001"],
-    "olivia": ["/dashboard", "/visits?patient=alice", "/visits?visit_id=V-10", "/visits?state=on_hold"],
+    "olivia": ["/orders", "/dashboard", "/visits?patient=alice", "/visits?visit_id=V-10", "/visits?state=on_hold"],
 }
 
 
 async def _settled(engine, timeout: float = 30.0) -> None:
     """The demo's visits have reached the queues the seed promises (projections arrive asynchronously)."""
-    want = {"V-1001": "claim_ready", "V-1002": "on_hold", "V-1003": "on_hold", "V-1004": "on_hold"}
+    want = {"V-1001": "claim_ready", "V-1002": "on_hold", "V-1003": "on_hold", "V-1004": "on_hold",
+            "V-1101": "on_hold", "V-1102": "on_hold"}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -76,6 +77,7 @@ async def demo_app(env, tmp_path_factory) -> AsyncIterator[FastAPI]:
             # With their worker gone, the demo's timers would stall every later test that skips time.
             with Session(engine) as s:
                 await end_workflows(env.client, list(s.exec(select(Visit.id))))
+                await end_order_chases(env.client, list(s.exec(select(PhysicianOrder.id))))
 
 
 async def test_every_page_renders_on_the_demo_data_and_reports_its_time(demo_app):
@@ -104,3 +106,16 @@ async def test_every_page_renders_on_the_demo_data_and_reports_its_time(demo_app
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "render-times.txt").write_text("\n".join(report) + "\n")
     print("\n" + "\n".join(report))
+
+
+async def test_the_demo_shows_an_unsigned_order_holding_a_visit_and_a_visit_over_frequency(demo_app):
+    from visitflow.db.tables import Notification, VisitHold
+
+    with Session(demo_app.state.engine) as s:
+        holds = {(h.visit_id, h.rule_id) for h in s.exec(select(VisitHold).where(
+            VisitHold.visit_id.in_(["V-1101", "V-1102"])))}
+        unsigned = s.exec(select(PhysicianOrder).where(PhysicianOrder.status == "sent")).all()
+        reminded = s.exec(select(Notification).where(Notification.kind == "order_reminder")).all()
+    assert ("V-1101", "ORD-02") in holds and ("V-1102", "AUTH-03") in holds
+    # Bob's plan of care went out nine days ago: the office has had its first reminder (ORD-03).
+    assert len(unsigned) == 1 and f"order-{unsigned[0].id}" in [n.visit_id for n in reminded]

@@ -80,7 +80,9 @@ def payer_rules(payer: Payer) -> PayerRules:
     return PayerRules(
         evv_required=payer.evv_required, evv_radius_m=payer.evv_radius_m,
         clock_tolerance_min=payer.clock_tolerance_min, max_visit_hours=payer.max_visit_hours,
-        correction_window_days=payer.correction_window_days, rounding=payer.rounding)
+        correction_window_days=payer.correction_window_days, rounding=payer.rounding,
+        orders_required=list(payer.orders_required or []),
+        signed_orders_before_billing=payer.signed_orders_before_billing)
 
 
 class _ProjectionStatements:
@@ -239,6 +241,12 @@ class VisitActivities:
                 authorizations=[AuthorizationFacts.model_validate(a, from_attributes=True) for a in auths],
                 usage=usage, required_note_fields=spec.required_note_fields,
                 min_minutes=spec.minutes_min, max_minutes=spec.minutes_max)
+            # ORD-01, ORD-02, AUTH-03: the patient's orders on the date of service and the visits they count.
+            # (Imported here: activities.orders uses this module's `heartbeating`.)
+            from visitflow.activities.orders import orders_in_effect, visits_under
+
+            ctx.orders = orders_in_effect(s, spec.patient_id, service_date(spec))
+            ctx.ordered_visits = visits_under(s, spec.patient_id, ctx.orders)
             result = evaluate(ctx)
             result = _route_rejected_exceptions(snap, result)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from pydantic import BaseModel, Field
 
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
+from visitflow.services.orders import frequency_warnings, recheck_order_neighbours
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
     Acknowledgement,
@@ -101,6 +102,8 @@ class VisitPublic(BaseModel):
     released_at: datetime | None
     cancelled_reason: str | None
     temporal_url: str
+    # Said when scheduling, the visit is scheduled all the same: e.g. AUTH-03, over the ordered frequency.
+    warnings: list[str] = []
 
     @classmethod
     def of(cls, snap: VisitSnapshot, settings: Settings) -> VisitPublic:
@@ -204,8 +207,8 @@ async def _run(temporal, settings: Settings, visit_id: str, update: Any, arg: Ba
 
 @router.post("/visits", response_model=VisitPublic, status_code=status.HTTP_201_CREATED,
              responses={200: {"description": "The same visit was already scheduled (a retried request)"}})
-async def create_visit(body: VisitCreate, response: Response, session: SessionDep, temporal: TemporalDep,
-                       settings: SettingsDep, user: CurrentUser,
+async def create_visit(body: VisitCreate, request: Request, response: Response, session: SessionDep,
+                       temporal: TemporalDep, settings: SettingsDep, user: CurrentUser,
                        idempotency: IdempotencyDep):
     """Schedule a visit: starts its VisitWorkflow (id `visit-<visit id>`)."""
     if user.role not in (Role.admin, Role.supervisor):
@@ -215,7 +218,12 @@ async def create_visit(body: VisitCreate, response: Response, session: SessionDe
                                          actor_of(user), idempotency.key)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return VisitPublic.of(snap, settings)
+    public = VisitPublic.of(snap, settings)
+    public.warnings = frequency_warnings(session, snap.spec)
+    let_go(session)
+    if created:  # AUTH-03: the patient's other visits in the order week may no longer fit
+        await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, None, "visit scheduled")
+    return public
 
 
 @router.get("/visits", response_model=VisitPage)
@@ -331,21 +339,28 @@ async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, tempo
 
 
 @router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
-async def reschedule(visit_id: str, body: RescheduleBody, temporal: TemporalDep, settings: SettingsDep,
+async def reschedule(visit_id: str, body: RescheduleBody, request: Request, temporal: TemporalDep,
+                     settings: SettingsDep,
                      user: CurrentUser,
                      idempotency: IdempotencyDep):
-    return await _run(temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
+    snap = await act(temporal, visit_id, VisitWorkflow.reschedule, Reschedule(
         actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
-        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency)
+        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency_key=idempotency.key)
+    # AUTH-03: moved into (or out of) an order week, the visit changes which of the others fit the frequency.
+    await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, None, "visit rescheduled")
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)
-async def cancel(visit_id: str, body: ReasonBody, temporal: TemporalDep, settings: SettingsDep,
+async def cancel(visit_id: str, body: ReasonBody, request: Request, temporal: TemporalDep, settings: SettingsDep,
                  user: CurrentUser,
                  idempotency: IdempotencyDep):
     """Cancel a visit; a cancelled visit never becomes claim-ready."""
-    return await _run(temporal, settings, visit_id, VisitWorkflow.cancel,
-                      Cancel(actor=actor_of(user), reason=body.reason), idempotency)
+    snap = await act(temporal, visit_id, VisitWorkflow.cancel, Cancel(actor=actor_of(user), reason=body.reason),
+                     idempotency_key=idempotency.key)
+    # AUTH-03: the cancelled visit no longer counts against its order's frequency.
+    await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, "cancelled", "visit cancelled")
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/send-back", response_model=VisitPublic)

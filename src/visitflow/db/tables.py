@@ -231,6 +231,11 @@ class PayerBase(SQLModel):
     # how many days before that the billing queue starts warning.
     filing_limit_days: int = Field(default=365, ge=1, le=3650, sa_column_kwargs={"server_default": "365"})
     filing_warning_days: int = Field(default=30, ge=0, le=3650, sa_column_kwargs={"server_default": "30"})
+    # ORD-01: visit disciplines paid only under a physician order (e.g. ["RN", "PT", "HHA"]); ORD-02: bill only
+    # once the covering orders are signed.
+    orders_required: list[Discipline] = Field(default_factory=list, max_length=len(Discipline),
+                                              sa_column=Column(JSON, nullable=False, server_default="[]"))
+    signed_orders_before_billing: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 
 
 class Payer(PayerBase, table=True):
@@ -391,9 +396,11 @@ class VisitEvent(SQLModel, table=True):
 class VisitHold(SQLModel, table=True):
     """Open holds, replaced on every projection; the billing queue groups them by rule."""
 
+    # By key: the visits one order holds ("ORD-02:order-12"), for the orders waiting for signature.
     __table_args__ = (
         Index("ix_visithold_rule_opened_id", "rule_id", "opened_at", "id"),
         Index("ix_visithold_role_approvable_opened_id", "role", "approvable", "opened_at", "id"),
+        Index("ix_visithold_key", "key"),
     )
     id: int | None = Field(default=None, primary_key=True)
     visit_id: str = Field(foreign_key="visit.id", index=True, max_length=64)
@@ -751,3 +758,79 @@ class AuditEvent(AuditEventBase, table=True):
 
 class AuditEventPublic(AuditEventBase):
     id: int
+
+
+# --- physician orders (ORD-01..03, AUTH-03) ------------------------------------------------------
+
+ORDER_KIND_PATTERN = r"^(plan_of_care|verbal|interim)$"
+
+
+class PhysicianOrderBase(SQLModel):
+    """A physician's (or allowed practitioner's) order for a patient: disciplines, frequencies and dates."""
+
+    kind: str = Field(max_length=20)  # plan_of_care, verbal or interim
+    patient_id: int = Field(foreign_key="patient.id", ge=1, le=2_147_483_647)
+    practitioner_npi: str = Field(min_length=10, max_length=10)
+    practitioner_name: str = Field(min_length=1, max_length=120)
+    # One line per discipline, as written on the order: "SN 1W4", "HHA 3W2, 2W2", "PT 2-3W4, PRN 2".
+    frequencies: list[Annotated[str, PydanticField(min_length=1, max_length=120)]] = Field(
+        default_factory=list, min_length=1, max_length=12, sa_column=Column(JSON, nullable=False))
+    effective_from: date
+    effective_to: date | None = None  # inclusive; open-ended when not given
+    sent_on: date  # sent to the practitioner for signature
+    document_ref: str | None = Field(default=None, max_length=120)  # the signed paper's id in the document system
+
+    _name = field_validator("practitioner_name")(_not_blank)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if not re.match(ORDER_KIND_PATTERN, v):
+            raise ValueError("must be plan_of_care, verbal or interim")
+        return v
+
+
+class PhysicianOrder(PhysicianOrderBase, table=True):
+    __tablename__ = "physician_order"
+    __table_args__ = (
+        Index("ix_physician_order_patient_from", "patient_id", "effective_from"),
+        # Orders pending signature, oldest first (keyset paging on sent_on, id).
+        Index("ix_physician_order_status_sent", "status", "sent_on", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="sent", max_length=10)  # sent | signed | returned
+    signed_on: date | None = None
+    signature_recorded_by: str | None = Field(default=None, max_length=80)
+    returned_reason: str | None = None
+    reminders_sent: int = 0
+    escalated_at: datetime | None = None
+    created_at: datetime
+    created_by: str = Field(max_length=80)
+    updated_at: datetime
+    version: int = 1
+
+
+class PhysicianOrderCreate(PhysicianOrderBase):
+    pass
+
+
+class PhysicianOrderUpdate(SQLModel):
+    """A changed order (a frequency change, a new end date): the open visits it touches are checked again."""
+
+    frequencies: list[Annotated[str, PydanticField(min_length=1, max_length=120)]] | None = Field(
+        default=None, min_length=1, max_length=12)
+    effective_to: date | None = None
+    document_ref: str | None = Field(default=None, max_length=120)
+
+
+class PhysicianOrderPublic(PhysicianOrderBase):
+    id: int
+    status: str
+    signed_on: date | None
+    signature_recorded_by: str | None
+    returned_reason: str | None
+    reminders_sent: int
+    escalated_at: datetime | None
+    created_at: datetime
+    created_by: str
+    version: int

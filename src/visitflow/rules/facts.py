@@ -6,7 +6,7 @@ pure function of a `GateInput`.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
@@ -45,6 +45,29 @@ class UsageEntry(BaseModel):
     units: int
 
 
+class OrderFacts(BaseModel):
+    """A physician order for the patient (ORD-01..03, AUTH-03): what it orders, from when, and whether signed."""
+
+    id: int
+    kind: str  # plan_of_care | verbal | interim
+    patient_id: int
+    practitioner_name: str
+    effective_from: date
+    effective_to: date | None = None  # inclusive; None while open-ended
+    frequencies: list[str] = []  # one line per discipline, e.g. "HHA 3W2, 2W2"
+    signed_on: date | None = None
+    status: str = "sent"  # sent | signed | returned
+
+
+class OrderedVisit(BaseModel):
+    """Another live visit of the patient under the same orders, for counting against the frequency (AUTH-03)."""
+
+    visit_id: str
+    discipline: str
+    service_date: date
+    scheduled_start: datetime
+
+
 class GateInput(BaseModel):
     """Everything the pre-billing gates look at for one visit."""
 
@@ -56,3 +79,5 @@ class GateInput(BaseModel):
     required_note_fields: list[str] = []  # DOC-03, per discipline from settings
     min_minutes: int | None = None  # DOC-02, per service from settings
     max_minutes: int | None = None
+    orders: list[OrderFacts] = []  # the patient's orders effective on the date of service
+    ordered_visits: list[OrderedVisit] = []  # the patient's other live visits in those orders' dates

@@ -21,6 +21,7 @@ from visitflow.rules.evv import (
     evv_05_visit_length,
 )
 from visitflow.rules.facts import GateInput
+from visitflow.rules.orders import auth_03_within_frequency, ord_01_ordered, ord_02_signed
 
 Rule = Callable[[GateInput], list[Finding]]
 
@@ -28,7 +29,8 @@ Rule = Callable[[GateInput], list[Finding]]
 GATES: dict[Gate, list[Rule]] = {
     Gate.documented: [doc_02_duration_within_bounds, doc_03_required_fields],
     Gate.signed: [sig_01_signed],
-    Gate.authorized: [auth_01_covered, auth_02_units_within_limits],
+    Gate.ordered: [ord_01_ordered, ord_02_signed],  # physician orders (rules/orders.py)
+    Gate.authorized: [auth_01_covered, auth_02_units_within_limits, auth_03_within_frequency],
     Gate.evv: [evv_01_six_elements, evv_02_punch_at_service_address, evv_03_clock_within_tolerance,
                evv_04_manual_time_approved, evv_05_visit_length],
     Gate.claim: [den_01_denial_fixed],

@@ -1,0 +1,78 @@
+"""The office's page of orders pending signature: what it shows, recording a signature or a return (ORD-02,
+ORD-03), and who may use it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from tests.ui.conftest import end_order_chases, htmx, recent_start, sign_in
+from visitflow.db.session import write_session
+from visitflow.db.tables import PhysicianOrder, PhysicianOrderCreate
+from visitflow.services import orders
+
+
+async def enter(visits, sent_days_ago: int, frequency: str = "PCA 3W4") -> int:
+    agency, today = visits.agency, recent_start().date()
+    with write_session(visits.engine) as s:
+        s.expire_on_commit = False
+        order = orders.new_order(s, PhysicianOrderCreate(
+            kind="verbal", patient_id=agency.patient.id, practitioner_npi="1234567893",
+            practitioner_name=f"Dr. Okafor {agency.tag}", frequencies=[frequency], effective_from=today,
+            sent_on=today - timedelta(days=sent_days_ago)), agency.actor("admin"))
+        s.commit()
+    with Session(visits.engine) as s:
+        await orders.after_order_stored(s, visits.client, visits.settings, order, "order entered")
+    return order.id
+
+
+async def test_the_office_sees_pending_orders_and_records_signatures_and_returns(web, visits, engine):
+    agency = visits.agency
+    signed_id, returned_id = await enter(visits, 4), await enter(visits, 2, "PCA 1W2")
+    try:
+        token = await sign_in(web, agency.users["admin"].username)
+        page = await web.get("/orders")
+        assert page.status_code == 200 and f"Dr. Okafor {agency.tag}" in page.text
+        assert f"Verbal order #{signed_id}" in page.text and "4 days" in page.text and "PCA 1W2" in page.text
+
+        bad = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token), data={"signed_on": "someday"})
+        assert bad.status_code == 422 and "Give the date the practitioner signed" in bad.text
+        early = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token), data={"signed_on": "2001-01-01"})
+        assert early.status_code == 422 and "before the order was sent" in early.text
+        day = recent_start().date().isoformat()
+        ok = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token),
+                            data={"signed_on": day, "document_ref": "fax-88", "idempotency_key": "k-1"})
+        assert ok.status_code == 200 and "recorded as signed" in ok.text
+        again = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token),
+                               data={"signed_on": day, "document_ref": "fax-88", "idempotency_key": "k-1"})
+        assert again.status_code == 200 and "recorded as signed" in again.text  # a double click: the same outcome
+
+        blank = await web.post(f"/orders/{returned_id}/return", headers=htmx(token), data={"reason": " "})
+        assert blank.status_code == 422 and "say why" in blank.text
+        returned = await web.post(f"/orders/{returned_id}/return", headers=htmx(token),
+                                  data={"reason": "frequency should be 2W2"})
+        assert returned.status_code == 200 and "returned unsigned" in returned.text
+        with Session(engine) as s:
+            assert s.get(PhysicianOrder, signed_id).document_ref == "fax-88"
+            assert s.get(PhysicianOrder, returned_id).status == "returned"
+        after = await web.get("/orders")
+        assert f"Verbal order #{signed_id}" not in after.text and f"Verbal order #{returned_id}" not in after.text
+    finally:
+        await end_order_chases(visits.client, [signed_id, returned_id])
+
+
+async def test_supervisors_read_the_page_and_only_the_office_records(web, visits):
+    agency = visits.agency
+    order_id = await enter(visits, 1)
+    try:
+        token = await sign_in(web, agency.users["supervisor"].username)
+        page = await web.get("/orders")
+        assert page.status_code == 200 and f"#{order_id}" in page.text and "Signed on" not in page.text
+        refused = await web.post(f"/orders/{order_id}/sign", headers=htmx(token), data={"signed_on": "2026-01-01"})
+        assert refused.status_code == 403
+        await web.post("/signout", headers=htmx(token))
+        await sign_in(web, agency.users["biller"].username)
+        assert (await web.get("/orders")).status_code == 403
+    finally:
+        await end_order_chases(visits.client, [order_id])
