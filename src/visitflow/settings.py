@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     sign_due: Duration = DEFAULT_TIMERS.sign_due
     sign_escalate_after: Duration = DEFAULT_TIMERS.sign_escalate_after
     hold_recheck_every: Duration = DEFAULT_TIMERS.hold_recheck_every
+    # SUP-01: days between supervisory visits of aide care (42 CFR 484.80(h): 14 with skilled services, 60 for
+    # aide-only care), and how many days ahead of the due date the supervising clinician is prompted.
+    supervision_skilled_days: int = Field(default=14, ge=1, le=366)
+    supervision_aide_only_days: int = Field(default=60, ge=1, le=366)
+    supervision_prompt_days: int = Field(default=3, ge=0, le=60)
     # DOC-02: documented minutes per service code, e.g. {"T1019": [15, 720]}; unset codes are not bounded.
     visit_minutes: dict[str, tuple[int, int]] = Field(default_factory=dict)
     required_note_fields: dict[str, list[str]] = Field(

@@ -12,9 +12,11 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from visitflow.activities.release import ReleaseActivities
+from visitflow.activities.supervision import SupervisionActivities
 from visitflow.activities.visits import VisitActivities
 from visitflow.settings import Settings
 from visitflow.workflows.release import ReleaseWorkflow
+from visitflow.workflows.supervision import SupervisionWorkflow
 from visitflow.workflows.visit import VisitWorkflow
 
 
@@ -43,10 +45,13 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 
 def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16,
-                 max_cached_visits: int = MAX_CACHED_VISITS) -> Worker:
-    activities = VisitActivities(engine).all() + ReleaseActivities(engine).all()
+                 max_cached_visits: int = MAX_CACHED_VISITS,
+                 timezone: str = Settings.model_fields["agency_timezone"].default) -> Worker:
+    activities = (VisitActivities(engine).all() + ReleaseActivities(engine).all()
+                  + SupervisionActivities(engine, timezone).all())
     return Worker(
-        client, task_queue=task_queue, workflows=[VisitWorkflow, ReleaseWorkflow], activities=activities,
+        client, task_queue=task_queue, workflows=[VisitWorkflow, ReleaseWorkflow, SupervisionWorkflow],
+        activities=activities,
         workflow_runner=WORKFLOW_RUNNER, max_cached_workflows=max_cached_visits,
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
+    MissedReason,
     Acknowledgement,
     AdjustPunch,
     Cancel,
@@ -69,6 +70,8 @@ class VisitCreate(BaseModel):
     modifiers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2}$")]] = Field(default=[], max_length=4)
     scheduled_start: datetime
     scheduled_end: datetime
+    supervisory: bool = Field(default=False, description="SUP-01: an RN's or therapist's supervisory visit of the "
+                                                         "patient's aide care")
 
 
 class VisitPublic(BaseModel):
@@ -100,6 +103,10 @@ class VisitPublic(BaseModel):
     released_by: str | None
     released_at: datetime | None
     cancelled_reason: str | None
+    missed_reason: MissedReason | None = None  # MV-02
+    missed_reason_text: str | None = None
+    late_alert_at: datetime | None = None  # MV-01: alerted, no clock-in yet
+    supervisory: bool = False  # SUP-01
     temporal_url: str
 
     @classmethod
@@ -113,7 +120,9 @@ class VisitPublic(BaseModel):
             **snap.model_dump(include={
                 "state", "version", "gates", "holds", "tasks", "punches", "note", "signature", "acknowledgements",
                 "timeline", "note_deadline", "sign_deadline", "billable_units", "authorization_number",
-                "release_batch_id", "released_by", "released_at", "cancelled_reason"}),
+                "release_batch_id", "released_by", "released_at", "cancelled_reason", "late_alert_at"}),
+            missed_reason=snap.missed.reason if snap.missed else None,
+            missed_reason_text=snap.missed.reason_text if snap.missed else None, supervisory=spec.supervisory,
             temporal_url=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{wf}")
 
 

@@ -45,6 +45,13 @@ class UsageEntry(BaseModel):
     units: int
 
 
+class SupervisionFacts(BaseModel):
+    """SUP-01: when the patient's aide care was last supervised and when the next supervisory visit is due."""
+
+    due_on: date
+    last_visit_on: date | None = None
+
+
 class GateInput(BaseModel):
     """Everything the pre-billing gates look at for one visit."""
 
@@ -56,3 +63,4 @@ class GateInput(BaseModel):
     required_note_fields: list[str] = []  # DOC-03, per discipline from settings
     min_minutes: int | None = None  # DOC-02, per service from settings
     max_minutes: int | None = None
+    supervision: SupervisionFacts | None = None  # SUP-01; None: the patient's aide care is not tracked here
