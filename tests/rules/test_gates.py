@@ -19,7 +19,7 @@ from .conftest import HOME, PATIENT_ID, START, approval, authorization, keys, mo
 
 
 def test_gates_run_in_order() -> None:
-    assert list(GATES) == [Gate.documented, Gate.signed, Gate.authorized, Gate.evv, Gate.claim]
+    assert list(GATES) == [Gate.documented, Gate.signed, Gate.authorized, Gate.evv, Gate.claim, Gate.supervised]
 
 
 def test_clean_visit_passes_every_gate_and_bills_under_its_authorization() -> None:

@@ -13,15 +13,6 @@ from visitflow.models import Actor, MarkMissed, MissedReason, VisitSnapshot, Vis
 from visitflow.services.commands import act
 from visitflow.workflows.visit import VisitWorkflow
 
-MISSED_REASON_LABELS = {
-    MissedReason.patient_refused: "Patient refused",
-    MissedReason.hospitalized: "Hospitalized",
-    MissedReason.not_home: "Not home / no answer",
-    MissedReason.staff_no_show: "Staff no-show",
-    MissedReason.other: "Other",
-}
-
-
 async def mark_missed(client: Client, visit_id: str, actor: Actor, reason: MissedReason, reason_text: str | None,
                       idempotency_key: str | None = None) -> VisitSnapshot:
     """MV-02: the visit's workflow checks who may, and that it did not happen (no clock-in, no note)."""

@@ -12,9 +12,11 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from visitflow.catalogue import TASK_LABELS, send_back_can_help
+from visitflow.catalogue import MISSED_REASON_LABELS, TASK_LABELS, send_back_can_help
 from visitflow.db.tables import User
 from visitflow.models import (
+    END_STATES,
+    PunchKind,
     ReasonCode,
     Role,
     VisitSnapshot,
@@ -30,7 +32,7 @@ from visitflow.ui.present import readable
 def work_context(session: Session, user: User, view: queries.VisitView, **extra: Any) -> dict[str, Any]:
     """What this person can do on this visit now; each form starts empty unless `extra` says otherwise."""
     snap = view.snap
-    is_open = snap.state not in (VisitState.released, VisitState.cancelled)
+    is_open = snap.state not in END_STATES
     own = user.role == Role.clinician and user.clinician_id == snap.spec.clinician_id
     waiting_stage = ("note" if snap.note is None else "signature" if snap.signature is None else None)
     # A decision stays on the hold until the workflow's re-check drops it; it is never offered twice.
@@ -49,6 +51,10 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None
         and send_back_can_help(snap.holds),
         "can_release": user.role == Role.biller and snap.state == VisitState.claim_ready,
+        # MV-02: a visit nobody clocked in to or documented (the workflow also refuses one not yet due to start).
+        "can_mark_missed": user.role in (Role.admin, Role.supervisor) and is_open and snap.note is None
+        and not any(p.kind == PunchKind.clock_in for p in snap.punches),
+        "missed_reasons": list(MISSED_REASON_LABELS.items()),
         # Tasks by name only: a hold behind a task is told once, in the visit's open holds.
         "my_tasks": list({TASK_LABELS.get(t.kind, t.title): t for t in snap.tasks if t.role == user.role
                           and (user.role != Role.clinician or t.clinician_id == user.clinician_id)}.items()),
@@ -82,7 +88,7 @@ RECHECK_WAIT = 2.0
 
 def rechecks(snap: VisitSnapshot) -> bool:
     """Whether the workflow checks the gates again after this action (every action on a signed, open visit)."""
-    return snap.signature is not None and snap.state not in (VisitState.released, VisitState.cancelled)
+    return snap.signature is not None and snap.state not in END_STATES
 
 
 async def settled(session: Session, snap: VisitSnapshot, wait: float = RECHECK_WAIT) -> VisitSnapshot:
