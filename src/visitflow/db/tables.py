@@ -404,6 +404,9 @@ class VisitTask(SQLModel, table=True):
     hold_key: str | None = None
 
 
+SUPERVISION_CARE = ("skilled", "aide_only")
+
+
 class PatientSupervisionBase(SQLModel):
     """SUP-01: how a patient's aide care is supervised. Skilled care: an RN or therapist every 14 days; aide-only
     care: every 60 days (agency settings)."""
@@ -414,6 +417,13 @@ class PatientSupervisionBase(SQLModel):
     # The last supervisory visit before VisitFlow kept track (when a patient is set up); later ones are recorded
     # as they are documented.
     last_visit_on: date | None = None
+
+    @field_validator("care")
+    @classmethod
+    def _care_kind(cls, v: str) -> str:
+        if v not in SUPERVISION_CARE:
+            raise ValueError("care must be 'skilled' (aide with skilled services) or 'aide_only'")
+        return v
 
 
 class PatientSupervision(PatientSupervisionBase, table=True):
