@@ -144,6 +144,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/visits/{visit_id}/reassign"): only(S),
     ("POST", "/visits/{visit_id}/send-back"): only(S, B),
     ("POST", "/visits/{visit_id}/missed"): only(A, S),
+    ("GET", "/supervision"): only(A, S),
     ("GET", "/escalations"): only(S),
     ("GET", "/escalations/overdue"): only(S),
     ("GET", "/escalations/exceptions"): only(S),

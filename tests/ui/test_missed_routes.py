@@ -35,3 +35,19 @@ async def test_a_clinician_cannot_mark_a_visit_missed(web, agency, visits: Visit
     assert "mark it missed" not in page.text
     r = await web.post(f"/visits/{visit_id}/missed", headers=htmx(token), data={"reason": "not_home"})
     assert r.status_code == 403
+
+
+async def test_the_supervision_page_lists_a_lapsed_patient(web, agency, visits: VisitSetup, client, engine,
+                                                           ui_settings):
+    from datetime import timedelta
+
+    from visitflow.db.tables import PatientSupervisionCreate
+    from visitflow.services.supervision import agency_today, set_supervision
+
+    today = agency_today(ui_settings)
+    await set_supervision(engine, client, ui_settings, agency.patient.id, PatientSupervisionCreate(
+        care="aide_only", last_visit_on=today - timedelta(days=61)), agency.actor("supervisor"))
+    await sign_in(web, agency.users["supervisor"].username)
+    page = await web.get("/supervision")
+    assert page.status_code == 200
+    assert f"Alice {agency.patient.last_name}" in page.text and "Lapsed: aide visits held" in page.text

@@ -94,3 +94,17 @@ def supervision_due(session: Session, due_by: date, limit: int = 200) -> list[Pa
     """Patients whose supervisory visit is due by `due_by` (lapsed ones first), from the due-date index."""
     return list(session.exec(select(PatientSupervision).where(PatientSupervision.due_on <= due_by)
                              .order_by(PatientSupervision.due_on, PatientSupervision.patient_id).limit(limit)).all())
+
+
+def supervision_board(session: Session, due_by: date, limit: int = 200) -> list[dict]:
+    """The supervision page: each patient due by `due_by` with names, soonest first (the due-date index, one
+    join to the patient and one to the supervising clinician per row shown)."""
+    rows = session.exec(
+        select(PatientSupervision, Patient.first_name, Patient.last_name, Clinician.first_name, Clinician.last_name,
+               Clinician.discipline)
+        .join(Patient, Patient.id == PatientSupervision.patient_id)
+        .outerjoin(Clinician, Clinician.id == PatientSupervision.supervising_clinician_id)
+        .where(PatientSupervision.due_on <= due_by)
+        .order_by(PatientSupervision.due_on, PatientSupervision.patient_id).limit(limit)).all()
+    return [{"row": r, "patient": f"{pf} {pl}",
+             "clinician": f"{cf} {cl} ({cd.value})" if cf else None} for r, pf, pl, cf, cl, cd in rows]

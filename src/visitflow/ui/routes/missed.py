@@ -1,10 +1,12 @@
-"""Marking a visit missed from its page (MV-02)."""
+"""Marking a visit missed from its page (MV-02); the aide supervision page (SUP-01)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from datetime import timedelta
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from visitflow.catalogue import MISSED_REASON_LABELS
@@ -12,9 +14,10 @@ from visitflow.db.tables import User
 from visitflow.deps import SessionDep, TemporalDep
 from visitflow.models import MissedReason, Role
 from visitflow.services import missed
+from visitflow.services.supervision import agency_today, supervision_board
 from visitflow.services.commands import actor_of
 from visitflow.ui.actions import done, perform
-from visitflow.ui.deps import role_page, visible_visit
+from visitflow.ui.deps import UIDep, render, role_page, visible_visit
 from visitflow.ui.forms import Target, read_form
 
 router = APIRouter(include_in_schema=False)
@@ -44,3 +47,13 @@ async def mark_missed(visit_id: str, request: Request, session: SessionDep, temp
     return done(request, session, user, target, result,
                 f"Visit {visit_id} was marked missed ({MISSED_REASON_LABELS[MissedReason(reason)].lower()}); "
                 "it will not be billed.")
+
+
+@router.get("/supervision")
+def supervision_page(request: Request, session: SessionDep, user: OfficeUser, ui: UIDep,
+                     within_days: Annotated[int, Query(ge=0, le=366)] = 14) -> Response:
+    today = agency_today(ui.settings)
+    return render(request, "supervision.html", {
+        "rows": supervision_board(session, today + timedelta(days=within_days)), "today": today,
+        "within_days": within_days, "skilled_days": ui.settings.supervision_skilled_days,
+        "aide_only_days": ui.settings.supervision_aide_only_days})
