@@ -229,6 +229,7 @@ async def test_a_lapsed_supervision_holds_aide_visits_until_a_supervisory_visit_
     held = await until(aide_handle, in_state(VisitState.on_hold))
     assert [h.rule_id for h in held.holds] == ["SUP-01"]
     assert "due by" in held.holds[0].message and not held.holds[0].approvable
+    assert [(t.kind, t.role.value) for t in held.tasks] == [("supervisory_visit_due", "supervisor")]
 
     # The RN documents a supervisory visit: the due date moves and the held aide visit goes on by itself.
     rn = agency.spec(t0 - timedelta(hours=2), hours=1, service_code="G0299").model_copy(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -51,9 +52,10 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None
         and send_back_can_help(snap.holds),
         "can_release": user.role == Role.biller and snap.state == VisitState.claim_ready,
-        # MV-02: a visit nobody clocked in to or documented (the workflow also refuses one not yet due to start).
+        # MV-02: a visit nobody clocked in to or documented, once it was due to start.
         "can_mark_missed": user.role in (Role.admin, Role.supervisor) and is_open and snap.note is None
-        and not any(p.kind == PunchKind.clock_in for p in snap.punches),
+        and not any(p.kind == PunchKind.clock_in for p in snap.punches)
+        and snap.spec.scheduled_start <= datetime.now(UTC),
         "missed_reasons": list(MISSED_REASON_LABELS.items()),
         # Tasks by name only: a hold behind a task is told once, in the visit's open holds.
         "my_tasks": list({TASK_LABELS.get(t.kind, t.title): t for t in snap.tasks if t.role == user.role

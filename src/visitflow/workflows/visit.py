@@ -820,6 +820,8 @@ class VisitWorkflow:
 def _hold_task_kind(hold: Finding) -> str:
     if hold.rule_id == "DEN-01":
         return "resolve_denial"
+    if hold.rule_id == "SUP-01":
+        return "supervisory_visit_due"  # fixed by a documented supervisory visit, never approved away
     if hold.role == Role.supervisor:
         return "approve_exception"
     if hold.role == Role.biller:
