@@ -45,8 +45,8 @@ from visitflow.models import (
     VisitState,
     service_date,
 )
-from visitflow.rules.facts import SupervisionFacts
 from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
+from visitflow.rules.facts import SupervisionFacts
 
 HEARTBEAT_EVERY = 1.0  # seconds; the workflow's heartbeat timeout is a few of these
 

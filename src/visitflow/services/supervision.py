@@ -26,7 +26,8 @@ from visitflow.workflows.supervision import SupervisionWorkflow
 
 
 async def set_supervision(engine: Engine, client: Client, settings: Settings, patient_id: int,
-                          body: PatientSupervisionCreate, actor: Actor, today: date | None = None) -> PatientSupervision:
+                          body: PatientSupervisionCreate, actor: Actor,
+                          today: date | None = None) -> PatientSupervision:
     """Track (or change) how the patient's aide care is supervised; its timers start or re-arm, and aide visits a
     lapse held are checked again (a new plan or a supervisory visit entered by hand may lift the hold).
 

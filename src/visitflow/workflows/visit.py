@@ -21,14 +21,14 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from visitflow.activities.visits import VisitActivities
     from visitflow.models import (
+        END_STATES,
         REASONS_NEEDING_TEXT,
+        SKILLED_DISCIPLINES,
         Acknowledgement,
         Actor,
         AdjustPunch,
         AuthorizationChanged,
         Cancel,
-        END_STATES,
-        SKILLED_DISCIPLINES,
         DenialKind,
         ExtendDeadline,
         Finding,
@@ -275,8 +275,9 @@ class VisitWorkflow:
         for role in (Role.supervisor, Role.admin):
             await workflow.execute_activity_method(
                 VisitActivities.notify,
-                NotificationRequest(visit_id=v.spec.visit_id, role=role, kind="late_alert", message=message,
-                                    dedupe_key=f"{v.spec.visit_id}:late:{role.value}:{v.spec.scheduled_start.isoformat()}"),
+                NotificationRequest(
+                    visit_id=v.spec.visit_id, role=role, kind="late_alert", message=message,
+                    dedupe_key=f"{v.spec.visit_id}:late:{role.value}:{v.spec.scheduled_start.isoformat()}"),
                 **ACTIVITY_OPTIONS)
         self._log("system", "late_alert", message)
         await self._project()

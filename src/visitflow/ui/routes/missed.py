@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from datetime import timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -14,8 +13,8 @@ from visitflow.db.tables import User
 from visitflow.deps import SessionDep, TemporalDep
 from visitflow.models import MissedReason, Role
 from visitflow.services import missed
-from visitflow.services.supervision import agency_today, supervision_board
 from visitflow.services.commands import actor_of
+from visitflow.services.supervision import agency_today, supervision_board
 from visitflow.ui.actions import done, perform
 from visitflow.ui.deps import UIDep, render, role_page, visible_visit
 from visitflow.ui.forms import Target, read_form
