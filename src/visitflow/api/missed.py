@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -48,7 +47,7 @@ async def mark_missed(visit_id: str, body: MissedBody, temporal: TemporalDep, se
 def missed_visits(session: SessionDep, settings: SettingsDep, user: OfficeUser,
                   week_of: Annotated[date | None, Query(description="Any day of the week; default this week")] = None):
     """Missed visits of one week (Monday to Sunday, by date of service), by reason."""
-    day = week_of or datetime.now(UTC).astimezone(ZoneInfo(settings.agency_timezone)).date()
+    day = week_of or supervision.agency_today(settings)
     first, last = missed.week_of(day)
     counts = missed.missed_by_reason(session, first, last)
     return MissedWeek(week_start=first, week_end=last, total=sum(counts.values()), by_reason=counts)
@@ -71,6 +70,6 @@ def supervision_due(session: SessionDep, settings: SettingsDep, user: OfficeUser
                     within_days: Annotated[int, Query(ge=0, le=366)] = 14,
                     limit: Annotated[int, Query(ge=1, le=500)] = 200):
     """Supervisory visits due within `within_days` (and lapsed ones), soonest first."""
-    today = datetime.now(UTC).astimezone(ZoneInfo(settings.agency_timezone)).date()
+    today = supervision.agency_today(settings)
     return [PatientSupervisionPublic.model_validate(r, from_attributes=True)
             for r in supervision.supervision_due(session, today + timedelta(days=within_days), limit)]
