@@ -6,7 +6,7 @@ Rule ids are those of the domain catalogue (DOMAIN.md); each rule is named as th
 
 from __future__ import annotations
 
-from visitflow.models import EventKind, Finding, ReasonCode, Role, TaskKind, VisitState
+from visitflow.models import EventKind, Finding, MissedReason, ReasonCode, Role, TaskKind, VisitState
 
 STATE_LABELS = {
     VisitState.scheduled: "Scheduled",
@@ -18,6 +18,7 @@ STATE_LABELS = {
     VisitState.claim_ready: "Ready to bill",
     VisitState.released: "Released",
     VisitState.cancelled: "Cancelled",
+    VisitState.missed: "Missed",
 }
 
 TASK_LABELS = {
@@ -32,6 +33,8 @@ TASK_LABELS = {
     TaskKind.resolve_authorization: "Resolve the authorization",
     TaskKind.fix_reference_data: "Fix patient or payer data",
     TaskKind.resolve_denial: "Fix what the payer denied",
+    TaskKind.late_visit: "Late visit: no clock-in yet",
+    TaskKind.supervisory_visit_due: "Supervisory visit due",
 }
 
 # Status chips on a clinician's task (services.queries.TaskRow.chips), most serious first.
@@ -98,6 +101,10 @@ EVENT_LABELS = {
     EventKind.signature_reminder: "Signature reminder sent",
     EventKind.signature_escalation: "Late signature escalated",
     EventKind.claim_denied: "Claim denied by the payer",
+    EventKind.late_alert: "Late: no clock-in, supervisor and office alerted",
+    EventKind.late_alert_cleared: "Late alert cleared",
+    EventKind.missed: "Marked missed (not billable)",
+    EventKind.supervisory_visit_documented: "Supervisory visit recorded",
 }
 
 # The rule catalogue (ids as in DOMAIN.md): each rule named as the problem a person sees when it holds a visit.
@@ -125,6 +132,18 @@ RULES = {
     "ORD-01": "No physician order covers the visit",
     "ORD-02": "Physician order not signed yet",
     "ORD-03": "Order unsigned: practitioner reminded",
+    "SUP-01": "Aide supervisory visit overdue",
+    "MV-01": "No clock-in after the scheduled start",
+    "MV-02": "Visit missed",
+}
+
+# MV-02 reason codes, in the office's words.
+MISSED_REASON_LABELS = {
+    MissedReason.patient_refused: "Patient refused",
+    MissedReason.hospitalized: "Hospitalized",
+    MissedReason.not_home: "Not home / no answer",
+    MissedReason.staff_no_show: "Staff no-show",
+    MissedReason.other: "Other",
 }
 
 GATES = [("documented", "Documented"), ("signed", "Signed"), ("authorized", "Authorized"), ("evv", "EVV verified")]

@@ -67,7 +67,8 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
     client = await _connect_with_retry(settings)
     engine = get_engine(settings.resolved_database_url)
     tasks: list[asyncio.Task] = []
-    worker = (build_worker(client, settings.task_queue, engine, max_cached_visits=settings.worker_cached_visits)
+    worker = (build_worker(client, settings.task_queue, engine, max_cached_visits=settings.worker_cached_visits,
+                           timezone=settings.agency_timezone)
               if run_worker else None)
     if worker:
         tasks.append(asyncio.create_task(worker.run(), name="worker"))

@@ -30,6 +30,11 @@ class Discipline(StrEnum):
     PCA = "PCA"  # personal care attendant / caregiver
 
 
+# SUP-01: aide care is supervised by an RN or a therapist.
+AIDE_DISCIPLINES = frozenset({Discipline.HHA, Discipline.PCA})
+SKILLED_DISCIPLINES = frozenset({Discipline.RN, Discipline.PT, Discipline.OT, Discipline.SLP})
+
+
 class VisitState(StrEnum):
     scheduled = "scheduled"  # waiting for the visit and its note
     documented = "documented"  # note in, waiting for the signature
@@ -40,6 +45,24 @@ class VisitState(StrEnum):
     claim_ready = "claim_ready"
     released = "released"
     cancelled = "cancelled"
+    # MV-02: the visit did not happen. Its own end state rather than a cancellation: an agency counts missed
+    # visits (by reason, against the ordered frequency, to tell the practitioner) and never bills them, while a
+    # cancelled visit was simply taken off the schedule.
+    missed = "missed"
+
+
+# The visit's workflow has ended: nothing more can be done to it (a payer's denial may reopen a released one).
+END_STATES = frozenset({VisitState.released, VisitState.cancelled, VisitState.missed})
+
+
+class MissedReason(StrEnum):
+    """Why a scheduled visit did not happen (MV-02)."""
+
+    patient_refused = "patient_refused"
+    hospitalized = "hospitalized"
+    not_home = "not_home"  # not home / no answer
+    staff_no_show = "staff_no_show"
+    other = "other"  # free text required
 
 
 OPEN_STATES = frozenset(
@@ -62,6 +85,8 @@ class TaskKind(StrEnum):
     resolve_authorization = "resolve_authorization"
     fix_reference_data = "fix_reference_data"
     resolve_denial = "resolve_denial"
+    late_visit = "late_visit"  # MV-01: no clock-in yet, some minutes after the scheduled start
+    supervisory_visit_due = "supervisory_visit_due"  # SUP-01
 
 
 class EventKind(StrEnum):
@@ -92,6 +117,10 @@ class EventKind(StrEnum):
     signature_reminder = "signature_reminder"
     signature_escalation = "signature_escalation"
     claim_denied = "claim_denied"
+    late_alert = "late_alert"
+    late_alert_cleared = "late_alert_cleared"
+    missed = "missed"
+    supervisory_visit_documented = "supervisory_visit_documented"
 
 
 class Stage(StrEnum):
@@ -116,6 +145,7 @@ class Gate(StrEnum):
     claim = "claim"
     release = "release"
     ordered = "ordered"  # ORD-01, ORD-02: physician orders cover the visit (and are signed, where billing needs it)
+    supervised = "supervised"  # SUP-01
 
 
 class PunchKind(StrEnum):
@@ -216,6 +246,8 @@ class VisitSpec(BaseModel):
     minutes_min: int | None = None  # DOC-02 bounds for the service, from the agency's policy
     minutes_max: int | None = None
     scheduled_by: str = "system"
+    late_alert_minutes: int | None = None  # MV-01, the payer's, when scheduled; None: no late alert
+    supervisory: bool = False  # SUP-01: an RN's or therapist's supervisory visit of the patient's aide care
 
 
 class Punch(BaseModel):
@@ -334,6 +366,15 @@ class Denial(BaseModel):
     denied_on: date | None = None
 
 
+class MarkMissed(BaseModel):
+    """MV-02: the visit did not happen; it ends non-billable."""
+
+    actor: Actor
+    reason: MissedReason
+    reason_text: str | None = None
+    at: datetime | None = None  # when it was recorded; the workflow stamps it
+
+
 class VisitSnapshot(BaseModel):
     """Everything the read model and the API show of a visit; produced by the workflow."""
 
@@ -358,6 +399,8 @@ class VisitSnapshot(BaseModel):
     released_at: datetime | None = None
     cancelled_reason: str | None = None
     denial: Denial | None = None  # the payer's denial this run is fixing, if it is one
+    missed: MarkMissed | None = None  # MV-02: why the visit did not happen, who said so
+    late_alert_at: datetime | None = None  # MV-01: when the late alert went out (None: no alert, or cleared)
 
 
 # --- Human actions (Update arguments) -------------------------------------------------------
@@ -510,6 +553,8 @@ class VisitProgress(BaseModel):
     earlier_actions: list[str] = []
     denial: Denial | None = None  # set when a payer's denial sent the released visit back into work
     denials_seen: list[str] = []  # keys of every denial that reopened this visit
+    missed: MarkMissed | None = None
+    late_alert_at: datetime | None = None
 
 
 class NotificationRequest(BaseModel):
@@ -535,6 +580,35 @@ class AuthorizationChanged(BaseModel):
     authorization_id: int
     change: str
     at: datetime
+
+
+class SupervisoryVisitDocumented(BaseModel):
+    """Signal to a patient's supervision workflow: an RN or therapist documented a supervisory visit (SUP-01)."""
+
+    visit_id: str
+    patient_id: int
+    service_date: date
+    clinician_id: int
+    discipline: Discipline
+
+
+class SupervisionStatus(BaseModel):
+    """Where a patient's aide supervision stands (SUP-01), as the supervision workflow times it."""
+
+    patient_id: int
+    due_on: date
+    last_visit_on: date | None = None
+    supervising_clinician_id: int | None = None
+    prompt_at: datetime  # the prompt to the supervising clinician, ahead of the due date
+    lapse_at: datetime  # the day after the due date begins: the supervision lapsed
+    prompted: bool = False  # already prompted for this due date
+    lapsed: bool = False  # already escalated for this due date
+
+
+class SupervisionAlert(BaseModel):
+    patient_id: int
+    due_on: date
+    kind: str  # prompt | lapse
 
 
 def as_utc(dt: datetime) -> datetime:

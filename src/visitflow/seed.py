@@ -1,7 +1,8 @@
 """A small, realistic demo agency, seeded when the database is empty.
 
 Visits are driven through the same service calls the API uses, so the demo shows every queue:
-claim-ready visits, an EVV exception, a missing authorization, a manual punch, an overdue note.
+claim-ready visits, an EVV exception, a missing authorization, a manual punch, an overdue note, a missed visit
+(MV-02) and a lapsed aide supervision holding an aide visit (SUP-01).
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from visitflow.db.session import get_engine, write_session
-from visitflow.db.tables import ApiToken, Authorization, Clinician, Patient, Payer, PhysicianOrderCreate, User
+from visitflow.db.tables import (
+    ApiToken,
+    Authorization,
+    Clinician,
+    Patient,
+    PatientSupervisionCreate,
+    Payer,
+    PhysicianOrderCreate,
+    User,
+)
 from visitflow.models import (
     Discipline,
     GeoPoint,
+    MarkMissed,
+    MissedReason,
     PunchInput,
     PunchKind,
     PunchMethod,
@@ -29,6 +41,7 @@ from visitflow.models import (
 from visitflow.security import hash_password, token_digest
 from visitflow.services.commands import ScheduleRequest, act, actor_of, schedule_visit
 from visitflow.services.orders import after_order_stored, new_order, sign_order
+from visitflow.services.supervision import agency_today, set_supervision
 from visitflow.services.users import TOKEN_PREFIX_CHARS
 from visitflow.settings import Settings
 from visitflow.workflows.visit import VisitWorkflow
@@ -62,7 +75,8 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
                    billing_period="week", filing_limit_days=95, filing_warning_days=20)
         mco = Payer(name="Superior HealthPlan STAR+PLUS", payer_code="SUPHP", evv_radius_m=250,
                     clock_tolerance_min=7, rounding=RoundingStrategy.cms_8_minute, rate_per_unit_cents=612,
-                    billing_period="visit", filing_limit_days=120)
+                    billing_period="visit", filing_limit_days=120,
+                    missed_visit_notice_to="STAR+PLUS service coordinator")
         patients = [
             Patient(first_name="Alice", last_name="Moreno", birth_date=date(1941, 3, 9), medicaid_id="518273645",
                     address_line="1100 Congress Ave", city="Austin", state="TX", zip_code="78701",
@@ -76,6 +90,10 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
                     address_line="4800 Burnet Rd", city="Austin", state="TX", zip_code="78756",
                     latitude=30.3205, longitude=-97.7391, phone="512-555-0103", gender="F",
                     diagnosis_codes=["G30.9"]),
+            Patient(first_name="Ernest", last_name="Hall", birth_date=date(1944, 1, 30), medicaid_id="518273648",
+                    address_line="6500 Manchaca Rd", city="Austin", state="TX", zip_code="78745",
+                    latitude=30.2010, longitude=-97.7990, phone="512-555-0104", gender="M",
+                    diagnosis_codes=["M62.81", "Z74.1"]),
         ]
         carla = Clinician(first_name="Carla", last_name="Reyes", discipline=Discipline.RN, npi="1245319599")
         devon = Clinician(first_name="Devon", last_name="Price", discipline=Discipline.PCA, npi="1679576722")
@@ -100,14 +118,20 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
             Authorization(auth_number="SUP-88120", patient_id=patients[1].id, payer_id=mco.id, service_code="S5125",
                           modifiers=["U1"], start_date=today - timedelta(days=30),
                           end_date=today + timedelta(days=60), units_per_day=16),
+            Authorization(auth_number="PA-TX-24031", patient_id=patients[3].id, payer_id=tx.id, service_code="T1019",
+                          start_date=today - timedelta(days=90), end_date=today + timedelta(days=90),
+                          units_per_week=40),
         ])
         s.commit()
         users = {u.username: u for u in s.exec(select(User))}
         ids = {"tx": tx.id, "mco": mco.id, "alice": patients[0].id, "bob": patients[1].id, "dora": patients[2].id,
+               "ernest": patients[3].id,
                "carla": carla.id, "devon": devon.id}
 
         admin, devon_user = actor_of(users["olivia"]), actor_of(users["devon"])
+        supervisor = actor_of(users["sam"])
         alice_home, bob_home = GeoPoint(lat=30.2747, lon=-97.7404), GeoPoint(lat=30.2459, lon=-97.7796)
+        ernest_home = GeoPoint(lat=30.2010, lon=-97.7990)
         yesterday = today - timedelta(days=1)
         aide_note = {"tasks_performed": "Bathing, meal preparation, light housekeeping",
                      "client_condition": "Alert and in good spirits; ate full lunch"}
@@ -154,6 +178,22 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         tomorrow = today + timedelta(days=1)
         await visit("V-1006", "alice", "tx", "devon", "T1019", _at(tomorrow, 9), _at(tomorrow, 13))
         await visit("V-1007", "bob", "mco", "devon", "S5125", _at(tomorrow, 14), _at(tomorrow, 16), ["U1"])
+        # Nobody answered at Bob's two days ago: marked missed (MV-02), never billed; the plan's service
+        # coordinator is to be told.
+        await visit("V-1008", "bob", "mco", "devon", "S5125", _at(day2, 15), _at(day2, 17), ["U1"])
+        await act(client, "V-1008", VisitWorkflow.mark_missed, MarkMissed(
+            actor=supervisor, reason=MissedReason.not_home, reason_text="Rang twice, no answer; left a voicemail"))
+        # Ernest's aide care was last supervised 75 days ago (aide-only: every 60 days): SUP-01 lapsed, so his
+        # aide visit yesterday is held until Carla documents a supervisory visit.
+        s.rollback()
+        local_today = agency_today(settings)
+        await set_supervision(engine, client, settings, ids["ernest"], PatientSupervisionCreate(
+            care="aide_only", supervising_clinician_id=ids["carla"], last_visit_on=local_today - timedelta(days=75)),
+            admin, today=local_today)
+        await visit("V-1009", "ernest", "tx", "devon", "T1019", _at(yesterday, 20), _at(yesterday, 22))
+        await punch("V-1009", PunchKind.clock_in, _at(yesterday, 20, 1), ernest_home)
+        await punch("V-1009", PunchKind.clock_out, _at(yesterday, 21, 59), ernest_home)
+        await document("V-1009", devon_user, aide_note)
 
         # Physician orders (ORD-01..03, AUTH-03). A Medicare home health payer bills nursing only under a signed
         # order: Bob's plan of care went out nine days ago and is still unsigned, so his documented RN visit waits

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # returned, and a supervisor is told once it is this old.
     order_reminder_every: Duration = timedelta(days=7)
     order_escalate_after: Duration = timedelta(days=21)
+    # SUP-01: days between supervisory visits of aide care (42 CFR 484.80(h): 14 with skilled services, 60 for
+    # aide-only care), and how many days ahead of the due date the supervising clinician is prompted.
+    supervision_skilled_days: int = Field(default=14, ge=1, le=366)
+    supervision_aide_only_days: int = Field(default=60, ge=1, le=366)
+    supervision_prompt_days: int = Field(default=3, ge=0, le=60)
     # DOC-02: documented minutes per service code, e.g. {"T1019": [15, 720]}; unset codes are not bounded.
     visit_minutes: dict[str, tuple[int, int]] = Field(default_factory=dict)
     required_note_fields: dict[str, list[str]] = Field(

@@ -13,10 +13,12 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from visitflow.activities.orders import OrderActivities
 from visitflow.activities.release import ReleaseActivities
+from visitflow.activities.supervision import SupervisionActivities
 from visitflow.activities.visits import VisitActivities
 from visitflow.settings import Settings
 from visitflow.workflows.order import OrderWorkflow
 from visitflow.workflows.release import ReleaseWorkflow
+from visitflow.workflows.supervision import SupervisionWorkflow
 from visitflow.workflows.visit import VisitWorkflow
 
 
@@ -45,11 +47,13 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 
 def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16,
-                 max_cached_visits: int = MAX_CACHED_VISITS) -> Worker:
+                 max_cached_visits: int = MAX_CACHED_VISITS,
+                 timezone: str = Settings.model_fields["agency_timezone"].default) -> Worker:
     activities = (VisitActivities(engine).all() + ReleaseActivities(engine).all()
-                  + OrderActivities(engine).all())
+                  + OrderActivities(engine).all() + SupervisionActivities(engine, timezone).all())
     return Worker(
-        client, task_queue=task_queue, workflows=[VisitWorkflow, ReleaseWorkflow, OrderWorkflow], activities=activities,
+        client, task_queue=task_queue,
+        workflows=[VisitWorkflow, ReleaseWorkflow, OrderWorkflow, SupervisionWorkflow], activities=activities,
         workflow_runner=WORKFLOW_RUNNER, max_cached_workflows=max_cached_visits,
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,

@@ -247,6 +247,28 @@ def test_visit_into_a_hold_and_out_of_it(running: Running):
         assert ready["authorization_number"] == auth["auth_number"]
 
 
+def test_missed_visit_ends_non_billable_and_the_demo_shows_a_supervision_hold(running: Running):
+    with running.client("olivia") as admin, running.client("sam") as sam, running.client("bea") as biller:
+        ids = new_reference_data(admin)
+        schedule(admin, ids, "E2E-MISSED", hours_ago=1)
+        r = sam.post("/api/visits/E2E-MISSED/missed", json={"reason": "patient_refused"},
+                     headers={"Idempotency-Key": "missed-e2e"})
+        assert r.status_code == 200 and r.json()["state"] == "missed", r.text
+        missed = until_state(biller, "E2E-MISSED", "missed")
+        assert missed["tasks"] == [] and missed["billable_units"] is None
+        refused = biller.post("/api/releases", json={"visit_ids": ["E2E-MISSED"]}).json()
+        assert refused["released"] == [] and [v["visit_id"] for v in refused["rejected"]] == ["E2E-MISSED"]
+        week = sam.get("/api/missed-visits", params={"week_of": missed["scheduled_start"][:10]}).json()
+        assert week["by_reason"]["patient_refused"] >= 1
+        assert any(n["kind"] == "missed_visit" and n["visit_id"] == "E2E-MISSED"
+                   for n in sam.get("/api/notifications").json())
+
+        # The demo: Ernest's lapsed aide supervision holds his aide visit; Bob's missed visit is not billed.
+        held = until_state(sam, "V-1009", "on_hold")
+        assert [h["rule_id"] for h in held["holds"]] == ["SUP-01"]
+        assert until_state(sam, "V-1008", "missed")["missed_reason"] == "not_home"
+
+
 def test_bad_input_gets_a_clear_4xx_and_loses_nothing(running: Running):
     with running.client("olivia") as admin, running.client("devon") as devon, \
             running.client("carla") as carla, running.client("bea") as biller:

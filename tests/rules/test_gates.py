@@ -19,7 +19,8 @@ from .conftest import HOME, PATIENT_ID, START, approval, authorization, keys, mo
 
 
 def test_gates_run_in_order() -> None:
-    assert list(GATES) == [Gate.documented, Gate.signed, Gate.ordered, Gate.authorized, Gate.evv, Gate.claim]
+    assert list(GATES) == [Gate.documented, Gate.signed, Gate.ordered, Gate.authorized, Gate.evv, Gate.claim,
+                           Gate.supervised]
 
 
 def test_clean_visit_passes_every_gate_and_bills_under_its_authorization() -> None:
@@ -27,7 +28,7 @@ def test_clean_visit_passes_every_gate_and_bills_under_its_authorization() -> No
     assert result.findings == []
     assert (result.billable_units, result.authorization_id, result.authorization_number) == (4, 1, "PA-1")
     assert gate_status(result.findings) == {"documented": True, "signed": True, "ordered": True, "authorized": True,
-                                            "evv": True, "claim": True}
+                                            "evv": True, "claim": True, "supervised": True}
 
 
 def test_findings_come_in_gate_order() -> None:
@@ -69,7 +70,8 @@ def test_over_authorization_bills_under_no_authorization() -> None:
 def test_gate_status_names_each_failing_gate() -> None:
     ctx = visit().unsigned().clock_in(location=moved(HOME, north_m=3000)).ctx()
     assert gate_status(evaluate(ctx).findings) == {"documented": True, "signed": False, "ordered": True,
-                                                   "authorized": True, "evv": False, "claim": True}
+                                                   "authorized": True, "evv": False, "claim": True,
+                                                   "supervised": True}
 
 
 def test_gate_status_includes_gates_of_later_rules() -> None:

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from tests.conftest import ARTIFACTS
 from tests.ui.conftest import csrf_of, end_order_chases, end_workflows
 from visitflow.db.session import get_engine, migrate
-from visitflow.db.tables import PhysicianOrder, Visit, VisitTask
+from visitflow.db.tables import PhysicianOrder, Visit, VisitHold, VisitTask
 from visitflow.main import create_app
 from visitflow.seed import DEMO_PASSWORD, seed_demo
 from visitflow.settings import Settings
@@ -36,7 +36,7 @@ PAGES = {  # who looks at what, as in the demo
     "devon": ["/tasks", "/tasks/list", "/visits/V-1006", "/visits/V-1006/status", "/visits/V-1006/work"],
     "carla": ["/tasks", "/visits/V-1005"],
     "sam": ["/escalations", "/escalations/overdue", "/escalations/exceptions", "/escalations/team",
-            "/holds", "/dashboard", "/visits/V-1002"],
+            "/holds", "/dashboard", "/visits/V-1002", "/visits/V-1008", "/visits/V-1009"],
     "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001"],
     "olivia": ["/orders", "/dashboard", "/visits?patient=alice", "/visits?visit_id=V-10", "/visits?state=on_hold"],
 }
@@ -45,17 +45,18 @@ PAGES = {  # who looks at what, as in the demo
 async def _settled(engine, timeout: float = 30.0) -> None:
     """The demo's visits have reached the queues the seed promises (projections arrive asynchronously)."""
     want = {"V-1001": "claim_ready", "V-1002": "on_hold", "V-1003": "on_hold", "V-1004": "on_hold",
-            "V-1101": "on_hold", "V-1102": "on_hold"}
+            "V-1101": "on_hold", "V-1102": "on_hold", "V-1008": "missed", "V-1009": "on_hold"}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         with Session(engine) as s:
             states = {v.id: v.state for v in s.exec(select(Visit))}
             escalated = s.exec(select(VisitTask).where(VisitTask.kind == "note_overdue")).first()
-        if all(states.get(k) == v for k, v in want.items()) and escalated is not None:
+            supervision = {h.rule_id for h in s.exec(select(VisitHold).where(VisitHold.visit_id == "V-1009"))}
+        if all(states.get(k) == v for k, v in want.items()) and escalated is not None and supervision == {"SUP-01"}:
             return
         if loop.time() > deadline:
-            raise AssertionError(f"the demo did not settle: {states}")
+            raise AssertionError(f"the demo did not settle: {states}, V-1009 held by {supervision}")
         await asyncio.sleep(0.05)
 
 

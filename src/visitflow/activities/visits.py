@@ -26,6 +26,7 @@ from visitflow.db.tables import (
     AuthorizationUsage,
     Notification,
     Patient,
+    PatientSupervision,
     Payer,
     Visit,
     VisitEvent,
@@ -33,17 +34,20 @@ from visitflow.db.tables import (
     VisitTask,
 )
 from visitflow.models import (
+    AIDE_DISCIPLINES,
     GateResult,
     GeoPoint,
     NotificationRequest,
     PayerRules,
     Role,
+    SupervisoryVisitDocumented,
     VisitSnapshot,
     VisitState,
     service_date,
 )
 from visitflow.rules import AuthorizationFacts, GateInput, PatientFacts, UsageEntry, evaluate
 from visitflow.services import rollups
+from visitflow.rules.facts import SupervisionFacts
 
 HEARTBEAT_EVERY = 1.0  # seconds; the workflow's heartbeat timeout is a few of these
 
@@ -137,6 +141,7 @@ class VisitActivities:
             "release_batch_id": snap.release_batch_id, "released_at": snap.released_at,
             "released_by": snap.released_by, "updated_at": now, "snapshot": snap.model_dump(mode="json"),
             **rollups.snapshot_columns(snap),
+            "missed_reason": snap.missed.reason.value if snap.missed else None,
         }
         # Locked from the first statement: the version check and the write are one step. Plain SQL statements
         # built once (_PROJECTION), values passed as parameters: this runs on every transition of every visit,
@@ -204,7 +209,7 @@ class VisitActivities:
                           for e in snap.timeline if e.seq > last_seq]
             if new_events:
                 db.execute(q.insert_event, new_events)
-            if snap.state == VisitState.cancelled:
+            if snap.state in (VisitState.cancelled, VisitState.missed):  # nothing billed: the units go back
                 db.execute(q.release_units, {"b_visit": visit_id})
             s.commit()
 
@@ -240,7 +245,8 @@ class VisitActivities:
                 payer=payer_rules(payer),
                 authorizations=[AuthorizationFacts.model_validate(a, from_attributes=True) for a in auths],
                 usage=usage, required_note_fields=spec.required_note_fields,
-                min_minutes=spec.minutes_min, max_minutes=spec.minutes_max)
+                min_minutes=spec.minutes_min, max_minutes=spec.minutes_max,
+                supervision=_supervision_facts(s, spec))
             # ORD-01, ORD-02, AUTH-03: the patient's orders on the date of service and the visits they count.
             # (Imported here: activities.orders uses this module's `heartbeating`.)
             from visitflow.activities.orders import orders_in_effect, visits_under
@@ -278,8 +284,32 @@ class VisitActivities:
             except IntegrityError:
                 s.rollback()  # already sent by an earlier attempt
 
+    @activity.defn(name="notify_missed")
+    @heartbeating
+    def notify_missed(self, snap: VisitSnapshot) -> None:
+        """MV-02: tell the supervisor, the office, and whoever the payer requires, that the visit was missed."""
+        from visitflow.activities.supervision import notify_missed
+
+        notify_missed(self.engine, snap)
+
+    @activity.defn(name="supervisory_visit_documented")
+    async def supervisory_visit_documented(self, doc: SupervisoryVisitDocumented) -> list[str]:
+        """SUP-01: record the supervisory visit; the aide visits its lapse held move on."""
+        from visitflow.activities.supervision import supervisory_visit_documented
+
+        return await supervisory_visit_documented(self.engine, doc)
+
     def all(self) -> list:
-        return [self.project_visit, self.project_visit_changes, self.evaluate_gates, self.notify]
+        return [self.project_visit, self.project_visit_changes, self.evaluate_gates, self.notify,
+                self.notify_missed, self.supervisory_visit_documented]
+
+
+def _supervision_facts(s, spec) -> SupervisionFacts | None:
+    """SUP-01 facts, for aide visits of a patient whose supervision is tracked (one primary-key read)."""
+    if spec.discipline not in AIDE_DISCIPLINES:
+        return None
+    row = s.get(PatientSupervision, spec.patient_id)
+    return SupervisionFacts(due_on=row.due_on, last_visit_on=row.last_visit_on) if row is not None else None
 
 
 def _route_rejected_exceptions(snap: VisitSnapshot, result: GateResult) -> GateResult:

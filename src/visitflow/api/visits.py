@@ -12,6 +12,7 @@ from visitflow.api.idempotency import Idempotency, IdempotencyDep
 from visitflow.services.orders import frequency_warnings, recheck_order_neighbours
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
+    MissedReason,
     Acknowledgement,
     AdjustPunch,
     Cancel,
@@ -70,6 +71,8 @@ class VisitCreate(BaseModel):
     modifiers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{2}$")]] = Field(default=[], max_length=4)
     scheduled_start: datetime
     scheduled_end: datetime
+    supervisory: bool = Field(default=False, description="SUP-01: an RN's or therapist's supervisory visit of the "
+                                                         "patient's aide care")
 
 
 class VisitPublic(BaseModel):
@@ -101,6 +104,10 @@ class VisitPublic(BaseModel):
     released_by: str | None
     released_at: datetime | None
     cancelled_reason: str | None
+    missed_reason: MissedReason | None = None  # MV-02
+    missed_reason_text: str | None = None
+    late_alert_at: datetime | None = None  # MV-01: alerted, no clock-in yet
+    supervisory: bool = False  # SUP-01
     temporal_url: str
     # Said when scheduling, the visit is scheduled all the same: e.g. AUTH-03, over the ordered frequency.
     warnings: list[str] = []
@@ -116,7 +123,9 @@ class VisitPublic(BaseModel):
             **snap.model_dump(include={
                 "state", "version", "gates", "holds", "tasks", "punches", "note", "signature", "acknowledgements",
                 "timeline", "note_deadline", "sign_deadline", "billable_units", "authorization_number",
-                "release_batch_id", "released_by", "released_at", "cancelled_reason"}),
+                "release_batch_id", "released_by", "released_at", "cancelled_reason", "late_alert_at"}),
+            missed_reason=snap.missed.reason if snap.missed else None,
+            missed_reason_text=snap.missed.reason_text if snap.missed else None, supervisory=spec.supervisory,
             temporal_url=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{wf}")
 
 

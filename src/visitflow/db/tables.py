@@ -236,6 +236,11 @@ class PayerBase(SQLModel):
     orders_required: list[Discipline] = Field(default_factory=list, max_length=len(Discipline),
                                               sa_column=Column(JSON, nullable=False, server_default="[]"))
     signed_orders_before_billing: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    # MV-01: minutes after the scheduled start without a clock-in before the late alert (None: no alert).
+    late_alert_minutes: int | None = Field(default=30, ge=1, le=1440, sa_column_kwargs={"server_default": "30"})
+    # MV-02: whom the payer requires to hear of a missed visit, e.g. "ordering practitioner's office" (None: nobody
+    # beyond the agency's own supervisor and office).
+    missed_visit_notice_to: str | None = Field(default=None, max_length=120)
 
 
 class Payer(PayerBase, table=True):
@@ -376,6 +381,7 @@ class Visit(SQLModel, table=True):
     note_submitted_at: datetime | None = None
     sign_waiting_since: datetime | None = None
     ready_since: datetime | None = None
+    missed_reason: str | None = Field(default=None, max_length=20)  # MV-02, set when the state is "missed"
     created_at: datetime
     updated_at: datetime
     snapshot: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -449,6 +455,51 @@ class VisitRollup(SQLModel, table=True):
     at: int = Field(primary_key=True)
     bucket: int = Field(primary_key=True)
     n: int = 0
+SUPERVISION_CARE = ("skilled", "aide_only")
+
+
+class PatientSupervisionBase(SQLModel):
+    """SUP-01: how a patient's aide care is supervised. Skilled care: an RN or therapist every 14 days; aide-only
+    care: every 60 days (agency settings)."""
+
+    care: str = Field(regex=r"^(skilled|aide_only)$", max_length=10)
+    supervising_clinician_id: int | None = Field(default=None, foreign_key="clinician.id", ge=1,
+                                                 le=2_147_483_647)
+    # The last supervisory visit before VisitFlow kept track (when a patient is set up); later ones are recorded
+    # as they are documented.
+    last_visit_on: date | None = None
+
+    @field_validator("care")
+    @classmethod
+    def _care_kind(cls, v: str) -> str:
+        if v not in SUPERVISION_CARE:
+            raise ValueError("care must be 'skilled' (aide with skilled services) or 'aide_only'")
+        return v
+
+
+class PatientSupervision(PatientSupervisionBase, table=True):
+    patient_id: int = Field(primary_key=True, foreign_key="patient.id")
+    last_visit_id: str | None = Field(default=None, max_length=64)
+    since: date  # when tracking started: the first due date counts from here when no visit is known
+    interval_days: int  # 14 (skilled) or 60 (aide-only) by the agency's settings when set up
+    prompt_days: int  # how many days ahead of the due date the supervising clinician is prompted
+    due_on: date = Field(index=True)  # aide visits after this date are held until the next supervisory visit
+    prompted_for: date | None = None  # the due date the supervising clinician was last prompted for
+    lapsed_for: date | None = None  # the due date that lapsed and was escalated, if it did
+    updated_at: datetime
+
+
+class PatientSupervisionCreate(PatientSupervisionBase):
+    pass
+
+
+class PatientSupervisionPublic(PatientSupervisionBase):
+    patient_id: int
+    last_visit_id: str | None
+    since: date
+    due_on: date
+    prompted_for: date | None
+    lapsed_for: date | None
 
 
 class ReleaseBatch(SQLModel, table=True):

@@ -66,6 +66,11 @@ class OrderedVisit(BaseModel):
     discipline: str
     service_date: date
     scheduled_start: datetime
+class SupervisionFacts(BaseModel):
+    """SUP-01: when the patient's aide care was last supervised and when the next supervisory visit is due."""
+
+    due_on: date
+    last_visit_on: date | None = None
 
 
 class GateInput(BaseModel):
@@ -81,3 +86,4 @@ class GateInput(BaseModel):
     max_minutes: int | None = None
     orders: list[OrderFacts] = []  # the patient's orders effective on the date of service
     ordered_visits: list[OrderedVisit] = []  # the patient's other live visits in those orders' dates
+    supervision: SupervisionFacts | None = None  # SUP-01; None: the patient's aide care is not tracked here

@@ -22,6 +22,7 @@ from visitflow.rules.evv import (
 )
 from visitflow.rules.facts import GateInput
 from visitflow.rules.orders import auth_03_within_frequency, ord_01_ordered, ord_02_signed
+from visitflow.rules.supervision import sup_01_aide_supervision_current
 
 Rule = Callable[[GateInput], list[Finding]]
 
@@ -34,6 +35,7 @@ GATES: dict[Gate, list[Rule]] = {
     Gate.evv: [evv_01_six_elements, evv_02_punch_at_service_address, evv_03_clock_within_tolerance,
                evv_04_manual_time_approved, evv_05_visit_length],
     Gate.claim: [den_01_denial_fixed],
+    Gate.supervised: [sup_01_aide_supervision_current],
 }
 
 

@@ -34,7 +34,9 @@ from visitflow.db.tables import (
     Visit,
 )
 from visitflow.models import (
+    END_STATES,
     OPEN_STATES,
+    SKILLED_DISCIPLINES,
     Actor,
     AuthorizationChanged,
     Denial,
@@ -81,6 +83,7 @@ class ScheduleRequest(BaseModel):
     modifiers: list[str]
     scheduled_start: datetime
     scheduled_end: datetime
+    supervisory: bool = False  # SUP-01: an RN's or therapist's supervisory visit
 
 
 def visit_id_for(requested: str | None, idempotency_key: str | None) -> str:
@@ -106,6 +109,10 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
         raise ServiceError(422, "scheduled_end must be after scheduled_start")
     if (end - start).total_seconds() > 24 * 3600:
         raise ServiceError(422, "EVV-05 a visit cannot be scheduled for longer than 24 hours")
+    if req.supervisory and clinician.discipline not in SKILLED_DISCIPLINES:
+        raise ServiceError(422, f"SUP-01 a supervisory visit is made by an RN or a therapist, not by "
+                                f"{clinician.discipline.value} {clinician.first_name} {clinician.last_name}",
+                           "supervisory")
     bounds = settings.visit_minutes.get(req.service_code.upper())
     spec = VisitSpec(
         visit_id=visit_id_for(req.id, idempotency_key), patient_id=patient.id, clinician_id=clinician.id,
@@ -114,7 +121,7 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
         timers=settings.timers(), required_note_fields=settings.required_note_fields.get(clinician.discipline, []),
         correction_window_days=payer.correction_window_days, timezone=settings.agency_timezone,
         minutes_min=bounds[0] if bounds else None, minutes_max=bounds[1] if bounds else None,
-        scheduled_by=actor.username)
+        scheduled_by=actor.username, late_alert_minutes=payer.late_alert_minutes, supervisory=req.supervisory)
     workflow_id = visit_workflow_id(spec.visit_id)
     session.rollback()  # hold no read transaction across the call to Temporal
     try:
@@ -135,7 +142,7 @@ async def schedule_visit(session: Session, client: Client, settings: Settings, r
 # What makes a repeated schedule request "the same visit". A retry of the same request is answered as a success;
 # the same id with any of these different is a conflict, never a silent keep-the-old.
 _IDENTITY = {"patient_id", "clinician_id", "payer_id", "service_code", "modifiers", "scheduled_start",
-             "scheduled_end"}
+             "scheduled_end", "supervisory"}
 
 
 async def visit_snapshot(client: Client, visit_id: str) -> VisitSnapshot:
@@ -206,7 +213,7 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
         # The workflow is gone or closed: say which, and how it ended. A run that is still open refused the
         # Update only in passing (it was being handed to a fresh run, or just starting): the same id again.
         snap = await visit_snapshot(client, visit_id)
-        if snap.state not in (VisitState.released, VisitState.cancelled):
+        if snap.state not in END_STATES:
             await asyncio.sleep(0.1 * (attempt + 1))
             continue
         raise VisitClosed(snap)
@@ -215,7 +222,7 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
 
 
 class VisitClosed(ServiceError):
-    """The visit's workflow has ended (released or cancelled); nothing more can be done to it."""
+    """The visit's workflow has ended (released, cancelled or missed); nothing more can be done to it."""
 
     def __init__(self, snap: VisitSnapshot) -> None:
         how = (f"released by {snap.released_by} in batch {snap.release_batch_id}"

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from visitflow.catalogue import TASK_LABELS, send_back_can_help
+from visitflow.catalogue import MISSED_REASON_LABELS, TASK_LABELS, send_back_can_help
 from visitflow.db.tables import User
 from visitflow.models import (
+    END_STATES,
+    PunchKind,
     ReasonCode,
     Role,
     VisitSnapshot,
@@ -30,7 +33,7 @@ from visitflow.ui.present import readable
 def work_context(session: Session, user: User, view: queries.VisitView, **extra: Any) -> dict[str, Any]:
     """What this person can do on this visit now; each form starts empty unless `extra` says otherwise."""
     snap = view.snap
-    is_open = snap.state not in (VisitState.released, VisitState.cancelled)
+    is_open = snap.state not in END_STATES
     own = user.role == Role.clinician and user.clinician_id == snap.spec.clinician_id
     waiting_stage = ("note" if snap.note is None else "signature" if snap.signature is None else None)
     # A decision stays on the hold until the workflow's re-check drops it; it is never offered twice.
@@ -53,6 +56,11 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         "unit_rate": queries.unit_rates(session, {snap.spec.payer_id})(
             snap.spec.payer_id, snap.spec.service_code, list(snap.spec.modifiers))
         if user.role == Role.biller and snap.state == VisitState.claim_ready else None,
+        # MV-02: a visit nobody clocked in to or documented, once it was due to start.
+        "can_mark_missed": user.role in (Role.admin, Role.supervisor) and is_open and snap.note is None
+        and not any(p.kind == PunchKind.clock_in for p in snap.punches)
+        and snap.spec.scheduled_start <= datetime.now(UTC),
+        "missed_reasons": list(MISSED_REASON_LABELS.items()),
         # Tasks by name only: a hold behind a task is told once, in the visit's open holds.
         "my_tasks": list({TASK_LABELS.get(t.kind, t.title): t for t in snap.tasks if t.role == user.role
                           and (user.role != Role.clinician or t.clinician_id == user.clinician_id)}.items()),
@@ -86,7 +94,7 @@ RECHECK_WAIT = 2.0
 
 def rechecks(snap: VisitSnapshot) -> bool:
     """Whether the workflow checks the gates again after this action (every action on a signed, open visit)."""
-    return snap.signature is not None and snap.state not in (VisitState.released, VisitState.cancelled)
+    return snap.signature is not None and snap.state not in END_STATES
 
 
 async def settled(session: Session, snap: VisitSnapshot, wait: float = RECHECK_WAIT) -> VisitSnapshot:

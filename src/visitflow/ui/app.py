@@ -33,6 +33,7 @@ from visitflow.ui.routes import (
     claims,
     clinician,
     dashboard,
+    missed,
     orders,
     remittances,
     revenue,
@@ -158,7 +159,7 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     ui = UIState(settings, htmx)
     app.state.ui = ui
     for pages in (signin, clinician, visit, supervisor, billing, claims, remittances, revenue, dashboard, admin,
-                  audit, orders):
+                  audit, orders, missed):
         app.include_router(pages.router)
     app.include_router(router)  # htmx itself
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")

@@ -21,7 +21,9 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from visitflow.activities.visits import VisitActivities
     from visitflow.models import (
+        END_STATES,
         REASONS_NEEDING_TEXT,
+        SKILLED_DISCIPLINES,
         Acknowledgement,
         Actor,
         AdjustPunch,
@@ -30,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         DenialKind,
         ExtendDeadline,
         Finding,
+        MarkMissed,
+        MissedReason,
         Note,
         NotificationRequest,
         PayerRules,
@@ -47,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         Signature,
         SignNote,
         SubmitNote,
+        SupervisoryVisitDocumented,
         Task,
         TimelineEntry,
         VisitProgress,
@@ -85,6 +90,10 @@ EARLIER_ACTIONS_KEPT = 500
 # only the timeline entries the read model does not have yet, and the state search attribute is set once per
 # transition. Older visits replay as they ran.
 LEAN_LIFECYCLE = "lean-lifecycle"
+# MV-01: visits scheduled with a late-alert setting wait for their clock-in on a timer of their own; SUP-01: a
+# supervisory visit tells the patient's supervision workflow when it is documented. Older visits replay as they ran.
+MISSED_VISITS = "missed-visits"
+SUPERVISORY = "supervisory"
 
 # Update rejections carry one of these types; the API maps them to HTTP status codes.
 FORBIDDEN = "Forbidden"  # 403: wrong role, wrong clinician
@@ -126,6 +135,7 @@ class VisitWorkflow:
         self._actions_this_run: list[str] = []  # Update ids, carried into a fresh run (never applied twice)
         self._fresh_runs_allowed: bool | None = None  # decided (a patch) when the history first grows long
         self._lean: bool | None = None  # LEAN_LIFECYCLE, decided at the first projection or state change
+        self._late_alerts: bool | None = None  # MISSED_VISITS, decided when a late alert is first due
         self._projected_upto = 0  # the last timeline entry the read model has (this run's projections)
         # One projection at a time, so the read model sees versions in order and rows never race.
         self._projecting = asyncio.Lock()
@@ -205,7 +215,7 @@ class VisitWorkflow:
 
     @property
     def _finished(self) -> bool:
-        return self._visit.state in (VisitState.released, VisitState.cancelled)
+        return self._visit.state in END_STATES
 
     async def _wait_for_stage(self, stage: str, done: Callable[[], bool]) -> None:
         """Wait for the note or the signature; remind at the deadline, escalate after (DOC-01)."""
@@ -214,6 +224,10 @@ class VisitWorkflow:
         while not (done() or self._finished):
             deadline = self._deadline(stage)
             now = workflow.now()
+            late_at = self._late_alert_due() if stage == "note" else None
+            if late_at is not None and now >= late_at:
+                await self._raise_late_alert()
+                late_at = None
             if now >= deadline and f"{stage}:reminder" not in self._visit.notified:
                 await self._notify(stage, "reminder", deadline, Role.clinician)
             if now >= deadline + escalate_after and f"{stage}:escalation" not in self._visit.notified:
@@ -224,6 +238,8 @@ class VisitWorkflow:
                 next_wake = deadline + escalate_after
             else:
                 next_wake = None
+            if late_at is not None and (next_wake is None or late_at < next_wake):
+                next_wake = late_at
             wake = self._wake
             timeout = max(next_wake - now, timedelta(0)) if next_wake else None
             try:
@@ -234,6 +250,37 @@ class VisitWorkflow:
                 pass
             if self._fresh_run_due():
                 return  # the main loop carries the visit into a fresh run
+
+    def _late_alert_due(self) -> datetime | None:
+        """MV-01: when this visit raises its late alert, if it still may (no clock-in, not alerted yet)."""
+        v = self._visit
+        minutes = v.spec.late_alert_minutes
+        if minutes is None or "late:alert" in v.notified or self._latest(PunchKind.clock_in) is not None:
+            return None
+        at = v.spec.scheduled_start + timedelta(minutes=minutes)
+        if v.timeline and v.timeline[0].at >= at:
+            return None  # entered after the fact (a visit being recorded), not a visit running late
+        if self._late_alerts is None:
+            self._late_alerts = workflow.patched(MISSED_VISITS)
+        return at if self._late_alerts else None
+
+    async def _raise_late_alert(self) -> None:
+        """No clock-in some minutes after the start: the supervisor and the office call, or mark it missed."""
+        v = self._visit
+        v.notified.add("late:alert")
+        v.late_alert_at = workflow.now()
+        minutes = int((workflow.now() - v.spec.scheduled_start).total_seconds() // 60)
+        message = (f"MV-01 visit {v.spec.visit_id} ({v.spec.service_code}, scheduled "
+                   f"{v.spec.scheduled_start:%Y-%m-%d %H:%M} UTC) has no clock-in {minutes} min after its start")
+        for role in (Role.supervisor, Role.admin):
+            await workflow.execute_activity_method(
+                VisitActivities.notify,
+                NotificationRequest(
+                    visit_id=v.spec.visit_id, role=role, kind="late_alert", message=message,
+                    dedupe_key=f"{v.spec.visit_id}:late:{role.value}:{v.spec.scheduled_start.isoformat()}"),
+                **ACTIVITY_OPTIONS)
+        self._log("system", "late_alert", message)
+        await self._project()
 
     def _deadline(self, stage: str) -> datetime:
         v = self._visit
@@ -324,6 +371,10 @@ class VisitWorkflow:
         self._log(req.actor.username, "punch",
                   f"{punch.kind.value} {punch.at:%Y-%m-%d %H:%M} UTC via {punch.method.value}"
                   + (f" ({punch.reason_code.value})" if punch.reason_code else ""))
+        if punch.kind == PunchKind.clock_in and self._visit.late_alert_at is not None:
+            late = int((punch.effective_at - self._visit.spec.scheduled_start).total_seconds() // 60)
+            self._visit.late_alert_at = None
+            self._log("system", "late_alert_cleared", f"clocked in {late} min after the scheduled start")
         return await self._changed()
 
     @record_punch.validator
@@ -385,6 +436,17 @@ class VisitWorkflow:
         self._visit.sent_back = None
         self._set_state(VisitState.documented)
         self._log(req.actor.username, "note_submitted", "note submitted" if first else "note revised")
+        spec = self._visit.spec
+        if first and spec.supervisory and spec.discipline in SKILLED_DISCIPLINES and workflow.patched(SUPERVISORY):
+            # SUP-01: the patient's aide care was supervised on this date; its supervision workflow moves the due
+            # date and lets the aide visits it held go on.
+            await workflow.execute_activity_method(
+                VisitActivities.supervisory_visit_documented,
+                SupervisoryVisitDocumented(visit_id=spec.visit_id, patient_id=spec.patient_id,
+                                           service_date=service_date(spec), clinician_id=spec.clinician_id,
+                                           discipline=spec.discipline),
+                **ACTIVITY_OPTIONS)
+            self._log("system", "supervisory_visit_documented", f"SUP-01 supervisory visit on {service_date(spec)}")
         return await self._changed()
 
     @submit_note.validator
@@ -491,6 +553,11 @@ class VisitWorkflow:
         self._visit.spec.scheduled_end = req.scheduled_end
         workflow.upsert_search_attributes([VISIT_SERVICE_DATE.value_set(req.scheduled_start)])
         self._wake += 1  # the note deadline follows the scheduled end
+        if "late:alert" in self._visit.notified and self._latest(PunchKind.clock_in) is None:
+            # MV-01 counts from the new start: the alert on the old one no longer stands.
+            self._visit.notified.discard("late:alert")
+            self._visit.late_alert_at = None
+            self._log("system", "late_alert_cleared", "the visit was rescheduled")
         self._log(req.actor.username, "rescheduled",
                   f"{req.scheduled_start:%Y-%m-%d %H:%M}-{req.scheduled_end:%H:%M} UTC: {req.reason}")
         return await self._changed()
@@ -519,6 +586,31 @@ class VisitWorkflow:
         self._require_role(req.actor, Role.admin, Role.supervisor)
         if not req.reason.strip():
             raise _reject(INVALID, "cancelling needs a reason", "reason")
+
+    @workflow.update
+    async def mark_missed(self, req: MarkMissed) -> VisitSnapshot:
+        """MV-02: the visit did not happen. It ends here, non-billable, and whoever the payer requires is told."""
+        self._visit.missed = req.model_copy(update={"at": workflow.now()})
+        self._visit.late_alert_at = None
+        self._set_state(VisitState.missed)
+        detail = req.reason.value.replace("_", " ") + (f": {req.reason_text.strip()}" if req.reason_text else "")
+        self._log(req.actor.username, "missed", detail)
+        await workflow.execute_activity_method(VisitActivities.notify_missed, self._snapshot(), **ACTIVITY_OPTIONS)
+        return await self._changed()
+
+    @mark_missed.validator
+    def _validate_mark_missed(self, req: MarkMissed) -> None:
+        self._require_open()
+        self._require_role(req.actor, Role.supervisor, Role.admin)
+        if self._latest(PunchKind.clock_in) is not None:
+            raise _reject(CONFLICT, "MV-02 a clock-in is recorded: the visit happened (correct the punches if it "
+                                    "did not)")
+        if self._visit.note is not None:
+            raise _reject(CONFLICT, "MV-02 a note was submitted for this visit: it happened")
+        if workflow.now() < self._visit.spec.scheduled_start:
+            raise _reject(CONFLICT, "MV-02 the visit has not started yet: reschedule or cancel it instead")
+        if req.reason == MissedReason.other and not (req.reason_text or "").strip():
+            raise _reject(INVALID, "MV-02 reason 'other' needs an explanation in reason_text", "reason_text")
 
     @workflow.update
     async def release(self, req: Release) -> VisitSnapshot:
@@ -603,6 +695,8 @@ class VisitWorkflow:
             raise _reject(CONFLICT, "the visit is cancelled")
         if self._visit.state == VisitState.released:
             raise _reject(CONFLICT, "the visit is already released for billing")
+        if self._visit.state == VisitState.missed:
+            raise _reject(CONFLICT, "the visit was marked missed; it is not billable")
 
     def _require_role(self, actor: Actor, *roles: Role) -> None:
         if actor.role not in roles:
@@ -664,8 +758,13 @@ class VisitWorkflow:
 
     def _tasks(self) -> list[Task]:
         spec, tasks = self._visit.spec, []
-        if self._visit.state in (VisitState.released, VisitState.cancelled):
+        if self._visit.state in END_STATES:
             return tasks
+        if self._visit.late_alert_at is not None:
+            for role in (Role.supervisor, Role.admin):
+                tasks.append(Task(kind="late_visit", role=role, due_at=self._visit.late_alert_at, escalated=True,
+                                  title="Late visit: no clock-in yet. Reach the caregiver and the patient, "
+                                        "or mark the visit missed"))
         if self._visit.note is None or self._visit.signature is None:
             stage = "note" if self._visit.note is None else "signature"
             due = self._deadline(stage)
@@ -714,12 +813,16 @@ class VisitWorkflow:
             released_at=v.released_at,
             cancelled_reason=v.cancel.reason if v.cancel else None,
             denial=v.denial,
+            missed=v.missed,
+            late_alert_at=v.late_alert_at,
         )
 
 
 def _hold_task_kind(hold: Finding) -> str:
     if hold.rule_id == "DEN-01":
         return "resolve_denial"
+    if hold.rule_id == "SUP-01":
+        return "supervisory_visit_due"  # fixed by a documented supervisory visit, never approved away
     if hold.role == Role.supervisor:
         return "approve_exception"
     if hold.role == Role.biller:

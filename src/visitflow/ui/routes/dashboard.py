@@ -10,13 +10,16 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from visitflow.catalogue import (
+    MISSED_REASON_LABELS,
     STATE_LABELS,
 )
 from visitflow.deps import SessionDep
 from visitflow.models import (
+    MissedReason,
     VisitState,
 )
 from visitflow.services import queries
+from visitflow.services.missed import missed_by_reason, week_of
 from visitflow.services.commands import now_utc
 from visitflow.ui.charts import bars, stacked
 from visitflow.ui.deps import StaffUser, UIDep, UIState, render
@@ -33,7 +36,13 @@ def dashboard_context(session: Session, ui: UIState) -> dict[str, Any]:
                    STATE_LABELS[VisitState.released]: "muted", STATE_LABELS[VisitState.cancelled]: "muted"}
     due, late = (human_duration(limit) for limit in d.lag_limits)
     lag_buckets = list(zip([f"within {due}", f"{due} to {late}", f"over {late}"], d.lag_counts, strict=True))
+    # MV-02: this week's missed visits (Monday to Sunday, agency days), by reason.
+    first, last = week_of(ui.clock.local(now_utc()).date())
+    missed = missed_by_reason(session, first, last)
+    missed_bars = bars([(MISSED_REASON_LABELS[MissedReason(reason)], n) for reason, n in missed.items()],
+                       tones={label: "warn" for label in MISSED_REASON_LABELS.values()})
     return {
+        "missed_week": {"first": first, "last": last, "total": sum(missed.values())}, "missed_bars": missed_bars,
         "d": d,
         "state_bars": bars([(label, n) for _, label, n in d.states], tones=state_tones),
         "aging": stacked([(b.name, f"waiting on {b.who}", b.buckets) for b in d.backlogs], queries.AGE_BUCKETS),
