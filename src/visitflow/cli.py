@@ -77,6 +77,10 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
         resumed = await resume_unfinished_releases(engine, client, settings)
         if resumed:
             typer.echo(f"finishing {len(resumed)} interrupted release batch(es): {', '.join(resumed)}")
+        from visitflow.services.changes import resume_undelivered_events
+
+        # A change stored by an API that died before starting its event deliveries has them started now.
+        await resume_undelivered_events(engine, client, settings)
     server = None
     if run_api:
         from visitflow.main import create_app  # here: a worker alone never loads the API and the UI

@@ -505,6 +505,8 @@ class VisitProgress(BaseModel):
     earlier_actions: list[str] = []
     denial: Denial | None = None  # set when a payer's denial sent the released visit back into work
     denials_seen: list[str] = []  # keys of every denial that reopened this visit
+    # CHG-01: change records that reached this visit and wait for its next gate check to say what they did.
+    changes_pending: list[int] = []
 
 
 class NotificationRequest(BaseModel):
@@ -522,6 +524,7 @@ class ReferenceDataChanged(BaseModel):
     what: str  # "patient 3", "payer 1"
     change: str
     at: datetime
+    change_id: int | None = None  # CHG-01: the change record the visit's re-check outcome is written against
 
 
 class AuthorizationChanged(BaseModel):
@@ -530,6 +533,7 @@ class AuthorizationChanged(BaseModel):
     authorization_id: int
     change: str
     at: datetime
+    change_id: int | None = None  # CHG-01: the change record the visit's re-check outcome is written against
 
 
 def as_utc(dt: datetime) -> datetime:
@@ -545,3 +549,23 @@ def roles_phrase(roles) -> str:
 def service_date(spec: VisitSpec) -> date:
     """The date of service is the local date at the start of the visit in the agency's zone."""
     return spec.scheduled_start.astimezone(ZoneInfo(spec.timezone)).date()
+
+
+class ChangeOutcomeReport(BaseModel):
+    """CHG-01: what the visit's gate check after one or more changes found, written against each change."""
+
+    visit_id: str
+    change_ids: list[int]
+    state_before: VisitState
+    state_after: VisitState
+    units_before: int | None = None
+    units_after: int | None = None
+    holds: list[str] = []  # the hold messages the visit has now, in words
+
+
+class EventDeliveryRequest(BaseModel):
+    """One change event for one endpoint (see EventDeliveryWorkflow)."""
+
+    endpoint_id: int
+    event_id: str
+    body: str  # the exact JSON sent and signed

@@ -11,9 +11,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from visitflow.activities.changes import ChangeActivities
 from visitflow.activities.release import ReleaseActivities
 from visitflow.activities.visits import VisitActivities
 from visitflow.settings import Settings
+from visitflow.workflows.events import EventDeliveryWorkflow
 from visitflow.workflows.release import ReleaseWorkflow
 from visitflow.workflows.visit import VisitWorkflow
 
@@ -44,9 +46,10 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16,
                  max_cached_visits: int = MAX_CACHED_VISITS) -> Worker:
-    activities = VisitActivities(engine).all() + ReleaseActivities(engine).all()
+    activities = VisitActivities(engine).all() + ReleaseActivities(engine).all() + ChangeActivities(engine).all()
     return Worker(
-        client, task_queue=task_queue, workflows=[VisitWorkflow, ReleaseWorkflow], activities=activities,
+        client, task_queue=task_queue, workflows=[VisitWorkflow, ReleaseWorkflow, EventDeliveryWorkflow],
+        activities=activities,
         workflow_runner=WORKFLOW_RUNNER, max_cached_workflows=max_cached_visits,
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,

@@ -38,6 +38,7 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.access import sees_visit_of
+from visitflow.services.changes import act_recording_change
 from visitflow.services.commands import (
     ReleaseOutcome,
     ScheduleRequest,
@@ -303,17 +304,22 @@ async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, tempo
     if queries.clinician(session, body.clinician_id) is None:
         raise HTTPException(422, f"clinician {body.clinician_id} does not exist")
     let_go(session)
-    return await _run(temporal, settings, visit_id, VisitWorkflow.reassign,
-                      Reassign(actor=actor_of(user), **body.model_dump()), idempotency)
+    snap = await act_recording_change(  # CHG-01
+        session.get_bind(), temporal, settings, visit_id, VisitWorkflow.reassign,
+        Reassign(actor=actor_of(user), **body.model_dump()), "visit_reassigned", idempotency.key)
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
-async def reschedule(visit_id: str, body: RescheduleBody, temporal: TemporalDep, settings: SettingsDep,
-                     user: CurrentUser,
+async def reschedule(visit_id: str, body: RescheduleBody, session: SessionDep, temporal: TemporalDep,
+                     settings: SettingsDep, user: CurrentUser,
                      idempotency: IdempotencyDep):
-    return await _run(temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
-        actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
-        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency)
+    let_go(session)
+    snap = await act_recording_change(  # CHG-01
+        session.get_bind(), temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
+            actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
+            scheduled_end=as_utc(body.scheduled_end), reason=body.reason), "visit_rescheduled", idempotency.key)
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)

@@ -408,19 +408,22 @@ async def release_outcome(handle) -> ReleaseOutcome:
 # --- AUTH-04 --------------------------------------------------------------------------------
 
 
-async def recheck_visits_for(session: Session, client: Client, auth: Authorization, change: str) -> list[str]:
+async def recheck_visits_for(session: Session, client: Client, auth: Authorization, change: str,
+                             change_id: int | None = None) -> list[str]:
     """AUTH-04: every open visit the authorization touches checks its gates again now."""
     return await _signal_gated_visits(
         session, client, [Visit.patient_id == auth.patient_id, Visit.payer_id == auth.payer_id,
                           Visit.service_code == auth.service_code],
         VisitWorkflow.authorization_changed,
-        AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc()))
+        AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc(), change_id=change_id))
 
 
-async def recheck_visits_of(session: Session, client: Client, what: str, condition, change: str) -> list[str]:
+async def recheck_visits_of(session: Session, client: Client, what: str, condition, change: str,
+                            change_id: int | None = None) -> list[str]:
     """A patient's or payer's facts changed (an address, a Medicaid id, EVV settings): re-check its visits."""
     return await _signal_gated_visits(session, client, [condition], VisitWorkflow.reference_data_changed,
-                                      ReferenceDataChanged(what=what, change=change, at=now_utc()))
+                                      ReferenceDataChanged(what=what, change=change, at=now_utc(),
+                                                           change_id=change_id))
 
 
 async def _signal_gated_visits(session: Session, client: Client, conditions: list, signal: Any,
