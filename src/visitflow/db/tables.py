@@ -766,10 +766,18 @@ class ChangeVisitPublic(ChangeVisitBase):
     pass
 
 
+def _web_address(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/]+[^\s]*$", value):
+        raise ValueError("must be an http:// or https:// address")
+    return value
+
+
 class EventEndpointBase(SQLModel):
-    url: str = Field(max_length=500, regex=r"^https?://[^\s]+$")
+    url: str = Field(max_length=500)
     description: str = Field(default="", max_length=200)
     active: bool = True
+
+    _check_url = field_validator("url")(_web_address)
 
 
 class EventEndpoint(EventEndpointBase, table=True):
@@ -787,10 +795,12 @@ class EventEndpointCreate(EventEndpointBase):
 
 
 class EventEndpointUpdate(SQLModel):
-    url: str | None = Field(default=None, max_length=500, regex=r"^https?://[^\s]+$")
+    url: str | None = Field(default=None, max_length=500)
     description: str | None = Field(default=None, max_length=200)
     active: bool | None = None
     secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+    _check_url = field_validator("url")(_web_address)
 
 
 class EventEndpointPublic(EventEndpointBase):

@@ -176,6 +176,7 @@ async def import_authorizations(engine: Engine, client: Client, settings: Settin
     result = IntakeResult(kind="authorizations", rows=len(parsed))
     written: list[tuple[int, Authorization]] = []
     with write_session(engine) as s:
+        s.expire_on_commit = False  # the authorizations written are read again after the commit
         patients = _existing_ids(s, Patient.id, {a.patient_id for _, _, a in valid})
         payers = _existing_ids(s, Payer.id, {a.payer_id for _, _, a in valid})
         existing = {}
@@ -231,10 +232,9 @@ async def import_authorizations(engine: Engine, client: Client, settings: Settin
             written.append((change.id, mine))
         s.commit()
         result.changes = [cid for cid, _ in written]
-        touched = [(cid, Authorization.model_validate(a.model_dump())) for cid, a in written]
     # After the commit: AUTH-04 re-checks and the change events (a crash here leaves deliveries to the resume).
     with Session(engine) as reader:
-        for change_id, auth in touched:
+        for change_id, auth in written:
             rechecked = await recheck_visits_for(reader, client, auth, "updated by bulk intake", change_id=change_id)
             await announce_change(engine, client, settings, change_id, rechecked)
     return result
