@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
@@ -52,17 +53,24 @@ def field_changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[st
 
 def record_change(session: Session, *, actor: str, kind: str, subject: str, summary: str,
                   fields: list[dict[str, Any]], patient_id: int | None = None,
-                  payer_id: int | None = None) -> ChangeRecord:
-    """Store one change record in the caller's transaction (flushed, so its id is known; the caller commits)."""
+                  payer_id: int | None = None, endpoint_ids: list[int] | None = None) -> ChangeRecord:
+    """Store one change record in the caller's transaction (flushed, so its id is known; the caller commits).
+
+    `endpoint_ids`: the active event endpoints, when the caller records many changes and looked them up once."""
     change = ChangeRecord(at=datetime.now(UTC), actor=actor, kind=kind, subject=subject[:80], summary=summary[:500],
                           fields=fields, patient_id=patient_id, payer_id=payer_id)
     session.add(change)
     session.flush()
-    deliveries = session.exec(select(EventEndpoint.id).where(EventEndpoint.active)).all()
-    for endpoint_id in deliveries:  # stored with the change: a delivery that never started is found again
+    if endpoint_ids is None:
+        endpoint_ids = active_endpoints(session)
+    for endpoint_id in endpoint_ids:  # stored with the change: a delivery that never started is found again
         session.add(EventDelivery(endpoint_id=endpoint_id, event_id=event_id_of(change.id), change_id=change.id,
                                   updated_at=change.at))
     return change
+
+
+def active_endpoints(session: Session) -> list[int]:
+    return list(session.exec(select(EventEndpoint.id).where(EventEndpoint.active)).all())
 
 
 def event_id_of(change_id: int) -> str:
@@ -85,22 +93,35 @@ async def announce_change(engine: Engine, client: Client, settings: Settings, ch
     """After the change committed: note the visits it sent back to their gates, and send its events.
 
     `not_checked`: visits it touched that have no gate check to run yet (not signed): nothing moved for them."""
+    await announce_changes(engine, client, settings, {change_id: (list(touched), list(not_checked))})
+
+
+async def announce_changes(engine: Engine, client: Client, settings: Settings,
+                           touched: dict[int, tuple[list[str], list[str]]]) -> None:
+    """`announce_change` for many changes at once (bulk intake): one transaction for all their visit rows."""
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     with write_session(engine) as s:
-        change = s.get(ChangeRecord, change_id)
-        if touched or not_checked:
-            rows = ([{"change_id": change_id, "visit_id": v, "outcome": "pending"} for v in touched]
+        for change_id, (rechecked, not_checked) in touched.items():
+            rows = ([{"change_id": change_id, "visit_id": v, "outcome": "pending"} for v in rechecked]
                     + [{"change_id": change_id, "visit_id": v, "outcome": "not_checked"} for v in not_checked])
-            insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-            # The visit may have written its outcome already: the pending row never overwrites it.
-            s.exec(insert(ChangeVisit).values(rows).on_conflict_do_nothing())
-            change.visits_touched = len(touched)
-            s.add(change)
+            if rows:
+                # The visit may have written its outcome already: the pending row never overwrites it.
+                s.exec(insert(ChangeVisit).values(rows).on_conflict_do_nothing())
+                s.exec(update(ChangeRecord).where(ChangeRecord.id == change_id).values(visits_touched=len(rows)))
         s.commit()
-        s.refresh(change)
-        event = event_of(change)
-        waiting = s.exec(select(EventDelivery.endpoint_id).where(EventDelivery.change_id == change_id,
-                                                                 EventDelivery.state == "pending")).all()
-    await start_deliveries(client, settings, event, list(waiting))
+        ids = sorted(touched)
+        waiting: list[tuple[int, int]] = []
+        events: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            waiting += s.exec(select(EventDelivery.change_id, EventDelivery.endpoint_id).where(
+                EventDelivery.change_id.in_(chunk), EventDelivery.state == "pending")).all()
+        needed = sorted({c for c, _ in waiting})
+        for i in range(0, len(needed), 500):
+            for change in s.exec(select(ChangeRecord).where(ChangeRecord.id.in_(needed[i:i + 500]))).all():
+                events[change.id] = event_of(change)
+    for change_id, endpoint_id in waiting:
+        await start_deliveries(client, settings, events[change_id], [endpoint_id])
 
 
 async def start_deliveries(client: Client, settings: Settings, event: dict[str, Any],
@@ -216,7 +237,7 @@ AUTHORIZATION_FACTS = ("auth_number", "patient_id", "payer_id", "service_code", 
 
 
 def record_authorization_change(session: Session, actor: str, auth: Authorization,
-                                before: dict | None) -> ChangeRecord | None:
+                                before: dict | None, endpoint_ids: list[int] | None = None) -> ChangeRecord | None:
     """CHG-01: an authorization added (before is None), changed, or ended (switched off), in the caller's
     transaction. Returns None when nothing it records actually changed."""
     after = {k: getattr(auth, k) for k in AUTHORIZATION_FACTS}
@@ -232,7 +253,7 @@ def record_authorization_change(session: Session, actor: str, auth: Authorizatio
             f"{m['field']} {m['before']} → {m['after']}" for m in moved)
     return record_change(session, actor=actor, kind=kind, subject=f"authorization {auth.id}",
                          summary=f"authorization {auth.auth_number} ({auth.service_code}) {words}", fields=moved,
-                         patient_id=auth.patient_id, payer_id=auth.payer_id)
+                         patient_id=auth.patient_id, payer_id=auth.payer_id, endpoint_ids=endpoint_ids)
 
 
 # --- a visit's own facts ------------------------------------------------------------------------

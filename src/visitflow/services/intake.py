@@ -38,7 +38,8 @@ from visitflow.models import Actor, Reassign, Reschedule, Role, as_utc
 from visitflow.services.changes import (
     AUTHORIZATION_FACTS,
     act_recording_change,
-    announce_change,
+    active_endpoints,
+    announce_changes,
     field_changes,
     record_authorization_change,
 )
@@ -210,13 +211,14 @@ async def import_authorizations(engine: Engine, client: Client, settings: Settin
                                            f"{auth.auth_number} already exists for this payer (authorization {taken})"))
         if problems:
             raise IntakeRejected(sorted(problems, key=lambda p: p.line))
+        endpoints = active_endpoints(s)
         for _line, sid, auth in valid:
             mine = existing.get(sid)
             if mine is None:
                 mine = Authorization.model_validate(auth, update={"source_id": sid, "updated_at": datetime.now(UTC)})
                 s.add(mine)
                 s.flush()
-                change = record_authorization_change(s, actor.username, mine, None)
+                change = record_authorization_change(s, actor.username, mine, None, endpoints)
                 result.created += 1
             else:
                 before = {k: getattr(mine, k) for k in AUTHORIZATION_FACTS}
@@ -227,16 +229,18 @@ async def import_authorizations(engine: Engine, client: Client, settings: Settin
                 mine.version += 1
                 mine.updated_at = datetime.now(UTC)
                 s.add(mine)
-                change = record_authorization_change(s, actor.username, mine, before)
+                change = record_authorization_change(s, actor.username, mine, before, endpoints)
                 result.updated += 1
             written.append((change.id, mine))
         s.commit()
         result.changes = [cid for cid, _ in written]
     # After the commit: AUTH-04 re-checks and the change events (a crash here leaves deliveries to the resume).
+    touched: dict[int, tuple[list[str], list[str]]] = {}
     with Session(engine) as reader:
         for change_id, auth in written:
-            rechecked = await recheck_visits_for(reader, client, auth, "updated by bulk intake", change_id=change_id)
-            await announce_change(engine, client, settings, change_id, rechecked)
+            touched[change_id] = (await recheck_visits_for(reader, client, auth, "updated by bulk intake",
+                                                           change_id=change_id), [])
+    await announce_changes(engine, client, settings, touched)
     return result
 
 
