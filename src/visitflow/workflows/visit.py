@@ -270,6 +270,8 @@ class VisitWorkflow:
         self._visit.recheck = False
         state_before = self._visit.state
         units_before = self._visit.gate_result.billable_units if self._visit.gate_result else None
+        # The changes this check answers for: one arriving while it runs is answered by the next check.
+        answering = list(self._visit.changes_pending)
         result = await workflow.execute_activity_method(
             VisitActivities.evaluate_gates, self._snapshot(), **ACTIVITY_OPTIONS)
         if self._finished or self._visit.signature is None or self._visit.recheck:
@@ -283,7 +285,7 @@ class VisitWorkflow:
             # held for months adds only a timer and one activity per re-check to its history.
             if not (unchanged and workflow.patched("quiet-recheck")):
                 await self._project()
-            await self._report_changes(state_before, units_before)
+            await self._report_changes(answering, state_before, units_before)
             try:
                 await workflow.wait_condition(
                     lambda: self._visit.recheck or self._finished or self._visit.signature is None
@@ -296,7 +298,7 @@ class VisitWorkflow:
             self._set_state(state, publish=state == VisitState.claim_ready or not self._lean_lifecycle())
             self._log("system", state.value, self._gate_detail(state))
         await self._project()
-        await self._report_changes(state_before, units_before)
+        await self._report_changes(answering, state_before, units_before)
         while not (self._visit.recheck or self._finished or self._visit.signature is None):
             await workflow.wait_condition(
                 lambda: self._visit.recheck or self._finished or self._visit.signature is None
@@ -304,12 +306,11 @@ class VisitWorkflow:
             if self._fresh_run_due():
                 return
 
-    async def _report_changes(self, state_before: VisitState, units_before: int | None) -> None:
+    async def _report_changes(self, reported: list[int], state_before: VisitState, units_before: int | None) -> None:
         """CHG-01: tell the change records that reached this visit what the gate check they caused found.
 
         Only a visit that received a change id asks for the patch, so histories from before it replay as they were.
         """
-        reported = list(self._visit.changes_pending)
         if not reported or not workflow.patched(CHANGE_FEED):
             return
         r = self._visit.gate_result
@@ -321,7 +322,7 @@ class VisitWorkflow:
                                 holds=[h.message for h in self._visit.holds] if self._visit.state == VisitState.on_hold
                                 else []),
             **ACTIVITY_OPTIONS)
-        # Changes that arrived while the report was being written wait for the next check.
+        # Changes that arrived since the check began wait for the next check.
         self._visit.changes_pending = [c for c in self._visit.changes_pending if c not in reported]
 
     def _gate_detail(self, state: VisitState) -> str:
