@@ -24,7 +24,8 @@ async def test_the_office_loads_authorizations_and_billing_reads_what_changed(we
     page = await web.get("/intake")
     assert page.status_code == 200 and 'hx-post="/intake/authorizations"' in page.text
     good = head + row(1, 20) + row(2, 30)
-    sent = await web.post("/intake/authorizations", headers=htmx(token), files={"file": ("auths.csv", good, "text/csv")})
+    sent = await web.post("/intake/authorizations", headers=htmx(token),
+                          files={"file": ("auths.csv", good, "text/csv")})
     assert sent.status_code == 200 and "auths.csv: 2 rows — 2 new, 0 changed, 0 already as sent." in sent.text
     again = await web.post("/intake/authorizations", headers=htmx(token),
                            files={"file": ("auths.csv", head + row(1, 20) + row(2, 25), "text/csv")})

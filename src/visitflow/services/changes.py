@@ -25,7 +25,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from visitflow.activities.changes import event_body
 from visitflow.db.session import write_session
-from visitflow.db.tables import Authorization, ChangeRecord, ChangeRecordPublic, ChangeVisit, EventDelivery, EventEndpoint
+from visitflow.db.tables import (
+    Authorization,
+    ChangeRecord,
+    ChangeRecordPublic,
+    ChangeVisit,
+    EventDelivery,
+    EventEndpoint,
+)
 from visitflow.models import EventDeliveryRequest, ReferenceDataChanged, VisitSnapshot
 from visitflow.services.commands import act, now_utc, visit_snapshot
 from visitflow.services.errors import ServiceError
@@ -196,31 +203,33 @@ class ChangeVisitOutcome(BaseModel):
     checked_at: datetime | None
 
 
+DETAIL_VISITS = 2000  # one change's page lists this many of its visits
+
+
 class ChangeDetail(ChangeRecordPublic):
     visits: list[ChangeVisitOutcome] = []
 
 
-def change_outcomes(session: Session, change_ids: list[int]) -> dict[int, list[ChangeVisit]]:
-    found: dict[int, list[ChangeVisit]] = {c: [] for c in change_ids}
-    if change_ids:
-        for row in session.exec(select(ChangeVisit).where(ChangeVisit.change_id.in_(change_ids))
-                                .order_by(ChangeVisit.change_id, ChangeVisit.visit_id)).all():
-            found[row.change_id].append(row)
-    return found
+def change_outcomes(session: Session, change_ids: list[int], per_change: int = 20) -> dict[int, list[ChangeVisit]]:
+    """The first `per_change` visits of each change (a payer's change may touch thousands; the change's
+    `visits_touched` says how many), each read from the primary key's range for that change."""
+    return {c: list(session.exec(select(ChangeVisit).where(ChangeVisit.change_id == c)
+                                 .order_by(ChangeVisit.visit_id).limit(per_change)).all()) for c in change_ids}
 
 
 def change_detail(session: Session, change_id: int) -> ChangeDetail:
     change = session.get(ChangeRecord, change_id)
     if change is None:
         raise ServiceError(404, f"change {change_id} not found")
-    visits = change_outcomes(session, [change_id])[change_id]
+    visits = change_outcomes(session, [change_id], DETAIL_VISITS)[change_id]
     return ChangeDetail(**change.model_dump(), visits=[ChangeVisitOutcome(**v.model_dump()) for v in visits])
 
 
 def changes_of_visit(session: Session, visit_id: str, limit: int = 50) -> list[tuple[ChangeRecord, ChangeVisit]]:
     """The changes that touched one visit, newest first (the visit page links each)."""
     return list(session.exec(select(ChangeRecord, ChangeVisit)
-                             .join(ChangeVisit, ChangeVisit.change_id == ChangeRecord.id).where(ChangeVisit.visit_id == visit_id).order_by(ChangeRecord.id.desc())
+                             .join(ChangeVisit, ChangeVisit.change_id == ChangeRecord.id)
+                             .where(ChangeVisit.visit_id == visit_id).order_by(ChangeRecord.id.desc())
                              .limit(limit)).all())
 
 

@@ -198,7 +198,8 @@ async def import_authorizations(engine: Engine, client: Client, settings: Settin
                 problems.append(RowProblem(line=line, field="patient_id",
                                            message=f"patient {auth.patient_id} does not exist"))
             if auth.payer_id not in payers:
-                problems.append(RowProblem(line=line, field="payer_id", message=f"payer {auth.payer_id} does not exist"))
+                problems.append(RowProblem(line=line, field="payer_id",
+                                           message=f"payer {auth.payer_id} does not exist"))
             key = (auth.payer_id, auth.auth_number)
             if key in numbers_in_file:
                 problems.append(RowProblem(line=line, field="auth_number", message=f"authorization number "
@@ -279,7 +280,8 @@ async def import_visits(engine: Engine, client: Client, settings: Settings, pars
             problems.append(RowProblem(line=line, field="service_code", message="a HCPCS code: a letter and 4 digits"))
         for m in v.modifiers:
             if not re.match(MODIFIER_PATTERN, m):
-                problems.append(RowProblem(line=line, field="modifiers", message=f"modifier {m!r} is not 2 letters/digits"))
+                problems.append(RowProblem(line=line, field="modifiers",
+                                           message=f"modifier {m!r} is not 2 letters or digits"))
         if v.scheduled_end <= v.scheduled_start:
             problems.append(RowProblem(line=line, field="scheduled_end", message="must be after scheduled_start"))
         elif v.scheduled_end - v.scheduled_start > timedelta(hours=24):
