@@ -190,9 +190,8 @@ async def _cut_authorization(engine, client: Client, settings: Settings, auth_nu
         before = {k: getattr(auth, k) for k in AUTHORIZATION_FACTS}
         auth.units_per_day, auth.version, auth.updated_at = 4, auth.version + 1, datetime.now(UTC)
         s.add(auth)
-        change = record_authorization_change(s, by, auth, before)
+        change_id = record_authorization_change(s, by, auth, before).id
         s.commit()
         s.refresh(auth)
-        change_id = change.id
         rechecked = await recheck_visits_for(s, client, auth, "changed (units_per_day=4)", change_id=change_id)
     await announce_change(engine, client, settings, change_id, rechecked)

@@ -113,10 +113,10 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
                 session, actor=_user.username, kind=f"{name}_changed", subject=f"{name} {item_id}",
                 summary=f"{name} {item_id} changed: " + ", ".join(m["field"] for m in moved), fields=moved,
                 patient_id=item_id if name == "patient" else None, payer_id=item_id if name == "payer" else None)
+        change_id = change.id if change is not None else None  # known once flushed, read before the commit
         session.commit()
         session.refresh(item)
         saved = item.model_dump()  # before the re-check ends the session's transaction
-        change_id = change.id if change is not None else None
         rechecked = []
         if visit_column is not None:
             what = ", ".join(f"{k}={v}" for k, v in changes.items())
@@ -163,12 +163,13 @@ async def create_authorization(body: AuthorizationCreate, session: WriteSessionD
     _check_authorization(session, auth)
     session.add(auth)
     session.flush()
-    change = record_authorization_change(session, _user.username, auth, None)
+    change_id = record_authorization_change(session, _user.username, auth, None).id  # known once flushed
     session.commit()
     session.refresh(auth)
     saved = auth.model_dump()  # before the re-check ends the session's transaction
-    rechecked = await recheck_visits_for(session, temporal, auth, "added", change_id=change.id)
-    await announce_change(session.get_bind(), temporal, settings, change.id, rechecked)
+    rechecked = await recheck_visits_for(session, temporal, auth, "added", change_id=change_id)
+    # Nothing of this session is read after the re-check: a read would begin a transaction holding the write lock.
+    await announce_change(session.get_bind(), temporal, settings, change_id, rechecked)
     return AuthorizationChangeResult(**saved, rechecked_visits=rechecked)
 
 
@@ -191,11 +192,11 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
     auth.updated_at = datetime.now(UTC)
     session.add(auth)
     change = record_authorization_change(session, _user.username, auth, before)
+    change_id = change.id if change is not None else None  # known once flushed, read before the commit
     session.commit()
     session.refresh(auth)
     what = ", ".join(f"{k}={v}" for k, v in changes.items())
     saved = auth.model_dump()  # before the re-check ends the session's transaction
-    change_id = change.id if change is not None else None
     rechecked = await recheck_visits_for(session, temporal, auth, f"changed ({what})", change_id=change_id)
     if change_id is not None:
         await announce_change(session.get_bind(), temporal, settings, change_id, rechecked)

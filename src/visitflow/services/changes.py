@@ -289,8 +289,8 @@ async def act_recording_change(engine: Engine, client: Client, settings: Setting
                                summary=f"visit {visit_id} {kind.removeprefix('visit_')}: {words}"
                                        + (f" ({reason})" if reason else ""),
                                fields=fields, patient_id=after.spec.patient_id, payer_id=after.spec.payer_id)
-        s.commit()
         change_id = change.id
+        s.commit()
     gated = after.state.value in _GATED
     if gated:
         try:
