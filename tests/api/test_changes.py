@@ -276,3 +276,19 @@ async def test_bulk_visits_schedule_once_and_follow_a_changed_row(api, agency, e
     r = await api.post("/api/bulk/visits", content=csv_of(rows[:1]),
                        headers={**as_user(agency, "admin"), "Content-Type": "text/csv"})
     assert r.status_code == 200  # an admin may send schedules (not reassignments)
+
+
+async def test_an_authorization_added_then_ended_are_two_changes(api, agency):
+    admin = as_user(agency, "admin")
+    r = await api.post("/api/authorizations", headers=admin, json={
+        "auth_number": f"ADD-{agency.tag}", "patient_id": agency.patient.id, "payer_id": agency.payer.id,
+        "service_code": "t1019", "start_date": "2026-01-01", "end_date": "2026-12-31", "units_per_week": 20})
+    assert r.status_code == 201, r.text
+    r = await api.patch(f"/api/authorizations/{r.json()['id']}", headers=admin, json={"active": False})
+    assert r.status_code == 200, r.text
+    items = (await api.get("/api/changes", params={"patient": agency.patient.id}, headers=admin)).json()["items"]
+    assert [c["kind"] for c in items] == ["authorization_ended", "authorization_added"]
+    assert items[0]["fields"] == [{"field": "active", "before": True, "after": False}]
+    added = {f["field"]: f["after"] for f in items[1]["fields"]}
+    assert added["service_code"] == "T1019" and added["units_per_week"] == 20 and added["start_date"] == "2026-01-01"
+    assert "units_per_day" not in added  # a field left empty is no change
