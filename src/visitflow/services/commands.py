@@ -432,6 +432,7 @@ async def _signal_gated_visits(session: Session, client: Client, conditions: lis
     waiting_for_gates = [s.value for s in OPEN_STATES if s not in (VisitState.scheduled, VisitState.documented)]
     visits = session.exec(select(Visit.id).where(*conditions, Visit.state.in_(waiting_for_gates))).all()
     session.rollback()  # hold no transaction (or write lock) across the calls to Temporal
+    signalled = []
     for visit_id in visits:
         handle = client.get_workflow_handle(visit_workflow_id(visit_id))
         try:
@@ -439,4 +440,7 @@ async def _signal_gated_visits(session: Session, client: Client, conditions: lis
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:  # closed since we looked: nothing to re-check
                 raise
-    return list(visits)
+            continue
+        signalled.append(visit_id)
+    # Only the visits that got the signal: a change record waits for the outcome of each (CHG-01).
+    return signalled
