@@ -219,3 +219,13 @@ def clinician_can_fix(role: Role) -> bool:
 def send_back_can_help(holds: list[Finding]) -> bool:
     """A signed visit may go back to its clinician unless every hold on it is someone else's to resolve."""
     return not holds or any(clinician_can_fix(h.role) for h in holds)
+
+
+# CHG-01: what a recorded change did to an open visit, and the kinds of change, in the biller's words.
+CHANGE_OUTCOMES = {"pending": "Re-checking…", "held": "Put on hold", "cleared": "Hold cleared",
+                   "units_moved": "Units changed", "still_held": "Still on hold", "still_ready": "No effect: still ready",
+                   "not_checked": "Not billable yet: checked when signed"}
+CHANGE_KINDS = {"authorization_added": "Authorization added", "authorization_changed": "Authorization changed",
+                "authorization_ended": "Authorization ended", "visit_rescheduled": "Visit rescheduled",
+                "visit_reassigned": "Visit reassigned", "patient_changed": "Patient details changed",
+              "payer_changed": "Payer details changed"}

@@ -82,6 +82,10 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
 
         # An order stored by an API that died before starting its signature chase (ORD-03) is chased now.
         await resume_order_chases(engine, client, settings)
+        from visitflow.services.changes import resume_undelivered_events
+
+        # A change stored by an API that died before starting its event deliveries has them started now.
+        await resume_undelivered_events(engine, client, settings)
     server = None
     if run_api:
         from visitflow.main import create_app  # here: a worker alone never loads the API and the UI

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from visitflow.api import audit, claims, idempotency, missed, orders, reference, remittances, users, visits
+from visitflow.api import audit, changes, claims, idempotency, missed, orders, reference, remittances, users, visits
 from visitflow.api.idempotency import StoreAnswers, forget_old_answers
 from visitflow.api.text_guard import reject_unstorable_text
 from visitflow.audit import AuditMiddleware
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     # Every API route takes an Idempotency-Key: a retried state-changing request gets its first answer.
     retry_safe = [Depends(idempotency.claim_idempotency)]
     for api_router in (reference.router, visits.router, users.router, audit.router, claims.router,
-                       claims.files_router, remittances.router, orders.router, missed.router):
+                       claims.files_router, remittances.router, orders.router, missed.router, changes.router):
         app.include_router(api_router, dependencies=retry_safe)
     app.add_middleware(StoreAnswers, engine=app.state.engine)
     app.add_exception_handler(idempotency.Replay, idempotency.replay)

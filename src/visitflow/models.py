@@ -555,6 +555,8 @@ class VisitProgress(BaseModel):
     denials_seen: list[str] = []  # keys of every denial that reopened this visit
     missed: MarkMissed | None = None
     late_alert_at: datetime | None = None
+    # CHG-01: change records that reached this visit and wait for its next gate check to say what they did.
+    changes_pending: list[int] = []
 
 
 class NotificationRequest(BaseModel):
@@ -572,6 +574,7 @@ class ReferenceDataChanged(BaseModel):
     what: str  # "patient 3", "payer 1"
     change: str
     at: datetime
+    change_id: int | None = None  # CHG-01: the change record the visit's re-check outcome is written against
 
 
 class AuthorizationChanged(BaseModel):
@@ -580,6 +583,7 @@ class AuthorizationChanged(BaseModel):
     authorization_id: int
     change: str
     at: datetime
+    change_id: int | None = None  # CHG-01: the change record the visit's re-check outcome is written against
 
 
 class SupervisoryVisitDocumented(BaseModel):
@@ -678,3 +682,21 @@ class OrderOutcome(BaseModel):
     returned_reason: str | None = None
     reminders_sent: int = 0
     escalated: bool = False
+class ChangeOutcomeReport(BaseModel):
+    """CHG-01: what the visit's gate check after one or more changes found, written against each change."""
+
+    visit_id: str
+    change_ids: list[int]
+    state_before: VisitState
+    state_after: VisitState
+    units_before: int | None = None
+    units_after: int | None = None
+    holds: list[str] = []  # the hold messages the visit has now, in words
+
+
+class EventDeliveryRequest(BaseModel):
+    """One change event for one endpoint (see EventDeliveryWorkflow)."""
+
+    endpoint_id: int
+    event_id: str
+    body: str  # the exact JSON sent and signed

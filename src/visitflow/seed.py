@@ -7,6 +7,7 @@ claim-ready visits, an EVV exception, a missing authorization, a manual punch, a
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlmodel import Session, select
@@ -37,9 +38,18 @@ from visitflow.models import (
     RoundingStrategy,
     SignNote,
     SubmitNote,
+    VisitState,
 )
 from visitflow.security import hash_password, token_digest
-from visitflow.services.commands import ScheduleRequest, act, actor_of, schedule_visit
+from visitflow.services.changes import AUTHORIZATION_FACTS, announce_change, record_authorization_change
+from visitflow.services.commands import (
+    ScheduleRequest,
+    act,
+    actor_of,
+    recheck_visits_for,
+    schedule_visit,
+    visit_snapshot,
+)
 from visitflow.services.orders import after_order_stored, new_order, sign_order
 from visitflow.services.supervision import agency_today, set_supervision
 from visitflow.services.users import TOKEN_PREFIX_CHARS
@@ -240,6 +250,34 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         await visit("V-1102", "alice", "tx", "carla", "G0299", _at(yesterday, 15), _at(yesterday, 16))
         await document("V-1102", carla_user, rn_note)
 
+        # CHG-01: a claim-ready visit that a cut to its authorization puts back on hold ("What changed" page).
+        day4 = today - timedelta(days=4)
+        await visit("V-1010", "bob", "mco", "devon", "S5125", _at(day4, 14), _at(day4, 16), ["U1"])
+        await punch("V-1010", PunchKind.clock_in, _at(day4, 14), bob_home)
+        await punch("V-1010", PunchKind.clock_out, _at(day4, 16), bob_home)
+        await document("V-1010", devon_user, aide_note)
+        await _cut_authorization(engine, client, settings, "SUP-88120", "V-1010", users["olivia"].username)
+
     lines = ["Seeded the demo agency. Users (password 'demo'; API token in brackets):"]
     lines += [f"  {u:<7} {role.value:<10} [{demo_token(u)}]" for u, _, role, _ in DEMO_USERS]
     return "\n".join(lines)
+
+
+async def _cut_authorization(engine, client: Client, settings: Settings, auth_number: str, ready_visit: str,
+                             by: str) -> None:
+    """The payer cut the daily units after the visit was claim-ready: recorded as a change (CHG-01) that puts the
+    visit back on hold, as an authorization PATCH does."""
+    for _ in range(200):  # the visit checks its gates within moments of the signature
+        if (await visit_snapshot(client, ready_visit)).state == VisitState.claim_ready:
+            break
+        await asyncio.sleep(0.05)
+    with write_session(engine) as s:
+        auth = s.exec(select(Authorization).where(Authorization.auth_number == auth_number)).one()
+        before = {k: getattr(auth, k) for k in AUTHORIZATION_FACTS}
+        auth.units_per_day, auth.version, auth.updated_at = 4, auth.version + 1, datetime.now(UTC)
+        s.add(auth)
+        change_id = record_authorization_change(s, by, auth, before).id
+        s.commit()
+        s.refresh(auth)
+        rechecked = await recheck_visits_for(s, client, auth, "changed (units_per_day=4)", change_id=change_id)
+    await announce_change(engine, client, settings, change_id, rechecked)

@@ -11,11 +11,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from visitflow.activities.changes import ChangeActivities
 from visitflow.activities.orders import OrderActivities
 from visitflow.activities.release import ReleaseActivities
 from visitflow.activities.supervision import SupervisionActivities
 from visitflow.activities.visits import VisitActivities
 from visitflow.settings import Settings
+from visitflow.workflows.events import EventDeliveryWorkflow
 from visitflow.workflows.order import OrderWorkflow
 from visitflow.workflows.release import ReleaseWorkflow
 from visitflow.workflows.supervision import SupervisionWorkflow
@@ -49,11 +51,12 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_threads: int = 16,
                  max_cached_visits: int = MAX_CACHED_VISITS,
                  timezone: str = Settings.model_fields["agency_timezone"].default) -> Worker:
-    activities = (VisitActivities(engine).all() + ReleaseActivities(engine).all()
-                  + OrderActivities(engine).all() + SupervisionActivities(engine, timezone).all())
+    activities = (VisitActivities(engine).all() + ReleaseActivities(engine).all() + OrderActivities(engine).all()
+                  + SupervisionActivities(engine, timezone).all() + ChangeActivities(engine).all())
     return Worker(
         client, task_queue=task_queue,
-        workflows=[VisitWorkflow, ReleaseWorkflow, OrderWorkflow, SupervisionWorkflow], activities=activities,
+        workflows=[VisitWorkflow, ReleaseWorkflow, OrderWorkflow, SupervisionWorkflow, EventDeliveryWorkflow],
+        activities=activities,
         workflow_runner=WORKFLOW_RUNNER, max_cached_workflows=max_cached_visits,
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads),
         max_concurrent_activities=max_activity_threads,

@@ -121,6 +121,13 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("PATCH", "/api/orders/{order_id}"): ADMIN,
     ("POST", "/api/orders/{order_id}/signature"): ADMIN,
     ("POST", "/api/orders/{order_id}/return"): ADMIN,
+    ("GET", "/api/changes"): STAFF,
+    ("GET", "/api/changes/{change_id}"): STAFF,
+    ("POST", "/api/event-endpoints"): ADMIN,
+    ("GET", "/api/event-endpoints"): ADMIN,
+    ("PATCH", "/api/event-endpoints/{endpoint_id}"): ADMIN,
+    ("POST", "/api/bulk/authorizations"): ADMIN,
+    ("POST", "/api/bulk/visits"): only(A, S),
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
     ("GET", "/api/notifications"): EVERYONE_CLINICIAN_OWN,
     # --- API: user accounts and the audit trail (admins only)
@@ -189,6 +196,10 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("GET", "/orders"): only(A, S),
     ("POST", "/orders/{order_id}/sign"): ADMIN,
     ("POST", "/orders/{order_id}/return"): ADMIN,
+    ("GET", "/changes"): STAFF,
+    ("GET", "/changes/{change_id}"): STAFF,
+    ("GET", "/intake"): only(A, S),
+    ("POST", "/intake/{kind}"): only(A, S),
 }
 
 
@@ -266,7 +277,8 @@ class World:
         values: dict[str, Any] = {
             "visit_id": visit_id if own else self.shared["theirs"], "seq": 1, "auth_id": self.authorization.id,
             "user_id": self.account.id, "token_id": 2_000_000_000, "claim_id": 2_000_000_000,
-            "file_id": 2_000_000_000, "remittance_id": 2_000_000_000, "order_id": 2_000_000_000}
+            "file_id": 2_000_000_000, "remittance_id": 2_000_000_000, "order_id": 2_000_000_000,
+            "change_id": 2_000_000_000, "endpoint_id": 2_000_000_000, "kind": "visits"}
         for prefix, (mine, theirs) in item.items():
             if path.startswith(prefix):
                 values["item_id"] = mine if own else theirs

@@ -404,3 +404,77 @@ def test_ctrl_c_stops_cleanly_and_the_next_start_resumes_open_visits(running: Ru
         until_state(biller, "E2E-RESUME", "claim_ready")
         assert biller.get("/api/visits").json()["total"] >= 7  # the demo data was not seeded twice
     assert running.log.read_text().count("Seeded the demo agency") == 1
+
+
+def serve_in_thread(receiver) -> tuple[str, object, object]:
+    """A real HTTP receiver (tests/receiver.py) on a free port, in a thread of its own: `visitflow up` calls it."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])]),
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the receiver did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}/hook", server, thread
+
+
+def test_a_change_puts_a_ready_visit_on_hold_and_its_event_arrives_once_per_endpoint_across_a_restart(
+        running: Running):
+    from tests.receiver import Receiver
+
+    steady, flaky = Receiver("steady-secret-e2e-0001"), Receiver("flaky-secret-e2e-00001", fail_first=1)
+    servers, endpoints = [], []
+    try:
+        with running.client("olivia") as admin, running.client("devon") as devon, running.client("bea") as biller:
+            ids = new_reference_data(admin, with_authorization=False)
+            auth = add_authorization(admin, ids)
+            visit = {"id": "E2E-CHANGE", **schedule(admin, ids, "E2E-CHANGE")}
+            deliver(devon, visit)
+            until_state(biller, "E2E-CHANGE", "claim_ready")
+            for receiver in (steady, flaky):  # from now on, every change goes to both
+                url, server, thread = serve_in_thread(receiver)
+                servers.append((server, thread))
+                r = admin.post("/api/event-endpoints", json={"url": url, "secret": receiver.secret})
+                assert r.status_code == 201, r.text
+                endpoints.append(r.json()["id"])
+            assert admin.patch(f"/api/authorizations/{auth['id']}", json={"units_per_week": 2}).status_code == 200
+            until_state(biller, "E2E-CHANGE", "on_hold")
+            deadline = time.monotonic() + 20
+            while not (flaky.attempts and steady.accepted):
+                assert time.monotonic() < deadline, "the first deliveries never came"
+                time.sleep(0.1)
+        # The flaky receiver refused the first attempt; VisitFlow stops (Ctrl-C) before the retry and starts again.
+        assert stop_up(running.process) == 0
+        running.process = start_up(running.env, running.cwd, running.log)
+        deadline = time.monotonic() + 60
+        while not flaky.accepted:
+            assert time.monotonic() < deadline, f"the retry never came: {flaky.attempts}"
+            time.sleep(0.2)
+        time.sleep(3)  # nothing more arrives: no second delivery after a success
+        assert len(steady.attempts) == 1 and len(flaky.attempts) == 2 and len(flaky.accepted) == 1
+        event = steady.accepted[0]
+        assert event == flaky.accepted[0] and event["type"] == "change.recorded" and event["version"] == 1
+        assert event["change"]["fields"] == [{"field": "units_per_week", "before": 80, "after": 2}]
+        with running.client("bea") as biller:
+            change = biller.get("/api/changes", params={"patient": ids["patient_id"]}).json()["items"][0]
+            assert change["id"] == event["change"]["id"] and change["visits"][0]["visit_id"] == "E2E-CHANGE"
+            assert change["visits"][0]["outcome"] == "held"
+            assert {d["state"] for d in biller.get(f"/api/changes/{change['id']}").json()["deliveries"]} == {
+                "delivered"}
+            page = biller.get("/changes", headers={"Accept": "text/html"})
+            assert page.status_code in (200, 303)  # the page itself is for a signed-in browser (tests/ui)
+    finally:
+        with running.client("olivia") as admin:
+            for endpoint_id in endpoints:
+                admin.patch(f"/api/event-endpoints/{endpoint_id}", json={"active": False})
+        for server, thread in servers:
+            server.should_exit = True
+            thread.join(timeout=10)

@@ -23,8 +23,9 @@ SERIOUS = ("serious", "critical")
 PAGES = {  # who opens which pages ("{visit}" is a visit on hold with an EVV exception)
     "clinician": ["/tasks", "/visits/{visit}"],
     "supervisor": ["/escalations", "/holds", "/dashboard", "/visits", "/visits/{visit}", "/supervision"],
-    "biller": ["/billing", "/holds", "/claims", "/claim-files", "/dashboard", "/visits", "/visits/{visit}"],
-    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit", "/orders"],
+    "biller": ["/billing", "/holds", "/claims", "/claim-files", "/dashboard", "/visits", "/visits/{visit}",
+               "/changes"],
+    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit", "/orders", "/intake"],
 }
 
 

@@ -37,7 +37,8 @@ PAGES = {  # who looks at what, as in the demo
     "carla": ["/tasks", "/visits/V-1005"],
     "sam": ["/escalations", "/escalations/overdue", "/escalations/exceptions", "/escalations/team",
             "/holds", "/dashboard", "/visits/V-1002", "/visits/V-1008", "/visits/V-1009"],
-    "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001"],
+    "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001",
+            "/changes", "/visits/V-1010"],
     "olivia": ["/orders", "/dashboard", "/visits?patient=alice", "/visits?visit_id=V-10", "/visits?state=on_hold"],
 }
 
@@ -45,7 +46,7 @@ PAGES = {  # who looks at what, as in the demo
 async def _settled(engine, timeout: float = 30.0) -> None:
     """The demo's visits have reached the queues the seed promises (projections arrive asynchronously)."""
     want = {"V-1001": "claim_ready", "V-1002": "on_hold", "V-1003": "on_hold", "V-1004": "on_hold",
-            "V-1101": "on_hold", "V-1102": "on_hold", "V-1008": "missed", "V-1009": "on_hold"}
+            "V-1101": "on_hold", "V-1102": "on_hold", "V-1008": "missed", "V-1009": "on_hold", "V-1010": "on_hold"}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -120,3 +121,20 @@ async def test_the_demo_shows_an_unsigned_order_holding_a_visit_and_a_visit_over
     assert ("V-1101", "ORD-02") in holds and ("V-1102", "AUTH-03") in holds
     # Bob's plan of care went out nine days ago: the office has had its first reminder (ORD-03).
     assert len(unsigned) == 1 and f"order-{unsigned[0].id}" in [n.visit_id for n in reminded]
+
+
+async def test_the_demo_shows_a_change_that_put_a_ready_visit_back_on_hold(demo_app):
+    """CHG-01 on first start: the biller's "What changed" page names the cut and the visit it held, with dollars."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=demo_app), base_url="http://testserver") as web:
+        page = await web.get("/signin")
+        await web.post("/signin", data={"username": "bea", "password": DEMO_PASSWORD, "csrf_token": csrf_of(page.text)})
+        for _ in range(200):  # the visit's outcome is written by its re-check, moments after the seed
+            changes = await web.get("/changes")
+            if "Put on hold" in changes.text:
+                break
+            await asyncio.sleep(0.05)
+        assert changes.status_code == 200
+        assert "SUP-88120" in changes.text and "units_per_day: 16 → 4" in changes.text
+        assert "V-1010</a>: Put on hold" in changes.text
+        visit = await web.get("/visits/V-1010")
+        assert "Changes that touched this visit" in visit.text and "/changes/" in visit.text

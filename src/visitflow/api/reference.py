@@ -37,10 +37,18 @@ from visitflow.deps import (
     CurrentUser,
     RowId,
     SessionDep,
+    SettingsDep,
     TemporalDep,
     WriteSessionDep,
 )
 from visitflow.services.access import visible
+from visitflow.services.changes import (
+    AUTHORIZATION_FACTS,
+    announce_change,
+    field_changes,
+    record_authorization_change,
+    record_change,
+)
 from visitflow.services.commands import recheck_visits_for, recheck_visits_of
 
 router = APIRouter(prefix="/api")
@@ -85,7 +93,7 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
 
     @router.patch(f"/{path}/{{item_id}}", response_model=changed, tags=[name], name=f"change_{name}")
     async def change_item(item_id: RowId, body: update, session: WriteSessionDep, temporal: TemporalDep,  # type: ignore[valid-type]
-                          _user: AdminUser):
+                          settings: SettingsDep, _user: AdminUser):
         item = session.get(table, item_id)
         if item is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name} {item_id} not found")
@@ -95,8 +103,17 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
         for field, value in changes.items():
             if value is None and not _nullable(table, field):
                 raise HTTPException(422, f"{field} cannot be empty")
+        before = item.model_dump()
         item.sqlmodel_update(changes)
         session.add(item)
+        moved = field_changes(before, {k: getattr(item, k) for k in changes})
+        change = None
+        if visit_column is not None and moved:  # CHG-01: a patient's or payer's facts, in the same transaction
+            change = record_change(
+                session, actor=_user.username, kind=f"{name}_changed", subject=f"{name} {item_id}",
+                summary=f"{name} {item_id} changed: " + ", ".join(m["field"] for m in moved), fields=moved,
+                patient_id=item_id if name == "patient" else None, payer_id=item_id if name == "payer" else None)
+        change_id = change.id if change is not None else None  # known once flushed, read before the commit
         session.commit()
         session.refresh(item)
         saved = item.model_dump()  # before the re-check ends the session's transaction
@@ -104,7 +121,9 @@ def _add_reference(name: str, path: str, table: type[SQLModel], create: type[SQL
         if visit_column is not None:
             what = ", ".join(f"{k}={v}" for k, v in changes.items())
             rechecked = await recheck_visits_of(session, temporal, f"{name} {item_id}", visit_column == item_id,
-                                                f"changed ({what})")
+                                                f"changed ({what})", change_id=change_id)
+        if change_id is not None:
+            await announce_change(session.get_bind(), temporal, settings, change_id, rechecked)
         return changed(**saved, rechecked_visits=rechecked)
 
 
@@ -137,22 +156,26 @@ def _check_authorization(session: SessionDep, auth: Authorization) -> None:
 
 @router.post("/authorizations", response_model=AuthorizationChangeResult, status_code=201, tags=["authorization"])
 async def create_authorization(body: AuthorizationCreate, session: WriteSessionDep, temporal: TemporalDep,
-                               _user: AdminUser):
+                               settings: SettingsDep, _user: AdminUser):
     auth = Authorization.model_validate(body, update={
         "service_code": body.service_code.upper(), "modifiers": [m.upper() for m in body.modifiers],
         "updated_at": datetime.now(UTC)})
     _check_authorization(session, auth)
     session.add(auth)
+    session.flush()
+    change_id = record_authorization_change(session, _user.username, auth, None).id  # known once flushed
     session.commit()
     session.refresh(auth)
     saved = auth.model_dump()  # before the re-check ends the session's transaction
-    rechecked = await recheck_visits_for(session, temporal, auth, "added")
+    rechecked = await recheck_visits_for(session, temporal, auth, "added", change_id=change_id)
+    # Nothing of this session is read after the re-check: a read would begin a transaction holding the write lock.
+    await announce_change(session.get_bind(), temporal, settings, change_id, rechecked)
     return AuthorizationChangeResult(**saved, rechecked_visits=rechecked)
 
 
 @router.patch("/authorizations/{auth_id}", response_model=AuthorizationChangeResult, tags=["authorization"])
 async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, session: WriteSessionDep,
-                               temporal: TemporalDep, _user: AdminUser):
+                               temporal: TemporalDep, settings: SettingsDep, _user: AdminUser):
     auth = session.get(Authorization, auth_id)
     if auth is None:
         raise HTTPException(404, f"authorization {auth_id} not found")
@@ -162,16 +185,21 @@ async def change_authorization(auth_id: RowId, body: AuthorizationUpdate, sessio
     for required in ("end_date", "active"):
         if required in changes and changes[required] is None:
             raise HTTPException(422, f"{required} cannot be empty")
+    before = {k: getattr(auth, k) for k in AUTHORIZATION_FACTS}
     auth.sqlmodel_update(changes)
     _check_authorization(session, auth)
     auth.version += 1
     auth.updated_at = datetime.now(UTC)
     session.add(auth)
+    change = record_authorization_change(session, _user.username, auth, before)
+    change_id = change.id if change is not None else None  # known once flushed, read before the commit
     session.commit()
     session.refresh(auth)
     what = ", ".join(f"{k}={v}" for k, v in changes.items())
     saved = auth.model_dump()  # before the re-check ends the session's transaction
-    rechecked = await recheck_visits_for(session, temporal, auth, f"changed ({what})")
+    rechecked = await recheck_visits_for(session, temporal, auth, f"changed ({what})", change_id=change_id)
+    if change_id is not None:
+        await announce_change(session.get_bind(), temporal, settings, change_id, rechecked)
     return AuthorizationChangeResult(**saved, rechecked_visits=rechecked)
 
 

@@ -40,6 +40,7 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.access import sees_visit_of
+from visitflow.services.changes import act_recording_change
 from visitflow.services.commands import (
     ReleaseOutcome,
     ScheduleRequest,
@@ -343,18 +344,21 @@ async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, tempo
     if queries.clinician(session, body.clinician_id) is None:
         raise HTTPException(422, f"clinician {body.clinician_id} does not exist")
     let_go(session)
-    return await _run(temporal, settings, visit_id, VisitWorkflow.reassign,
-                      Reassign(actor=actor_of(user), **body.model_dump()), idempotency)
+    snap = await act_recording_change(  # CHG-01
+        session.get_bind(), temporal, settings, visit_id, VisitWorkflow.reassign,
+        Reassign(actor=actor_of(user), **body.model_dump()), "visit_reassigned", idempotency.key)
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
-async def reschedule(visit_id: str, body: RescheduleBody, request: Request, temporal: TemporalDep,
-                     settings: SettingsDep,
-                     user: CurrentUser,
+async def reschedule(visit_id: str, body: RescheduleBody, request: Request, session: SessionDep,
+                     temporal: TemporalDep, settings: SettingsDep, user: CurrentUser,
                      idempotency: IdempotencyDep):
-    snap = await act(temporal, visit_id, VisitWorkflow.reschedule, Reschedule(
-        actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
-        scheduled_end=as_utc(body.scheduled_end), reason=body.reason), idempotency_key=idempotency.key)
+    let_go(session)
+    snap = await act_recording_change(  # CHG-01
+        request.app.state.engine, temporal, settings, visit_id, VisitWorkflow.reschedule, Reschedule(
+            actor=actor_of(user), scheduled_start=as_utc(body.scheduled_start),
+            scheduled_end=as_utc(body.scheduled_end), reason=body.reason), "visit_rescheduled", idempotency.key)
     # AUTH-03: moved into (or out of) an order week, the visit changes which of the others fit the frequency.
     await recheck_order_neighbours(request.app.state.engine, temporal, snap.spec, None, "visit rescheduled")
     return VisitPublic.of(snap, settings)

@@ -278,6 +278,8 @@ class Authorization(AuthorizationBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     version: int = 1
     updated_at: datetime | None = None
+    # The sending system's own id for it (bulk intake): a re-sent row finds this authorization again.
+    source_id: str | None = Field(default=None, max_length=80, unique=True, index=True)
 
 
 class AuthorizationCreate(AuthorizationBase):
@@ -885,3 +887,127 @@ class PhysicianOrderPublic(PhysicianOrderBase):
     created_at: datetime
     created_by: str
     version: int
+
+
+# --- what changed (CHG-01) and events out -----------------------------------------------------
+
+
+class ChangeRecordBase(SQLModel):
+    at: datetime = Field(index=True)
+    actor: str = Field(max_length=80)  # the username, or the feeding system's account
+    kind: str = Field(max_length=40)  # authorization_added, authorization_changed, visit_rescheduled, ...
+    subject: str = Field(max_length=80)  # "authorization 12", "visit v1a2", "patient 3"
+    patient_id: int | None = None  # filters: no foreign key, a change outlives what it was about
+    payer_id: int | None = None
+    summary: str = Field(max_length=500)
+    # Field by field: [{"field": "units_total", "before": 40, "after": 30}, ...]
+    fields: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    visits_touched: int = 0  # the open visits it sent back to their gates
+
+
+class ChangeRecord(ChangeRecordBase, table=True):
+    """CHG-01: one change that can move money: who, when, before → after. Append-only; billers read it newest
+    first by id (ids and `at` grow together), so each filter's index ends in id."""
+
+    __tablename__ = "change_record"
+    __table_args__ = (
+        Index("ix_change_record_patient_id_id", "patient_id", "id"),
+        Index("ix_change_record_payer_id_id", "payer_id", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+
+
+class ChangeRecordPublic(ChangeRecordBase):
+    id: int
+
+
+class ChangeVisitBase(SQLModel):
+    change_id: int = Field(foreign_key="change_record.id", primary_key=True)
+    visit_id: str = Field(primary_key=True, max_length=64, index=True)
+    # pending (not re-checked yet), held, cleared, still_held, still_ready, units_moved, not_checked
+    outcome: str = Field(default="pending", max_length=20)
+    state_before: str | None = Field(default=None, max_length=20)
+    state_after: str | None = Field(default=None, max_length=20)
+    units_before: int | None = None
+    units_after: int | None = None
+    cents_before: int | None = None  # what the visit would bill, at the payer's rate, before and after
+    cents_after: int | None = None
+    detail: str | None = Field(default=None, max_length=500)  # the holds it ended up with, in words
+    checked_at: datetime | None = None
+
+
+class ChangeVisit(ChangeVisitBase, table=True):
+    """What one change did to one open visit, written once the visit has checked its gates again."""
+
+    __tablename__ = "change_visit"
+
+
+class ChangeVisitPublic(ChangeVisitBase):
+    pass
+
+
+def _web_address(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/]+[^\s]*$", value):
+        raise ValueError("must be an http:// or https:// address")
+    return value
+
+
+class EventEndpointBase(SQLModel):
+    url: str = Field(max_length=500)
+    description: str = Field(default="", max_length=200)
+    active: bool = True
+
+    _check_url = field_validator("url")(_web_address)
+
+
+class EventEndpoint(EventEndpointBase, table=True):
+    """A system that wants the change events: each event is POSTed to `url`, signed with `secret`."""
+
+    __tablename__ = "event_endpoint"
+    id: int | None = Field(default=None, primary_key=True)
+    secret: str = Field(max_length=200)
+    created_at: datetime
+    created_by: str = Field(max_length=80)
+
+
+class EventEndpointCreate(EventEndpointBase):
+    secret: str = Field(min_length=16, max_length=200)
+
+
+class EventEndpointUpdate(SQLModel):
+    url: str | None = Field(default=None, max_length=500)
+    description: str | None = Field(default=None, max_length=200)
+    active: bool | None = None
+    secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+    _check_url = field_validator("url")(_web_address)
+
+
+class EventEndpointPublic(EventEndpointBase):
+    """The secret is never shown again after it is set."""
+
+    id: int
+    created_at: datetime
+    created_by: str
+
+
+class EventDeliveryBase(SQLModel):
+    endpoint_id: int = Field(foreign_key="event_endpoint.id", primary_key=True)
+    event_id: str = Field(primary_key=True, max_length=40)
+    change_id: int = Field(index=True)
+    state: str = Field(default="pending", max_length=20)  # pending, delivered, given_up
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = None
+    updated_at: datetime
+
+
+class EventDelivery(EventDeliveryBase, table=True):
+    """How one event's delivery to one endpoint is going; written by the delivery workflow's activity."""
+
+    __tablename__ = "event_delivery"
+
+
+class EventDeliveryPublic(EventDeliveryBase):
+    pass

@@ -418,19 +418,22 @@ async def release_outcome(client: Client, batch_id: str, wait: timedelta = RELEA
 # --- AUTH-04 --------------------------------------------------------------------------------
 
 
-async def recheck_visits_for(session: Session, client: Client, auth: Authorization, change: str) -> list[str]:
+async def recheck_visits_for(session: Session, client: Client, auth: Authorization, change: str,
+                             change_id: int | None = None) -> list[str]:
     """AUTH-04: every open visit the authorization touches checks its gates again now."""
     return await _signal_gated_visits(
         session, client, [Visit.patient_id == auth.patient_id, Visit.payer_id == auth.payer_id,
                           Visit.service_code == auth.service_code],
         VisitWorkflow.authorization_changed,
-        AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc()))
+        AuthorizationChanged(authorization_id=auth.id, change=change, at=now_utc(), change_id=change_id))
 
 
-async def recheck_visits_of(session: Session, client: Client, what: str, condition, change: str) -> list[str]:
+async def recheck_visits_of(session: Session, client: Client, what: str, condition, change: str,
+                            change_id: int | None = None) -> list[str]:
     """A patient's or payer's facts changed (an address, a Medicaid id, EVV settings): re-check its visits."""
     return await _signal_gated_visits(session, client, [condition], VisitWorkflow.reference_data_changed,
-                                      ReferenceDataChanged(what=what, change=change, at=now_utc()))
+                                      ReferenceDataChanged(what=what, change=change, at=now_utc(),
+                                                           change_id=change_id))
 
 
 async def _signal_gated_visits(session: Session, client: Client, conditions: list, signal: Any,
@@ -439,6 +442,7 @@ async def _signal_gated_visits(session: Session, client: Client, conditions: lis
     waiting_for_gates = [s.value for s in OPEN_STATES if s not in (VisitState.scheduled, VisitState.documented)]
     visits = session.exec(select(Visit.id).where(*conditions, Visit.state.in_(waiting_for_gates))).all()
     session.rollback()  # hold no transaction (or write lock) across the calls to Temporal
+    signalled = []
     for visit_id in visits:
         handle = client.get_workflow_handle(visit_workflow_id(visit_id))
         try:
@@ -446,4 +450,7 @@ async def _signal_gated_visits(session: Session, client: Client, conditions: lis
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:  # closed since we looked: nothing to re-check
                 raise
-    return list(visits)
+            continue
+        signalled.append(visit_id)
+    # Only the visits that got the signal: a change record waits for the outcome of each (CHG-01).
+    return signalled

@@ -30,6 +30,7 @@ from visitflow.ui.routes import (
     admin,
     audit,
     billing,
+    changes,
     claims,
     clinician,
     dashboard,
@@ -159,7 +160,7 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     ui = UIState(settings, htmx)
     app.state.ui = ui
     for pages in (signin, clinician, visit, supervisor, billing, claims, remittances, revenue, dashboard, admin,
-                  audit, orders, missed):
+                  audit, orders, missed, changes):
         app.include_router(pages.router)
     app.include_router(router)  # htmx itself
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")

@@ -72,13 +72,15 @@ HTMX_URL = "/static/vendor/htmx.min.js"
 NAV = {  # each role's pages, its home first
     Role.clinician: [("My tasks", "/tasks")],
     Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Visits", "/visits"),
-                      ("Dashboard", "/dashboard"), ("Orders", "/orders"), ("Supervision", "/supervision")],
+                      ("Dashboard", "/dashboard"), ("Orders", "/orders"), ("Supervision", "/supervision"),
+                      ("What changed", "/changes"), ("Load CSV", "/intake")],
     Role.biller: [("Ready to bill", "/billing"), ("Holds", "/holds"), ("Claims", "/claims"),
                   ("Claim files", "/claim-files"), ("Remittances", "/remittances"), ("Visits", "/visits"),
-                  ("Dashboard", "/dashboard")],
+                  ("Dashboard", "/dashboard"), ("What changed", "/changes")],
     Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Claims", "/claims"),
                  ("Remittances", "/remittances"), ("Users", "/admin/users"), ("Audit", "/admin/audit"),
-                 ("Orders", "/orders"), ("Supervision", "/supervision")],
+                 ("Orders", "/orders"), ("Supervision", "/supervision"), ("What changed", "/changes"),
+                 ("Load CSV", "/intake")],
 }
 
 

@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePa
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from visitflow.activities.changes import ChangeActivities
     from visitflow.activities.visits import VisitActivities
     from visitflow.models import (
         END_STATES,
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         AdjustPunch,
         AuthorizationChanged,
         Cancel,
+        ChangeOutcomeReport,
         DenialKind,
         ExtendDeadline,
         Finding,
@@ -72,6 +74,9 @@ SEARCH_ATTRIBUTES = {  # name -> type, for `temporal server start-dev --search-a
     "VisitState": "Keyword", "VisitClinician": "Keyword", "VisitPayer": "Keyword",
     "VisitServiceDate": "Datetime",
 }
+
+# CHG-01: a visit that a recorded change reached writes what its next gate check found against that change.
+CHANGE_FEED = "change-feed"
 
 # Activities take milliseconds but may queue for the database under load: a generous start-to-close, and a
 # short heartbeat timeout (they heartbeat every second while running) so that when a worker dies, the activity
@@ -310,6 +315,10 @@ class VisitWorkflow:
     async def _check_gates(self) -> None:
         """Authorization and EVV gates; hold with named reasons, or become claim-ready."""
         self._visit.recheck = False
+        state_before = self._visit.state
+        units_before = self._visit.gate_result.billable_units if self._visit.gate_result else None
+        # The changes this check answers for: one arriving while it runs is answered by the next check.
+        answering = list(self._visit.changes_pending)
         result = await workflow.execute_activity_method(
             VisitActivities.evaluate_gates, self._snapshot(), **ACTIVITY_OPTIONS)
         if self._finished or self._visit.signature is None or self._visit.recheck:
@@ -323,6 +332,7 @@ class VisitWorkflow:
             # held for months adds only a timer and one activity per re-check to its history.
             if not (unchanged and workflow.patched("quiet-recheck")):
                 await self._project()
+            await self._report_changes(answering, state_before, units_before)
             try:
                 await workflow.wait_condition(
                     lambda: self._visit.recheck or self._finished or self._visit.signature is None
@@ -335,12 +345,32 @@ class VisitWorkflow:
             self._set_state(state, publish=state == VisitState.claim_ready or not self._lean_lifecycle())
             self._log("system", state.value, self._gate_detail(state))
         await self._project()
+        await self._report_changes(answering, state_before, units_before)
         while not (self._visit.recheck or self._finished or self._visit.signature is None):
             await workflow.wait_condition(
                 lambda: self._visit.recheck or self._finished or self._visit.signature is None
                 or self._fresh_run_wanted())
             if self._fresh_run_due():
                 return
+
+    async def _report_changes(self, reported: list[int], state_before: VisitState, units_before: int | None) -> None:
+        """CHG-01: tell the change records that reached this visit what the gate check they caused found.
+
+        Only a visit that received a change id asks for the patch, so histories from before it replay as they were.
+        """
+        if not reported or not workflow.patched(CHANGE_FEED):
+            return
+        r = self._visit.gate_result
+        await workflow.execute_activity_method(
+            ChangeActivities.record_change_outcomes,
+            ChangeOutcomeReport(visit_id=self._visit.spec.visit_id, change_ids=reported, state_before=state_before,
+                                state_after=self._visit.state, units_before=units_before,
+                                units_after=r.billable_units if r else None,
+                                holds=[h.message for h in self._visit.holds] if self._visit.state == VisitState.on_hold
+                                else []),
+            **ACTIVITY_OPTIONS)
+        # Changes that arrived since the check began wait for the next check.
+        self._visit.changes_pending = [c for c in self._visit.changes_pending if c not in reported]
 
     def _gate_detail(self, state: VisitState) -> str:
         r = self._visit.gate_result
@@ -658,14 +688,21 @@ class VisitWorkflow:
     @workflow.signal
     def authorization_changed(self, change: AuthorizationChanged) -> None:
         """AUTH-04: an authorization touching this visit changed; check the gates again now."""
-        self._log("system", "authorization_changed", f"authorization {change.authorization_id} {change.change}")
+        self._log("system", "authorization_changed",
+                  f"authorization {change.authorization_id} {change.change}{_change_ref(change.change_id)}")
+        self._note_change(change.change_id)
         self._visit.recheck = True
 
     @workflow.signal
     def reference_data_changed(self, change: ReferenceDataChanged) -> None:
         """The patient's or payer's facts changed (e.g. the service address was corrected): check again."""
-        self._log("system", "reference_data_changed", f"{change.what} {change.change}")
+        self._log("system", "reference_data_changed", f"{change.what} {change.change}{_change_ref(change.change_id)}")
+        self._note_change(change.change_id)
         self._visit.recheck = True
+
+    def _note_change(self, change_id: int | None) -> None:
+        if change_id is not None and change_id not in self._visit.changes_pending:
+            self._visit.changes_pending = [*self._visit.changes_pending, change_id]
 
     @workflow.query
     def snapshot(self) -> VisitSnapshot:
@@ -816,6 +853,11 @@ class VisitWorkflow:
             missed=v.missed,
             late_alert_at=v.late_alert_at,
         )
+
+
+def _change_ref(change_id: int | None) -> str:
+    """The timeline names the change record (the visit page links it); older signals carry none."""
+    return f" (change #{change_id})" if change_id is not None else ""
 
 
 def _hold_task_kind(hold: Finding) -> str:

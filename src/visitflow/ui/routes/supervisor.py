@@ -13,6 +13,7 @@ from visitflow.models import (
     ResolveHold,
 )
 from visitflow.services import queries
+from visitflow.services.changes import act_recording_change
 from visitflow.services.commands import act, actor_of
 from visitflow.ui.actions import finish, perform
 from visitflow.ui.deps import PageCursor, SupervisorUser, UIDep, render, visible_visit
@@ -81,9 +82,10 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
     ctx = {"view": view, "visit_id": visit_id, "target": target, "clinicians": queries.clinicians(session),
            "current_clinician": view.snap.spec.clinician_id}
     result = await perform(request, "_form_reassign.html", ctx, f,
-                           lambda: act(temporal, visit_id, VisitWorkflow.reassign, Reassign(
-                               actor=actor_of(user), clinician_id=clinician.id, reason=reason),
-                               idempotency_key=f.key))
+                           lambda: act_recording_change(  # CHG-01
+                               session.get_bind(), temporal, request.app.state.settings, visit_id,
+                               VisitWorkflow.reassign, Reassign(actor=actor_of(user), clinician_id=clinician.id,
+                                                                reason=reason), "visit_reassigned", f.key))
     if isinstance(result, Response):
         return result
     return await finish(request, session, user, target, result,

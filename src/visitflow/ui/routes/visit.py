@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from visitflow.catalogue import (
+    CHANGE_OUTCOMES,
     GATES,
 )
 from visitflow.db.tables import User
@@ -22,6 +23,7 @@ from visitflow.models import (
     VisitState,
 )
 from visitflow.services import queries
+from visitflow.services.changes import changes_of_visit
 from visitflow.settings import Settings
 from visitflow.ui.actions import work_context
 from visitflow.ui.deps import StaffUser, UserDep, get_ui, render, visible_visit
@@ -82,6 +84,9 @@ def visit_page_context(request: Request, session: Session, user: User, view: que
     return {"view": view, "snap": view.snap, "gates": gate_checklist(view.snap), "punches": punch_rows(view.snap),
             "decided": {a.key for a in view.snap.acknowledgements},
             "temporal_url": temporal_url(ui.settings, view.row.id) if operator else None,
+            # CHG-01: the changes that touched this visit, each linked (the staff who can open the change feed)
+            "visit_changes": changes_of_visit(session, view.row.id, 20) if user.role != Role.clinician else [],
+            "CHANGE_OUTCOME_WORDS": CHANGE_OUTCOMES,
             **work_context(session, user, view)}
 
 
