@@ -12,7 +12,7 @@ from copy import copy
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, create_model, field_validator
+from pydantic import AfterValidator, BaseModel, create_model, field_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -24,6 +24,16 @@ from visitflow.models import DEFAULT_PAYER_RULES, Discipline, Role, RoundingStra
 MAX_UNITS = 1_000_000
 HCPCS_PATTERN = r"^[A-Za-z][0-9]{4}$"
 MODIFIER_PATTERN = r"^[A-Za-z0-9]{2}$"
+
+def OneOf(*allowed: str):  # noqa: N802 - reads like a type in the models below
+    """A text column holding one of a few words. (SQLModel's `regex=` is not enforced on these models; this is,
+    also in the PATCH bodies `partial` makes.)"""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(allowed)}")
+        return value
+    return Annotated[str, AfterValidator(check)]
+
 
 def partial(model: type[SQLModel], name: str) -> type[BaseModel]:
     """A PATCH body: the same fields and checks as `model`, each optional."""
@@ -162,8 +172,8 @@ class PatientBase(SQLModel):
     longitude: float | None = Field(default=None, ge=-180, le=180)
     phone: str | None = Field(default=None, max_length=30)
     # What the 837P needs about the member: DMG03 gender (F, M or U) and the diagnoses for HI, principal first.
-    gender: str = Field(default="U", regex=r"^[FMU]$", min_length=1, max_length=1,
-                        sa_column_kwargs={"server_default": "U"})
+    gender: OneOf("F", "M", "U") = Field(default="U", min_length=1, max_length=1,
+                                         sa_column_kwargs={"server_default": "U"})
     diagnosis_codes: list[Icd10] = Field(default_factory=list, max_length=12,
                                          sa_column=Column(JSON, nullable=False, server_default="[]"))
 
@@ -225,8 +235,8 @@ class PayerBase(SQLModel):
     rate_per_unit_cents: int = Field(default=600, ge=0, le=10_000_000)  # unless the fee schedule says otherwise
     # How visits are grouped into claims: one claim per visit, per patient-week (Monday to Sunday) or per
     # patient-month.
-    billing_period: str = Field(default="visit", regex=r"^(visit|week|month)$", max_length=5,
-                                sa_column_kwargs={"server_default": "visit"})
+    billing_period: OneOf("visit", "week", "month") = Field(default="visit", max_length=5,
+                                                            sa_column_kwargs={"server_default": "visit"})
     # CLM-07: days from the date of service the payer accepts a claim (Medicare 365, Texas Medicaid 95), and
     # how many days before that the billing queue starts warning.
     filing_limit_days: int = Field(default=365, ge=1, le=3650, sa_column_kwargs={"server_default": "365"})
@@ -457,26 +467,18 @@ class VisitRollup(SQLModel, table=True):
     at: int = Field(primary_key=True)
     bucket: int = Field(primary_key=True)
     n: int = 0
-SUPERVISION_CARE = ("skilled", "aide_only")
 
 
 class PatientSupervisionBase(SQLModel):
     """SUP-01: how a patient's aide care is supervised. Skilled care: an RN or therapist every 14 days; aide-only
     care: every 60 days (agency settings)."""
 
-    care: str = Field(regex=r"^(skilled|aide_only)$", max_length=10)
+    care: OneOf("skilled", "aide_only") = Field(max_length=10)  # skilled: aide with skilled services
     supervising_clinician_id: int | None = Field(default=None, foreign_key="clinician.id", ge=1,
                                                  le=2_147_483_647)
     # The last supervisory visit before VisitFlow kept track (when a patient is set up); later ones are recorded
     # as they are documented.
     last_visit_on: date | None = None
-
-    @field_validator("care")
-    @classmethod
-    def _care_kind(cls, v: str) -> str:
-        if v not in SUPERVISION_CARE:
-            raise ValueError("care must be 'skilled' (aide with skilled services) or 'aide_only'")
-        return v
 
 
 class PatientSupervision(PatientSupervisionBase, table=True):
