@@ -5,7 +5,8 @@ signature, and signing the order moving the visit waiting on it to claim-ready (
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest_asyncio
 from sqlmodel import Session, select
@@ -16,6 +17,7 @@ from tests.ui.conftest import end_order_chases
 from visitflow.db.session import write_session
 from visitflow.db.tables import Payer, PhysicianOrder
 from visitflow.models import Discipline
+from visitflow.settings import Settings
 
 NPI = "1234567893"
 
@@ -117,7 +119,10 @@ async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, age
 
     page = (await api.get("/api/orders/pending", params={"limit": 200}, headers=supervisor)).json()
     mine = next(p for p in page["items"] if p["order"]["id"] == order["id"])
-    assert mine["age_days"] == 3 and mine["visits_waiting"] == 1 and mine["dollars_waiting_cents"] == 8 * 600
+    # Age in the agency's days (its time zone), from the day the order went out.
+    sent_on = date.fromisoformat(order_body(agency, t0)["sent_on"])
+    assert mine["age_days"] == (datetime.now(ZoneInfo(Settings().agency_timezone)).date() - sent_on).days
+    assert mine["visits_waiting"] == 1 and mine["dollars_waiting_cents"] == 8 * 600
     assert mine["patient_name"].startswith("Alice")
 
     r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": "2000-01-01"}, headers=admin)

@@ -115,7 +115,9 @@ async def start_chase(client: Client, settings: Settings, chase: OrderChase) -> 
         await client.start_workflow(
             OrderWorkflow.run, chase, id=order_workflow_id(chase.order_id), task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            # A chase that ended signed or returned is never started again; one an operator terminated (or that
+            # failed) may be, so a resumed start picks the order up again.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
     except WorkflowAlreadyStartedError:
         pass  # chased and finished already
 
