@@ -4,8 +4,6 @@ one held for timely filing. The 835s are what a payer would send back for the cl
 
 from __future__ import annotations
 
-import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -14,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import postgres_database
-from tests.e2e.test_up import HOME, Running, at, deliver, free_port, start_up, stop_up, until_state
+from tests.e2e.test_up import HOME, Running, at, deliver, until_state, up_running
 from tests.remittance_files import ClaimAnswer, LineAnswer, write_835
 
 pytestmark = pytest.mark.e2e
@@ -25,24 +22,9 @@ DEMO_CONFIG = Path(__file__).parents[2] / "deploy" / "visitflow.demo.toml"
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory) -> Iterator[Running]:
-    cwd = tmp_path_factory.mktemp("visitflow-up-claims")
-    env = dict(os.environ)
-    temporal_port, ui_port, api_port = free_port(), free_port(), free_port()
-    env.update({"VISITFLOW_DATA_DIR": str(cwd / "data"), "VISITFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-                "VISITFLOW_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}", "VISITFLOW_API_PORT": str(api_port),
-                "VISITFLOW_CONFIG": str(DEMO_CONFIG)})  # what `make run` uses: the demo agency's billing identity
-    env.pop("DATABASE_URL", None)
-    with contextlib.ExitStack() as stack:
-        pg = os.environ.get("VISITFLOW_TEST_DATABASE_URL", "")
-        if pg.startswith("postgres"):
-            env["DATABASE_URL"] = stack.enter_context(postgres_database(pg))
-        log = cwd / "up.log"
-        up = Running(start_up(env, cwd, log), f"http://127.0.0.1:{api_port}", f"127.0.0.1:{temporal_port}",
-                     env, cwd, log)
-        try:
-            yield up
-        finally:
-            stop_up(up.process)
+    # What `make run` uses: the demo agency's billing identity.
+    with up_running(tmp_path_factory, "visitflow-up-claims", VISITFLOW_CONFIG=str(DEMO_CONFIG)) as up:
+        yield up
 
 
 def reference_data(admin: httpx.Client, filing_limit_days: int) -> dict:

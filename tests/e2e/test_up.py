@@ -81,9 +81,10 @@ def stop_up(process: subprocess.Popen) -> int:
         raise
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory) -> Iterator[Running]:
-    cwd = tmp_path_factory.mktemp("visitflow-up")
+@contextlib.contextmanager
+def up_running(tmp_path_factory, name: str = "visitflow-up", **extra_env: str) -> Iterator[Running]:
+    """`visitflow up` in a folder of its own, on free ports, on SQLite (or PostgreSQL in the PostgreSQL run)."""
+    cwd = tmp_path_factory.mktemp(name)
     env = dict(os.environ)
     temporal_port, ui_port, api_port = free_port(), free_port(), free_port()
     env.update({
@@ -91,9 +92,7 @@ def running(tmp_path_factory) -> Iterator[Running]:
         "VISITFLOW_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         "VISITFLOW_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
         "VISITFLOW_API_PORT": str(api_port),
-        # Agency policy in seconds, so an escalation happens inside the test (the settings are one source).
-        "VISITFLOW_NOTE_DUE": "2s",
-        "VISITFLOW_NOTE_ESCALATE_AFTER": "2s",
+        **extra_env,
     })
     env.pop("DATABASE_URL", None)
     with contextlib.ExitStack() as stack:
@@ -108,6 +107,13 @@ def running(tmp_path_factory) -> Iterator[Running]:
         finally:  # the restart test replaces the process: stop whichever runs now
             if up.process.poll() is None:
                 stop_up(up.process)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory) -> Iterator[Running]:
+    # Agency policy in seconds, so an escalation happens inside the test (the settings are one source).
+    with up_running(tmp_path_factory, VISITFLOW_NOTE_DUE="2s", VISITFLOW_NOTE_ESCALATE_AFTER="2s") as up:
+        yield up
 
 
 def until_state(http: httpx.Client, visit_id: str, *states: str, timeout: float = 20) -> dict:
