@@ -228,4 +228,5 @@ CHANGE_OUTCOMES = {"pending": "Re-checking…", "held": "Put on hold", "cleared"
 CHANGE_KINDS = {"authorization_added": "Authorization added", "authorization_changed": "Authorization changed",
                 "authorization_ended": "Authorization ended", "visit_rescheduled": "Visit rescheduled",
                 "visit_reassigned": "Visit reassigned", "patient_changed": "Patient details changed",
-              "payer_changed": "Payer details changed"}
+                "payer_changed": "Payer details changed", "order_added": "Physician order entered",
+                "order_changed": "Physician order changed"}

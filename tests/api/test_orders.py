@@ -116,6 +116,10 @@ async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, age
     order = (await api.post("/api/orders", json=order_body(agency, t0), headers=admin)).json()
     held = await until_state_with(api, agency, visit["id"], lambda v: [h["rule_id"] for h in v["holds"]] == ["ORD-02"])
     assert held["state"] == "on_hold"
+    # CHG-01: the order is a change that moved money, with what it did to the waiting visit.
+    changes = (await api.get("/api/changes", params={"patient": agency.patient.id}, headers=admin)).json()
+    entered = next(c for c in changes["items"] if c["subject"] == f"order {order['id']}")
+    assert entered["kind"] == "order_added" and entered["visits_touched"] == 1
 
     page = (await api.get("/api/orders/pending", params={"limit": 200}, headers=supervisor)).json()
     mine = next(p for p in page["items"] if p["order"]["id"] == order["id"])

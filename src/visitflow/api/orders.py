@@ -70,11 +70,13 @@ async def create_order(body: PhysicianOrderCreate, request: Request, session: Wr
                        temporal: TemporalDep, settings: SettingsDep, user: AdminUser, idempotency: IdempotencyDep):
     """Enter an order sent for signature: its chase starts (ORD-03) and the open visits it covers re-check."""
     order = orders.new_order(session, body, actor_of(user))
+    change = orders.record_order_change(session, user.username, order, None)  # CHG-01
     public = PhysicianOrderPublic.model_validate(order)
     # The answer to a retry is stored with the row: created once, whatever dies when.
     answer = idempotency.answer(request, session, status.HTTP_201_CREATED, OrderChanged(**public.model_dump()))
     session.commit()
-    await orders.after_order_stored(session, temporal, settings, order, "order entered")
+    await orders.after_order_stored(session, temporal, settings, order, "order entered",
+                                    change_id=change.id if change else None)
     return answer
 
 
@@ -125,10 +127,14 @@ def get_order(order_id: RowId, session: SessionDep, _user: OfficeReader):
 async def change_order(order_id: RowId, body: PhysicianOrderUpdate, session: WriteSessionDep,
                        temporal: TemporalDep, settings: SettingsDep, user: AdminUser):
     """Change an order (a new frequency, a new end date): every open visit it touches checks its gates again."""
+    stored = session.get(PhysicianOrder, order_id)
+    prior = orders.order_facts(stored) if stored is not None else None
     order, before = orders.change_order(session, order_id, body, actor_of(user))
+    change = orders.record_order_change(session, user.username, order, prior)  # CHG-01
     public = PhysicianOrderPublic.model_validate(order)
     session.commit()
-    rechecked = await orders.after_order_stored(session, temporal, settings, order, "order changed", before)
+    rechecked = await orders.after_order_stored(session, temporal, settings, order, "order changed", before,
+                                                change_id=change.id if change else None)
     return OrderChanged(**public.model_dump(), rechecked_visits=rechecked)
 
 

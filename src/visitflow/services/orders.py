@@ -50,6 +50,7 @@ from visitflow.rules.claims import npi_is_valid
 from visitflow.rules.facts import GateInput, PatientFacts
 from visitflow.rules.frequency import FrequencyError, parse_frequency
 from visitflow.rules.orders import ORDER_KINDS, auth_03_within_frequency, frequency_for
+from visitflow.services.changes import announce_change, field_changes, record_change
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
 from visitflow.workflows.order import OrderWorkflow, order_workflow_id
@@ -122,9 +123,11 @@ async def start_chase(client: Client, settings: Settings, chase: OrderChase) -> 
         pass  # chased and finished already
 
 
-async def recheck_order_visits(client: Client, order_id: int, visit_ids: list[str], change: str) -> list[str]:
-    """AUTH-04 for orders: each open visit the order touches checks its gates again now."""
-    payload = ReferenceDataChanged(what=f"order {order_id}", change=change, at=now_utc())
+async def recheck_order_visits(client: Client, order_id: int, visit_ids: list[str], change: str,
+                               change_id: int | None = None) -> list[str]:
+    """AUTH-04 for orders: each open visit the order touches checks its gates again now (and, with a change
+    record, writes what the re-check did against it: CHG-01)."""
+    payload = ReferenceDataChanged(what=f"order {order_id}", change=change, at=now_utc(), change_id=change_id)
     for visit_id in visit_ids:
         try:
             await client.get_workflow_handle(visit_workflow_id(visit_id)).signal(
@@ -147,7 +150,8 @@ def new_order(session: Session, body: PhysicianOrderCreate, actor: Actor) -> Phy
 
 
 async def after_order_stored(session: Session, client: Client, settings: Settings, order: PhysicianOrder,
-                             change: str, before: tuple[date, date | None] | None = None) -> list[str]:
+                             change: str, before: tuple[date, date | None] | None = None,
+                             change_id: int | None = None) -> list[str]:
     """Start the chase (a new order) and tell the open visits in the order's dates to check their gates."""
     patient = session.get(Patient, order.patient_id)
     chase = chase_of(order, patient, settings) if order.status == "sent" else None
@@ -156,7 +160,32 @@ async def after_order_stored(session: Session, client: Client, settings: Setting
     session.rollback()  # hold no transaction across the calls to Temporal
     if chase is not None:
         await start_chase(client, settings, chase)
-    return await recheck_order_visits(client, order_id, visits, change)
+    touched = await recheck_order_visits(client, order_id, visits, change, change_id)
+    if change_id is not None:
+        await announce_change(session.get_bind(), client, settings, change_id, touched)
+    return touched
+
+
+# CHG-01: what of an order can move money.
+ORDER_FACTS = ("kind", "frequencies", "effective_from", "effective_to", "sent_on", "status", "signed_on")
+
+
+def order_facts(order: PhysicianOrder) -> dict:
+    return {name: getattr(order, name) for name in ORDER_FACTS}
+
+
+def record_order_change(session: Session, actor: str, order: PhysicianOrder, before: dict | None):
+    """CHG-01: an order entered (before is None) or changed, in the caller's transaction; None if nothing moved."""
+    moved = field_changes(before or {}, order_facts(order))
+    if not moved:
+        return None
+    if before is None:
+        kind, words = "order_added", f"entered: {', '.join(order.frequencies)}"
+    else:
+        kind, words = "order_changed", f"changed: {', '.join(m['field'] for m in moved)}"
+    return record_change(session, actor=actor, kind=kind, subject=f"order {order.id}",
+                         summary=f"order {order.id} ({order.practitioner_name}) {words}", fields=moved,
+                         patient_id=order.patient_id)
 
 
 def change_order(session: Session, order_id: int, body: PhysicianOrderUpdate,
