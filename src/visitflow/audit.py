@@ -79,6 +79,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/claims/{claim_id}/void"): "voided_claim",
     ("POST", "/api/remittances"): "imported_remittance",
     ("POST", "/api/orders"): "entered_order",
+    ("POST", "/orders"): "entered_order",
     ("PATCH", "/api/orders/{order_id}"): "changed_order",
     ("POST", "/api/orders/{order_id}/signature"): "recorded_order_signature",
     ("POST", "/orders/{order_id}/sign"): "recorded_order_signature",

@@ -194,6 +194,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/remittances"): only(A, B),
     ("GET", "/remittances/{remittance_id}"): only(A, B),
     ("GET", "/orders"): only(A, S),
+    ("POST", "/orders"): ADMIN,
     ("POST", "/orders/{order_id}/sign"): ADMIN,
     ("POST", "/orders/{order_id}/return"): ADMIN,
     ("GET", "/changes"): STAFF,

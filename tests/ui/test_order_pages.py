@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from tests.ui.conftest import end_order_chases, htmx, recent_start, sign_in
 from visitflow.db.session import write_session
@@ -76,3 +76,31 @@ async def test_supervisors_read_the_page_and_only_the_office_records(web, visits
         assert (await web.get("/orders")).status_code == 403
     finally:
         await end_order_chases(visits.client, [order_id])
+
+
+async def test_the_office_enters_an_order_from_the_page(web, visits, engine):
+    agency = visits.agency
+    token = await sign_in(web, agency.users["admin"].username)
+    page = await web.get("/orders")
+    assert page.status_code == 200 and "Enter an order sent for signature" in page.text
+    today = recent_start(0).date()
+    form = {"csrf_token": token, "kind": "plan_of_care", "patient_id": str(agency.patient.id),
+            "practitioner_name": "Dr. Rivera", "practitioner_npi": "1234567890", "frequencies": "HHA 3W2, 2Q2",
+            "effective_from": (today - timedelta(days=3)).isoformat(), "sent_on": today.isoformat()}
+    wrong = await web.post("/orders", data=form)
+    assert wrong.status_code == 422 and "NPI" in wrong.text and 'value="Dr. Rivera"' in wrong.text
+    wrong = await web.post("/orders", data={**form, "practitioner_npi": "1234567893"})
+    assert wrong.status_code == 422 and "position 9: expected W after the visit count" in wrong.text
+
+    good = {**form, "practitioner_npi": "1234567893", "frequencies": "HHA 3W2, 2W2\nSN 1W4"}
+    entered = await web.post("/orders", data=good)
+    assert entered.status_code == 303 and "entered" in entered.headers["location"]
+    shown = await web.get(entered.headers["location"])
+    assert "its signature is being chased" in shown.text and "Dr. Rivera" in shown.text
+    again = await web.post("/orders", data=good)  # a double click or a resend: one order
+    assert again.status_code == 303 and "already+entered" in again.headers["location"]
+    with Session(engine) as s:
+        mine = s.exec(select(PhysicianOrder).where(PhysicianOrder.patient_id == agency.patient.id,
+                                                   PhysicianOrder.practitioner_name == "Dr. Rivera")).all()
+    assert len(mine) == 1 and mine[0].frequencies == ["HHA 3W2, 2W2", "SN 1W4"]
+    await end_order_chases(visits.client, [mine[0].id])

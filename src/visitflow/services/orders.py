@@ -138,6 +138,15 @@ async def recheck_order_visits(client: Client, order_id: int, visit_ids: list[st
     return visit_ids
 
 
+def same_order(session: Session, body: PhysicianOrderCreate) -> PhysicianOrder | None:
+    """An order already entered with exactly these facts (found by the patient's index)."""
+    for order in session.exec(select(PhysicianOrder).where(
+            PhysicianOrder.patient_id == body.patient_id, PhysicianOrder.effective_from == body.effective_from)):
+        if all(getattr(order, name) == value for name, value in body.model_dump().items()):
+            return order
+    return None
+
+
 def new_order(session: Session, body: PhysicianOrderCreate, actor: Actor) -> PhysicianOrder:
     """Store the order (in `session`'s transaction; the caller commits with its answer)."""
     check_order(session, body)

@@ -7,15 +7,19 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session
 
-from visitflow.db.tables import User
+from visitflow.db.session import write_session
+from visitflow.db.tables import PhysicianOrder, PhysicianOrderCreate, User
 from visitflow.deps import MAX_ROW_ID, SessionDep, TemporalDep, let_go
 from visitflow.models import Role
 from visitflow.services import orders
 from visitflow.services.commands import actor_of
 from visitflow.services.errors import ServiceError
 from visitflow.ui.deps import get_ui, render, role_page
+from visitflow.ui.forms import FormState, read_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,10 +41,64 @@ def orders_page(request: Request, session: SessionDep, user: OfficeReader,
     settings = get_ui(request).settings
     rows = orders.pending_orders(session, orders.agency_today(settings), PAGE + 1, cursor)
     more = rows[PAGE - 1].order if len(rows) > PAGE else None
-    return render(request, "orders.html", {
-        "rows": rows[:PAGE], "kinds": orders.ORDER_KINDS, "can_act": user.role == Role.admin, "first": after is None,
-        "next_after": f"{more.sent_on.isoformat()}:{more.id}" if more else None,
-        "today": orders.agency_today(settings)})
+    return render(request, "orders.html", _page_context(session, request, user, rows[:PAGE], after, more,
+                                                         FormState(), request.query_params.get("done", "")))
+
+
+def _page_context(session, request: Request, user: User, rows, after, more, f: FormState, done: str = "") -> dict:
+    return {"rows": rows, "kinds": orders.ORDER_KINDS, "can_act": user.role == Role.admin, "first": after is None,
+            "next_after": f"{more.sent_on.isoformat()}:{more.id}" if more else None,
+            "today": orders.agency_today(get_ui(request).settings), "f": f, "done": done[:200]}
+
+
+ORDER_FIELDS = ["kind", "patient_id", "practitioner_name", "practitioner_npi", "frequencies", "effective_from",
+                "effective_to", "sent_on", "document_ref"]
+
+
+@router.post("/orders")
+async def enter(request: Request, session: SessionDep, temporal: TemporalDep, user: Office) -> Response:
+    """The office enters an order it sent for signature: its chase starts and the visits it covers re-check."""
+    form = await request.form()
+    f = read_form(form, ORDER_FIELDS)
+    values = {name: f.v(name).strip() for name in ORDER_FIELDS}
+    values["frequencies"] = [line.strip() for line in f.v("frequencies").splitlines() if line.strip()]
+    for optional in ("effective_to", "document_ref"):
+        values[optional] = values[optional] or None
+    try:
+        body = PhysicianOrderCreate.model_validate(values)
+    except ValidationError as err:
+        for problem in err.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else "form"
+            f.errors.setdefault(name if name in ORDER_FIELDS else "form",
+                                problem["msg"].removeprefix("Value error, "))
+        return _again(request, session, user, f)
+    engine = request.app.state.engine
+    let_go(session)
+    with write_session(engine) as s:
+        # The same order entered twice (a double click, a resend) is one order.
+        same = orders.same_order(s, body)
+        if same is not None:
+            return RedirectResponse(f"/orders?done=Order+{same.id}+was+already+entered.", 303)
+        try:
+            order = orders.new_order(s, body, actor_of(user))
+        except ServiceError as err:
+            f.errors[err.field if err.field in ORDER_FIELDS else "form"] = err.message
+            return _again(request, session, user, f, err.status)
+        change = orders.record_order_change(s, user.username, order, None)  # CHG-01
+        s.commit()
+        order_id, change_id = order.id, change.id if change else None
+    with Session(engine) as reader:  # the writer's lock is let go before Temporal is called
+        stored = reader.get(PhysicianOrder, order_id)
+        await orders.after_order_stored(reader, temporal, get_ui(request).settings, stored, "order entered",
+                                        change_id=change_id)
+    return RedirectResponse(f"/orders?done=Order+{order_id}+entered%3A+its+signature+is+being+chased.", 303)
+
+
+def _again(request: Request, session, user: User, f: FormState, status: int = 422) -> Response:
+    rows = orders.pending_orders(session, orders.agency_today(get_ui(request).settings), PAGE + 1, None)
+    more = rows[PAGE - 1].order if len(rows) > PAGE else None
+    return render(request, "orders.html", _page_context(session, request, user, rows[:PAGE], None, more, f),
+                  status=status)
 
 
 def _order_id(order_id: int) -> int:
