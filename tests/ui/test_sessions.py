@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from tests.conftest import Agency
 from tests.ui.conftest import csrf_of, htmx, sign_in
 from visitflow.db.tables import User, UserSession
+from visitflow.models import Role
 from visitflow.main import create_app
 from visitflow.settings import Settings
 
@@ -251,7 +252,7 @@ async def test_the_users_page_is_for_office_staff_only(web, agency):
     assert refused.status_code == 403 and "This page is for office staff." in refused.text
     web.cookies.clear()
     token = await sign_in(web, agency.users["admin"].username)
-    page = await web.get("/admin/users")
+    page = await web.get(f"/admin/users?q={agency.tag}")  # a page of 50 people; found by name
     assert page.status_code == 200 and "<h1>Users</h1>" in page.text
     assert '<a href="/admin/users" aria-current="page">Users</a>' in page.text
     for who in ("clinician", "supervisor", "biller"):
@@ -301,7 +302,7 @@ async def test_an_admin_adds_a_person_and_manages_them_on_the_page(web, agency, 
     issued = await web.post(f"/admin/users/{nora.id}/tokens", data={"name": "Phone app"}, headers=htmx(token))
     assert issued.status_code == 200
     raw = issued.text.split('<code class="token">')[1].split("</code>")[0]
-    assert raw.startswith("vf_") and raw not in (await web.get("/admin/users")).text
+    assert raw.startswith("vf_") and raw not in (await web.get(f"/admin/users?q={agency.tag}")).text
     async with browser(web._transport.app) as app_client:  # noqa: SLF001
         assert (await app_client.get("/api/tasks", headers={"Authorization": f"Bearer {raw}"})).status_code == 200
         token_id = (await app_client.get(f"/api/users/{nora.id}/tokens",
@@ -325,7 +326,7 @@ async def test_a_locked_account_shows_on_the_page_and_is_unlocked_there(web, age
         s.add(row)
         s.commit()
     token = await sign_in(web, agency.users["admin"].username)
-    assert "Locked until" in (await web.get("/admin/users")).text
+    assert "Locked until" in (await web.get(f"/admin/users?q={agency.tag}")).text
     unlocked = await web.post(f"/admin/users/{user.id}/unlock", headers=htmx(token))
     assert unlocked.status_code == 200 and "can sign in again" in unlocked.text
     with Session(engine) as s:
@@ -336,3 +337,20 @@ async def test_a_locked_account_shows_on_the_page_and_is_unlocked_there(web, age
 async def test_the_users_page_asks_for_sign_in(web, path):
     response = await web.get(path)
     assert response.status_code == 303 and response.headers["location"] == f"/signin?next={path}"
+
+
+async def test_the_users_page_shows_fifty_people_at_a_time_and_finds_one_by_name(web, agency, engine):
+    tag = f"pg{agency.tag}"
+    with Session(engine) as s:
+        for n in range(55):
+            s.add(User(username=f"aide{n:02d}-{tag}", display_name=f"Aide {n:02d}", role=Role.clinician,
+                       password_hash="x"))
+        s.commit()
+    await sign_in(web, agency.users["admin"].username)
+    first = await web.get(f"/admin/users?q={tag}")
+    assert first.text.count(f"-{tag}</") >= 50 and f"aide49-{tag}" in first.text and f"aide50-{tag}" not in first.text
+    assert f'after=aide49-{tag}' in first.text
+    second = await web.get(f"/admin/users?q={tag}&after=aide49-{tag}")
+    assert f"aide50-{tag}" in second.text and f"aide54-{tag}" in second.text and f"aide49-{tag}" not in second.text
+    nobody = await web.get("/admin/users?q=no-such-person-anywhere")
+    assert "holds “no-such-person-anywhere”" in nobody.text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -64,8 +64,18 @@ def find_user(session: Session, username: str) -> User:
     return user
 
 
-def list_users(session: Session) -> list[User]:
-    return list(session.exec(select(User).order_by(User.username)))
+def list_users(session: Session, after: str | None = None, limit: int | None = None,
+               named: str | None = None) -> list[User]:
+    """People by username; with `limit`, a page of them after the username `after` (keyset, by the unique index);
+    with `named`, only those whose username or name holds it."""
+    query = select(User).order_by(User.username)
+    if named:
+        query = query.where(or_(User.username.contains(named.lower()), User.display_name.icontains(named)))
+    if after:
+        query = query.where(User.username > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query))
 
 
 def count_users(engine: Engine) -> int:
@@ -190,9 +200,9 @@ def issue_token(session: Session, user_id: int, name: str) -> tuple[ApiToken, st
     return token, raw
 
 
-def all_tokens(session: Session) -> list[ApiToken]:
-    """Every token (revoked ones too: they are part of the record), for the admin page's list of people."""
-    return list(session.exec(select(ApiToken).order_by(ApiToken.id)))
+def tokens_of(session: Session, user_ids: list[int]) -> list[ApiToken]:
+    """The tokens of these people (revoked ones too: they are part of the record), for the admin page."""
+    return list(session.exec(select(ApiToken).where(ApiToken.user_id.in_(user_ids)).order_by(ApiToken.id)))
 
 
 def list_tokens(session: Session, user_id: int) -> list[ApiToken]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel import Session
@@ -20,7 +20,6 @@ from visitflow.services import queries
 from visitflow.services.errors import ServiceError
 from visitflow.services.users import (
     add_user,
-    all_tokens,
     change_user,
     field_problems,
     get_user,
@@ -28,6 +27,7 @@ from visitflow.services.users import (
     issue_token,
     list_tokens,
     list_users,
+    tokens_of,
     reset_password,
     revoke_token,
     set_active,
@@ -66,18 +66,26 @@ def _sentence(message: str) -> str:
 
 
 @router.get("/admin/users")
-def users_page(request: Request, session: SessionDep, admin: AdminPage) -> Response:
-    return render(request, "users.html", {"f": FormState(), **_list_context(session)})
+def users_page(request: Request, session: SessionDep, admin: AdminPage,
+               after: Annotated[str | None, Query(max_length=80)] = None,
+               q: Annotated[str | None, Query(max_length=80)] = None) -> Response:
+    return render(request, "users.html", {"f": FormState(), **_list_context(session, after, (q or "").strip())})
 
 
-def _list_context(session: Session) -> dict[str, Any]:
-    users = list_users(session)
+USERS_PAGE = 50
+
+
+def _list_context(session: Session, after: str | None = None, named: str = "") -> dict[str, Any]:
+    # One more than shown says whether there is a next page.
+    users = list_users(session, after, USERS_PAGE + 1, named or None)
+    shown = users[:USERS_PAGE]
     tokens: dict[int, list[ApiToken]] = {}
-    for t in all_tokens(session):
+    for t in tokens_of(session, [u.id for u in shown]):
         tokens.setdefault(t.user_id, []).append(t)
-    return {"cards": [{"u": u, "tokens": tokens.get(u.id, []), "locked": is_locked(u), "forms": {}} for u in users],
+    return {"cards": [{"u": u, "tokens": tokens.get(u.id, []), "locked": is_locked(u), "forms": {}} for u in shown],
             "clinicians": queries.clinicians(session), "clinician_names": _clinician_names(session),
-            "roles": list(Role)}
+            "roles": list(Role), "after": after, "q": named,
+            "next_after": shown[-1].username if len(users) > USERS_PAGE else None}
 
 
 @router.post("/admin/users")
