@@ -641,6 +641,7 @@ class OrderChase(BaseModel):
     title: str  # "plan of care #12 for Ana Lopez (Dr. Rivera)"
     sent_on: date
     sent_at: datetime  # the chase's clock starts here
+    entered_at: datetime  # when the order was entered: with its id, the chase's workflow id
     remind_every: timedelta
     escalate_after: timedelta
 

@@ -28,7 +28,7 @@ async def chases_end(client, agency, engine):
     yield
     with Session(engine) as s:
         ids = list(s.exec(select(PhysicianOrder.id).where(PhysicianOrder.patient_id == agency.patient.id)))
-    await end_order_chases(client, ids)
+    await end_order_chases(client, engine, ids)
 
 
 def order_body(agency: Agency, t0, **over) -> dict:

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -87,11 +87,17 @@ async def end_workflows(client: Client, visit_ids: list[str]) -> None:
                 raise
 
 
-async def end_order_chases(client: Client, order_ids: list[int]) -> None:
+async def end_order_chases(client: Client, engine: Engine, order_ids: list[int]) -> None:
     """Terminate the orders' signature chases (ORD-03), for the same reason."""
-    for order_id in order_ids:
+    from visitflow.db.tables import PhysicianOrder
+    from visitflow.workflows.order import order_workflow_id
+
+    with Session(engine) as s:
+        entered = dict(s.exec(select(PhysicianOrder.id, PhysicianOrder.created_at)
+                              .where(PhysicianOrder.id.in_(order_ids))).all())
+    for order_id, at in entered.items():
         try:
-            await client.get_workflow_handle(f"order-{order_id}").terminate("test finished")
+            await client.get_workflow_handle(order_workflow_id(order_id, at)).terminate("test finished")
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:  # signed or returned: nothing to end
                 raise

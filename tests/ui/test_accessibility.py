@@ -63,5 +63,5 @@ async def test_no_page_has_a_serious_accessibility_problem(live_url, browser, ag
             assert response.status == 200, f"{role} {url}: {response.status}"
             problems += [f"{role} {url}: {p}" for p in await serious_problems(person.page)]
         await person.leave()
-    await end_order_chases(visits.client, [order_id])
+    await end_order_chases(visits.client, visits.engine, [order_id])
     assert not problems, "\n".join(problems)

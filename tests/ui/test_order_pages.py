@@ -59,7 +59,7 @@ async def test_the_office_sees_pending_orders_and_records_signatures_and_returns
         after = await web.get("/orders")
         assert f"Verbal order #{signed_id}" not in after.text and f"Verbal order #{returned_id}" not in after.text
     finally:
-        await end_order_chases(visits.client, [signed_id, returned_id])
+        await end_order_chases(visits.client, visits.engine, [signed_id, returned_id])
 
 
 async def test_supervisors_read_the_page_and_only_the_office_records(web, visits):
@@ -75,7 +75,7 @@ async def test_supervisors_read_the_page_and_only_the_office_records(web, visits
         await sign_in(web, agency.users["biller"].username)
         assert (await web.get("/orders")).status_code == 403
     finally:
-        await end_order_chases(visits.client, [order_id])
+        await end_order_chases(visits.client, visits.engine, [order_id])
 
 
 async def test_the_office_enters_an_order_from_the_page(web, visits, engine):
@@ -103,4 +103,4 @@ async def test_the_office_enters_an_order_from_the_page(web, visits, engine):
         mine = s.exec(select(PhysicianOrder).where(PhysicianOrder.patient_id == agency.patient.id,
                                                    PhysicianOrder.practitioner_name == "Dr. Rivera")).all()
     assert len(mine) == 1 and mine[0].frequencies == ["HHA 3W2, 2W2", "SN 1W4"]
-    await end_order_chases(visits.client, [mine[0].id])
+    await end_order_chases(visits.client, visits.engine, [mine[0].id])

@@ -79,7 +79,7 @@ async def demo_app(env, tmp_path_factory) -> AsyncIterator[FastAPI]:
             # With their worker gone, the demo's timers would stall every later test that skips time.
             with Session(engine) as s:
                 await end_workflows(env.client, list(s.exec(select(Visit.id))))
-                await end_order_chases(env.client, list(s.exec(select(PhysicianOrder.id))))
+                await end_order_chases(env.client, engine, list(s.exec(select(PhysicianOrder.id))))
 
 
 async def test_every_page_renders_on_the_demo_data_and_reports_its_time(demo_app):

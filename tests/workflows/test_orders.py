@@ -51,6 +51,11 @@ async def enter_order(client, agency: Agency, cfg: Settings, sent_on, frequencie
     return order_id
 
 
+def chase_id(engine, order_id: int) -> str:
+    with Session(engine) as s:
+        return order_workflow_id(order_id, s.get(PhysicianOrder, order_id).created_at)
+
+
 def notices(engine, order_id: int) -> list[tuple[str, str]]:
     with Session(engine) as s:
         rows = s.exec(select(Notification).where(Notification.visit_id == f"order-{order_id}")
@@ -62,7 +67,7 @@ async def test_unsigned_order_is_reminded_then_escalated_and_signing_stops_the_c
         env: WorkflowEnvironment, client, agency, engine, t0):
     cfg = settings(every=timedelta(days=7), escalate=timedelta(days=10))
     order_id = await enter_order(client, agency, cfg, t0.date())
-    handle = client.get_workflow_handle(order_workflow_id(order_id), result_type=OrderOutcome)
+    handle = client.get_workflow_handle(chase_id(engine, order_id), result_type=OrderOutcome)
     sent_at = datetime.combine(t0.date(), datetime.min.time(), UTC)
 
     await env.sleep(sent_at + timedelta(days=7, hours=1) - t0)
@@ -164,7 +169,7 @@ async def test_a_frequency_change_rechecks_the_visits_it_touches(client, agency,
     assert two.visit_id in rechecked
     await until(handles[1], in_state(VisitState.claim_ready))  # the PRN visit takes the extra visit
     await until(handles[0], in_state(VisitState.claim_ready))
-    await client.get_workflow_handle(order_workflow_id(order_id)).terminate("test finished")
+    await client.get_workflow_handle(chase_id(engine, order_id)).terminate("test finished")
 
 
 async def test_an_order_whose_chase_never_started_is_chased_when_the_worker_starts(client, agency, engine, t0):
@@ -177,7 +182,7 @@ async def test_an_order_whose_chase_never_started_is_chased_when_the_worker_star
             frequencies=["PCA 2W2"], effective_from=t0.date(), sent_on=t0.date()), agency.actor("admin"))
         s.commit()
     assert await orders.resume_order_chases(engine, client, cfg, older_than=timedelta(0)) >= 1
-    handle = client.get_workflow_handle(order_workflow_id(order.id), result_type=OrderOutcome)
+    handle = client.get_workflow_handle(order_workflow_id(order.id, order.created_at), result_type=OrderOutcome)
     first = await handle.describe()
     assert first.status.name == "RUNNING"
     # Started again (a second worker starting), it is the same chase, not a second one.

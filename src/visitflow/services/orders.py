@@ -106,7 +106,7 @@ def order_title(order: PhysicianOrder, patient: Patient | None) -> str:
 def chase_of(order: PhysicianOrder, patient: Patient | None, settings: Settings) -> OrderChase:
     sent_at = datetime.combine(order.sent_on, datetime.min.time(), UTC)
     return OrderChase(order_id=order.id, patient_id=order.patient_id, title=order_title(order, patient),
-                      sent_on=order.sent_on, sent_at=sent_at,
+                      sent_on=order.sent_on, sent_at=sent_at, entered_at=order.created_at,
                       remind_every=settings.order_reminder_every, escalate_after=settings.order_escalate_after)
 
 
@@ -114,7 +114,8 @@ async def start_chase(client: Client, settings: Settings, chase: OrderChase) -> 
     """Start the order's chase once; asking again (a retry, a resumed start) joins the one that exists."""
     try:
         await client.start_workflow(
-            OrderWorkflow.run, chase, id=order_workflow_id(chase.order_id), task_queue=settings.task_queue,
+            OrderWorkflow.run, chase, id=order_workflow_id(chase.order_id, chase.entered_at),
+            task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A chase that ended signed or returned is never started again; one an operator terminated (or that
             # failed) may be, so a resumed start picks the order up again.
@@ -240,10 +241,10 @@ async def _order_update(engine: Engine, client: Client, settings: Settings, orde
         if order is None:
             raise ServiceError(404, f"order {order_id} not found")
         chase = chase_of(order, s.get(Patient, order.patient_id), settings) if order.status == "sent" else None
-        status, signed_on = order.status, order.signed_on
+        status, signed_on, entered_at = order.status, order.signed_on, order.created_at
     if chase is not None:
         await start_chase(client, settings, chase)  # an order whose chase never started (the API died) gets one
-    handle = client.get_workflow_handle(order_workflow_id(order_id))
+    handle = client.get_workflow_handle(order_workflow_id(order_id, entered_at))
     try:
         return await handle.execute_update(update, arg, id=_update_id(update.__name__, arg.actor, idempotency_key),
                                            result_type=OrderOutcome, rpc_timeout=UPDATE_WAIT)

@@ -7,7 +7,7 @@ recorded it dies a moment later. The id comes from the order's id, so the chase 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -36,8 +36,11 @@ RECHECK_OPTIONS = {
 }
 
 
-def order_workflow_id(order_id: int) -> str:
-    return f"order-{order_id}"
+def order_workflow_id(order_id: int, entered_at: datetime) -> str:
+    """An order's number is unique in its database only; with the moment it was entered, its chase's id is unique
+    in Temporal too, so a database restored or started afresh never meets a chase of an older order."""
+    entered = entered_at.replace(tzinfo=UTC) if entered_at.tzinfo is None else entered_at.astimezone(UTC)
+    return f"order-{order_id}-{entered:%Y%m%d%H%M%S%f}"
 
 
 def _reject(kind: str, message: str, field: str | None = None) -> ApplicationError:
