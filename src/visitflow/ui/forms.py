@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from visitflow.catalogue import field_label
 from visitflow.models import REASONS_NEEDING_TEXT, ReasonCode
@@ -73,6 +73,18 @@ class FormState:
     def key(self) -> str | None:
         """The action's idempotency key, as drawn into the form (None from an old page without one)."""
         return self.v(ACTION_KEY).strip()[:200] or None
+
+
+def read_dates(params, f: FormState, target: object, names: tuple[str, ...]) -> None:
+    """Date filters from a query string or a form onto `target`; a date that cannot be read is a field error."""
+    for name in names:
+        raw = str(params.get(name) or "").strip()
+        f.values[name] = raw
+        if raw:
+            try:
+                setattr(target, name, date.fromisoformat(raw))
+            except ValueError:
+                f.errors[name] = "Enter a date, e.g. 2026-11-02."
 
 
 def read_form(form, names: list[str]) -> FormState:

@@ -18,7 +18,7 @@ from visitflow.services import queries
 from visitflow.services.commands import act, actor_of, release_visits
 from visitflow.ui.actions import done, perform, work_context
 from visitflow.ui.deps import BillerUser, PageCursor, SendBackUser, StaffUser, get_ui, render, visible_visit
-from visitflow.ui.forms import FormState, Target, read_form
+from visitflow.ui.forms import FormState, Target, read_dates, read_form
 from visitflow.ui.routes.revenue import revenue_context
 from visitflow.workflows.visit import VisitWorkflow
 
@@ -56,14 +56,7 @@ def billing_filter(form_or_query, f: FormState | None = None) -> queries.Billing
     f = f if f is not None else FormState()
     payer = str(form_or_query.get("payer") or "")
     filters = queries.BillingFilter(payer_id=int(payer) if payer.isdigit() else None)
-    for name in ("date_from", "date_to"):
-        raw = str(form_or_query.get(name) or "").strip()
-        f.values[name] = raw
-        if raw:
-            try:
-                setattr(filters, name, date.fromisoformat(raw))
-            except ValueError:
-                f.errors[name] = "Enter a date, e.g. 2024-11-26."
+    read_dates(form_or_query, f, filters, ("date_from", "date_to"))
     f.values["payer"] = payer
     if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
         f.errors["date_to"] = "The end date must not be before the start date."

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
@@ -17,7 +16,7 @@ from visitflow.services import queries
 from visitflow.services.commands import actor_of, void_claim
 from visitflow.services.errors import ServiceError
 from visitflow.ui.deps import BillingUser, get_ui, render
-from visitflow.ui.forms import FormState
+from visitflow.ui.forms import FormState, read_dates
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,14 +43,7 @@ def _claim_filter(params, f: FormState) -> claim_service.ClaimFilter:
             setattr(wanted, f"{name}_id", int(raw))
         elif raw:
             f.errors[name] = "Choose from the list." if name == "payer" else "Enter the patient's number."
-    for name in ("period_from", "period_to"):
-        raw = str(params.get(name) or "").strip()
-        f.values[name] = raw
-        if raw:
-            try:
-                setattr(wanted, name, date.fromisoformat(raw))
-            except ValueError:
-                f.errors[name] = "Enter a date, e.g. 2026-11-02."
+    read_dates(params, f, wanted, ("period_from", "period_to"))
     return wanted
 
 
