@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlmodel import Session
