@@ -37,7 +37,7 @@ async def test_marking_a_visit_missed(api, agency, t0):
     r = await api.post("/api/releases", json={"visit_ids": [visit["id"]]}, headers=as_user(agency, "biller"))
     assert r.status_code == 200 and r.json()["released"] == []
 
-    week = await api.get("/api/missed-visits", params={"week_of": visit["scheduled_start"][:10]}, headers=office)
+    week = await api.get("/api/missed-visits", params={"week_of": visit["service_date"]}, headers=office)
     assert week.status_code == 200
     counts = week.json()
     assert counts["by_reason"]["hospitalized"] >= 1 and counts["total"] >= 1

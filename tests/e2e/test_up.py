@@ -264,7 +264,7 @@ def test_missed_visit_ends_non_billable_and_the_demo_shows_a_supervision_hold(ru
         assert missed["tasks"] == [] and missed["billable_units"] is None
         refused = biller.post("/api/releases", json={"visit_ids": ["E2E-MISSED"]}).json()
         assert refused["released"] == [] and [v["visit_id"] for v in refused["rejected"]] == ["E2E-MISSED"]
-        week = sam.get("/api/missed-visits", params={"week_of": missed["scheduled_start"][:10]}).json()
+        week = sam.get("/api/missed-visits", params={"week_of": missed["service_date"]}).json()
         assert week["by_reason"]["patient_refused"] >= 1
         assert any(n["kind"] == "missed_visit" and n["visit_id"] == "E2E-MISSED"
                    for n in sam.get("/api/notifications").json())

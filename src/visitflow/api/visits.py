@@ -12,13 +12,13 @@ from visitflow.api.idempotency import Idempotency, IdempotencyDep
 from visitflow.services.orders import frequency_warnings, recheck_order_neighbours
 from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
 from visitflow.models import (
-    MissedReason,
     Acknowledgement,
     AdjustPunch,
     Cancel,
     Discipline,
     ExtendDeadline,
     Finding,
+    MissedReason,
     Note,
     Punch,
     PunchInput,
@@ -37,6 +37,7 @@ from visitflow.models import (
     VisitSnapshot,
     VisitState,
     roles_phrase,
+    service_date,
 )
 from visitflow.services import queries
 from visitflow.services.access import sees_visit_of
@@ -89,6 +90,8 @@ class VisitPublic(BaseModel):
     modifiers: list[str]
     scheduled_start: datetime
     scheduled_end: datetime
+    service_date: date = Field(description="Date of service: the local date of the scheduled start in the "
+                                           "visit's zone (what claims, weeks and filters use)")
     gates: dict[str, bool]
     holds: list[Finding]
     tasks: list[Task]
@@ -125,7 +128,7 @@ class VisitPublic(BaseModel):
                 "state", "version", "gates", "holds", "tasks", "punches", "note", "signature", "acknowledgements",
                 "timeline", "note_deadline", "sign_deadline", "billable_units", "authorization_number",
                 "release_batch_id", "released_by", "released_at", "cancelled_reason", "late_alert_at"}),
-            missed_reason=snap.missed.reason if snap.missed else None,
+            service_date=service_date(spec), missed_reason=snap.missed.reason if snap.missed else None,
             missed_reason_text=snap.missed.reason_text if snap.missed else None, supervisory=spec.supervisory,
             temporal_url=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows/{wf}")
 
