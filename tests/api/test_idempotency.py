@@ -8,16 +8,20 @@ Counts come from the workflow's own state (the `snapshot` query), not from the r
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlmodel import Session, delete, select
 
 from tests.api.test_api import NOTE, as_user, schedule, until_state
 from tests.conftest import HOME
 from visitflow.db.tables import IdempotentRequest, Patient, ReleaseBatch
+from visitflow.main import create_app
+from visitflow.settings import Settings
 from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
 GPS = {"method": "gps", "location": {"lat": HOME[0], "lon": HOME[1]}}
@@ -296,3 +300,35 @@ def test_old_answers_are_forgotten(engine):
     with Session(engine) as s:
         assert s.exec(select(IdempotentRequest).where(IdempotentRequest.path == "/api/old")).all() == []
         assert s.exec(select(IdempotentRequest).where(IdempotentRequest.path == "/api/new")).all() != []
+
+
+async def test_a_resend_the_moment_the_answer_arrives_gets_that_answer(api, agency, t0, client, database_url,
+                                                                       tmp_path):
+    """A client that sends again as soon as it has read the answer (a double tap, a retry loop that does not
+    wait) hears the first answer replayed: the answer is stored before it goes out, never a 409 in between."""
+    visit = await schedule(api, agency, t0 - timedelta(hours=3))
+    app = create_app(Settings(database_url=database_url, task_queue="visits-test", data_dir=tmp_path),
+                     temporal=client)
+    headers = keyed(agency, "clinician")
+    path = f"/api/visits/{visit['id']}/punches"
+    body = json.dumps({"kind": "clock_in", "at": visit["scheduled_start"], **GPS}).encode()
+    resent: list[httpx.Response] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as again:
+                resent.append(await again.post(path, content=body,
+                                               headers={**headers, "Content-Type": "application/json"}))
+
+    await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                   "scheme": "http", "server": ("test", 80), "client": ("127.0.0.1", 1), "root_path": "",
+               "path": path, "raw_path": path.encode(), "query_string": b"",
+               "headers": [(k.lower().encode(), v.encode()) for k, v in
+                           {**headers, "Content-Type": "application/json", "Host": "test"}.items()]},
+              receive, send)
+    assert [r.status_code for r in resent] == [200], [r.text for r in resent]
+    assert resent[0].headers.get("Idempotent-Replayed") == "true"
+    assert (await workflow_counts(client, visit["id"]))["punch"] == 1

@@ -181,6 +181,7 @@ class StoreAnswers:
             return
         start: Message | None = None
         chunks: list[bytes] = []
+        held: list[Message] = []
 
         async def capture(message: Message) -> None:
             nonlocal start
@@ -188,18 +189,28 @@ class StoreAnswers:
                 start = message
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            await send(message)
+            if self._to_store(scope):
+                held.append(message)  # the client hears the answer only once a retry would find it
+            else:
+                await send(message)
 
         await self.app(scope, receive, capture)
         # Stored once the route is all done and its database session closed (a session can hold SQLite's write
-        # lock until then). A retry in between finds the key still claimed and is told to come back (409).
+        # lock until then), and before the answer goes out: a client that resends the moment it has its answer
+        # (or after losing it) gets the same answer, never a 409 "still being processed".
         await self._keep(scope, start, b"".join(chunks))
+        for message in held:
+            await send(message)
+
+    @staticmethod
+    def _to_store(scope: Scope) -> bool:
+        state = scope.get("state") or {}
+        return state.get(_STATE_KEY) is not None and not state.get(_DONE_KEY)
 
     async def _keep(self, scope: Scope, start: Message | None, body: bytes) -> None:
-        state = scope.get("state") or {}
-        record_id = state.get(_STATE_KEY)
-        if record_id is None or state.get(_DONE_KEY) or start is None:
+        if not self._to_store(scope) or start is None:
             return
+        record_id = scope["state"][_STATE_KEY]
         headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
         status = start["status"]
         final = status < 500 and "retry-after" not in headers
