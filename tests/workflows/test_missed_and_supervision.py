@@ -3,11 +3,12 @@ the real database: every new timer fires when it should and stays quiet when it 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, delete, select
 
 from tests.workflows.test_visit_workflow import (
     NOTE,
@@ -23,7 +24,7 @@ from tests.workflows.test_visit_workflow import (
     until,
 )
 from visitflow.db.session import write_session
-from visitflow.db.tables import Notification, PatientSupervision, PatientSupervisionCreate, Payer, Visit
+from visitflow.db.tables import Notification, PatientSupervision, PatientSupervisionCreate, Payer, Visit, VisitHold
 from visitflow.models import (
     Discipline,
     MarkMissed,
@@ -244,3 +245,40 @@ async def test_a_lapsed_supervision_holds_aide_visits_until_a_supervisory_visit_
         assert stored.last_visit_id == rn.visit_id
         assert stored.due_on == stored.last_visit_on + timedelta(days=60)
     await record(rn_handle, "supervisory_visit_documented")
+
+
+async def test_a_visit_held_a_moment_before_its_hold_is_projected_still_goes_on(client, agency, engine, env, t0):
+    """The lost wake-up: the aide visit's workflow holds it, and the supervisory visit is documented before that
+    hold reaches the read model. The aide visit must still be told, not wait for its periodic re-check."""
+    today = local_day(t0)
+    await set_supervision(engine, client, Settings(task_queue="visits-test"), agency.patient.id,
+                          PatientSupervisionCreate(care="aide_only", last_visit_on=today - timedelta(days=70)),
+                          agency.actor("admin"), today=today)
+    aide = agency.spec(t0 - timedelta(hours=3))
+    authorize_around(agency, aide)
+    aide_handle = await start(client, aide)
+    await deliver(aide_handle, agency, aide)
+    await until(aide_handle, in_state(VisitState.on_hold))
+    await until_projected(engine, aide.visit_id, VisitState.on_hold)
+    with write_session(engine) as s:  # the read model as it was a moment before the hold was written
+        s.exec(delete(VisitHold).where(VisitHold.visit_id == aide.visit_id))
+        row = s.get(Visit, aide.visit_id)
+        row.state = VisitState.signed.value
+        s.add(row)
+        s.commit()
+
+    rn = agency.spec(t0 - timedelta(hours=2), hours=1, service_code="G0299").model_copy(
+        update={"discipline": Discipline.RN, "supervisory": True})
+    rn_handle = await start(client, rn)
+    await rn_handle.execute_update(VisitWorkflow.submit_note, SubmitNote(actor=agency.actor("clinician"), fields=NOTE))
+    await until(aide_handle, in_state(VisitState.claim_ready))
+
+
+async def until_projected(engine, visit_id: str, state: VisitState) -> None:
+    for _ in range(200):
+        with Session(engine) as s:
+            row = s.get(Visit, visit_id)
+            if row is not None and row.state == state.value:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{visit_id} never projected as {state.value}")

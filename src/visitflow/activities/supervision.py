@@ -21,6 +21,7 @@ from visitflow.activities.visits import heartbeating
 from visitflow.db.session import write_session
 from visitflow.db.tables import Notification, PatientSupervision, Payer, Visit, VisitHold
 from visitflow.models import (
+    OPEN_STATES,
     ReferenceDataChanged,
     Role,
     SupervisionAlert,
@@ -86,6 +87,7 @@ def _record_supervisory_visit(engine: Engine, doc: SupervisoryVisitDocumented) -
                      .with_for_update()).first()
         if row is None:
             return None
+        was_due = row.due_on
         if row.last_visit_on is None or doc.service_date >= row.last_visit_on:
             row.last_visit_on = doc.service_date
             row.last_visit_id = doc.visit_id
@@ -93,13 +95,20 @@ def _record_supervisory_visit(engine: Engine, doc: SupervisoryVisitDocumented) -
             row.updated_at = datetime.now(UTC)
             s.add(row)
             s.commit()
-        return held_aide_visits(s, doc.patient_id)
+        return visits_the_lapse_may_hold(s, doc.patient_id, was_due)
 
 
-def held_aide_visits(s: Session, patient_id: int) -> list[str]:
-    """Visits of the patient held by SUP-01: the holds are indexed by rule, the visits by patient."""
-    return list(s.exec(select(VisitHold.visit_id).join(Visit, Visit.id == VisitHold.visit_id)
-                       .where(VisitHold.rule_id == "SUP-01", Visit.patient_id == patient_id)).all())
+def visits_the_lapse_may_hold(s: Session, patient_id: int, was_due: date | None) -> list[str]:
+    """Visits of the patient that the lapse holds, or may: those with a SUP-01 hold, and the open ones dated after the
+    old due date. A visit's workflow holds before its projection writes the hold, so a visit held a moment ago may
+    not show its hold yet; without it here it would wait for its periodic re-check (a lost wake-up). Reads the hold
+    index by rule and the patient's visits by their index: a few rows. `was_due` None: nothing was due before."""
+    held = set(s.exec(select(VisitHold.visit_id).join(Visit, Visit.id == VisitHold.visit_id)
+                      .where(VisitHold.rule_id == "SUP-01", Visit.patient_id == patient_id)).all())
+    open_after = set() if was_due is None else set(s.exec(select(Visit.id).where(
+        Visit.patient_id == patient_id, Visit.service_date > was_due,
+        Visit.state.in_([state.value for state in OPEN_STATES]))).all())
+    return sorted(held | open_after)
 
 
 async def signal_visits(client, visit_ids: list[str], change: ReferenceDataChanged) -> None:

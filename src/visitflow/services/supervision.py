@@ -11,11 +11,11 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from visitflow.activities.supervision import (
-    held_aide_visits,
     next_due,
     reload_supervision,
     signal_visits,
     supervision_workflow_id,
+    visits_the_lapse_may_hold,
 )
 from visitflow.db.session import write_session
 from visitflow.db.tables import Clinician, Patient, PatientSupervision, PatientSupervisionCreate
@@ -50,6 +50,7 @@ async def set_supervision(engine: Engine, client: Client, settings: Settings, pa
             raise ServiceError(422, "the last supervisory visit cannot be in the future", "last_visit_on")
         row = s.exec(select(PatientSupervision).where(PatientSupervision.patient_id == patient_id)
                      .with_for_update()).first()
+        was_due = row.due_on if row is not None else None
         if row is None:
             row = PatientSupervision(patient_id=patient_id, since=today, due_on=today, interval_days=1,
                                      prompt_days=settings.supervision_prompt_days, care=body.care,
@@ -67,7 +68,7 @@ async def set_supervision(engine: Engine, client: Client, settings: Settings, pa
         s.add(row)
         s.commit()
         s.refresh(row)
-        held = held_aide_visits(s, patient_id)
+        held = visits_the_lapse_may_hold(s, patient_id, was_due)
         s.expunge(row)
     await client.start_workflow(
         SupervisionWorkflow.run, patient_id, id=supervision_workflow_id(patient_id), task_queue=settings.task_queue,
