@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -41,7 +42,7 @@ from visitflow.models import (
 )
 from visitflow.services.commands import act
 from visitflow.services.errors import ServiceError
-from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
+from visitflow.workflows.visit import LOCAL_PROJECTIONS, VisitWorkflow, search_attributes_for, visit_workflow_id
 
 NOTE = {"tasks_performed": "Bathing, meals", "client_condition": "Stable"}
 FAR = GeoPoint(lat=30.2950, lon=-97.7404)  # about 2.3 km north of HOME
@@ -143,6 +144,19 @@ async def test_clean_visit_reaches_claim_ready_and_is_released_exactly_once(clie
     assert info.value.status == 409 and f"released by {biller.username} in batch b1" in info.value.message
     assert result.state == VisitState.released and result.released_by == biller.username
     await record(handle, "released_once")
+
+    # A new visit takes the newest lifecycle (local-projections): its 7 projections and its gate check are local
+    # activities, one marker each, and no activity task goes through the server for them.
+    events = (await handle.fetch_history()).events
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert scheduled == []
+    markers = [e.marker_recorded_event_attributes.marker_name for e in events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert markers == ["core_patch"] + ["core_local_activity"] * 8
+    patch = next(e.marker_recorded_event_attributes for e in events
+                 if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED)
+    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == LOCAL_PROJECTIONS
 
     with Session(engine) as s:
         row = s.get(Visit, spec.visit_id)
