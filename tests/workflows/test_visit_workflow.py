@@ -482,6 +482,38 @@ async def test_projection_never_moves_a_visit_backwards(client, agency, engine, 
         assert seqs == list(range(1, len(snap.timeline) + 1))  # each entry once, none lost
 
 
+async def test_a_projection_blocked_past_the_local_window_goes_on_as_an_activity(client, agency, engine, t0,
+                                                                                  monkeypatch):
+    """The database holds the visit's row locked longer than a local activity may run (LOCAL_ACTIVITY_WINDOW,
+    shortened here): the projection gives way to an ordinary activity, which waits without growing the history,
+    and the visit goes on once the lock is released; the timed-out local attempt, finishing late, writes nothing
+    twice."""
+    from visitflow.db.session import write_session
+    from visitflow.workflows import visit as visit_module
+
+    monkeypatch.setattr(visit_module, "LOCAL_ACTIVITY_WINDOW", timedelta(seconds=1))
+    spec = agency.spec(recent(t0))
+    handle = await start(client, spec)
+    await until(handle, lambda snap: snap.version >= 1)
+    with write_session(engine) as s:  # another writer holds the row (on SQLite: the database) for a while
+        s.exec(select(Visit).where(Visit.id == spec.visit_id).with_for_update()).one()
+        punching = asyncio.create_task(punch(handle, agency, PunchKind.clock_in, spec.scheduled_start))
+        await asyncio.sleep(3)
+        assert not punching.done()
+        s.rollback()
+    snap = await asyncio.wait_for(punching, 30)
+
+    events = (await handle.fetch_history()).events
+    assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] == ["project_visit_changes"]
+    with Session(engine) as s:
+        row = s.get(Visit, spec.visit_id)
+        assert row.version == snap.version and row.snapshot["punches"][0]["kind"] == "clock_in"
+        kinds = [e.kind for e in s.exec(select(VisitEvent).where(VisitEvent.visit_id == spec.visit_id)
+                                        .order_by(VisitEvent.seq))]
+        assert kinds == ["scheduled", "punch"]  # the late local attempt and the activity: one write
+
+
 def test_service_date_is_the_agency_local_date(agency):
     late_evening = datetime(2026, 11, 21, 3, 30, tzinfo=UTC)  # 21:30 on the 20th in Chicago
     from visitflow.models import service_date

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from visitflow.activities.changes import ChangeActivities
@@ -87,14 +87,13 @@ ACTIVITY_OPTIONS = {
     "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
 }
 # Local activities (LOCAL_PROJECTIONS) run inside a workflow task. One that queues for the database longer than
-# WORKFLOW_TASK_TIMEOUT keeps its task alive (the SDK heartbeats the task); retries back off in the worker
-# (every interval is under the SDK's one-minute local retry threshold). If the worker dies mid-projection, its
-# workflow task times out and another worker replays the visit and runs the projection again: the projection
-# is version-checked in the database, so a write that did land is not made twice.
-LOCAL_ACTIVITY_OPTIONS = {
-    "start_to_close_timeout": ACTIVITY_OPTIONS["start_to_close_timeout"],
-    "retry_policy": ACTIVITY_OPTIONS["retry_policy"],
-}
+# WORKFLOW_TASK_TIMEOUT keeps its task alive (the SDK heartbeats the task, 3 history events each time); retries
+# back off in the worker. If the worker dies mid-projection, its workflow task times out and another worker
+# replays the visit and runs the projection again: the projection is version-checked in the database, so a
+# write that did land is not made twice. A local activity still failing after LOCAL_ACTIVITY_WINDOW (the
+# database down, say) gives way to the same activity as an ordinary one, which retries for as long as it takes
+# without adding to the history (task heartbeats for hours would).
+LOCAL_ACTIVITY_WINDOW = timedelta(seconds=30)
 # A workflow task is milliseconds of work; if the worker running it dies, another worker retries it after this.
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=5)
 # Past this many history events a visit goes on in a fresh run (continue-as-new), carrying its VisitProgress.
@@ -334,8 +333,7 @@ class VisitWorkflow:
         # The changes this check answers for: one arriving while it runs is answered by the next check.
         answering = list(self._visit.changes_pending)
         if self._local_activities():
-            result = await workflow.execute_local_activity_method(
-                VisitActivities.evaluate_gates, self._snapshot(), **LOCAL_ACTIVITY_OPTIONS)
+            result = await self._run_locally(VisitActivities.evaluate_gates, self._snapshot())
         else:
             result = await workflow.execute_activity_method(
                 VisitActivities.evaluate_gates, self._snapshot(), **ACTIVITY_OPTIONS)
@@ -820,13 +818,28 @@ class VisitWorkflow:
             # run starts from 0 and sends the whole timeline once (the activity skips what it has).
             changes = self._snapshot(timeline_after=self._projected_upto)
             if self._local_activities():
-                await workflow.execute_local_activity_method(VisitActivities.project_visit_changes, changes,
-                                                             **LOCAL_ACTIVITY_OPTIONS)
+                await self._run_locally(VisitActivities.project_visit_changes, changes)
             else:
                 await workflow.execute_activity_method(VisitActivities.project_visit_changes, changes,
                                                        **ACTIVITY_OPTIONS)
             if changes.timeline:
                 self._projected_upto = changes.timeline[-1].seq
+
+    async def _run_locally(self, method, arg):
+        """A projection or gate check as a local activity; as an ordinary one if it keeps failing (see
+        LOCAL_ACTIVITY_WINDOW). A refusal that no retry can change (a non-retryable error) is not tried again."""
+        try:
+            return await workflow.execute_local_activity_method(
+                method, arg, schedule_to_close_timeout=LOCAL_ACTIVITY_WINDOW,
+                # An attempt stuck on the database is tried once more inside the window. (With both timeouts equal,
+                # the SDK sometimes started a further attempt past the window.)
+                start_to_close_timeout=LOCAL_ACTIVITY_WINDOW * 2 / 3, retry_policy=ACTIVITY_OPTIONS["retry_policy"])
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.non_retryable:
+                raise
+            workflow.logger.warning("%s kept failing as a local activity (%s); retrying it as an activity",
+                                    err.activity_type, err.cause)
+            return await workflow.execute_activity_method(method, arg, **ACTIVITY_OPTIONS)
 
     def _tasks(self) -> list[Task]:
         spec, tasks = self._visit.spec, []
