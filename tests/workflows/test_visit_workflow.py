@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -41,7 +42,7 @@ from visitflow.models import (
 )
 from visitflow.services.commands import act
 from visitflow.services.errors import ServiceError
-from visitflow.workflows.visit import VisitWorkflow, search_attributes_for, visit_workflow_id
+from visitflow.workflows.visit import LOCAL_PROJECTIONS, VisitWorkflow, search_attributes_for, visit_workflow_id
 
 NOTE = {"tasks_performed": "Bathing, meals", "client_condition": "Stable"}
 FAR = GeoPoint(lat=30.2950, lon=-97.7404)  # about 2.3 km north of HOME
@@ -143,6 +144,19 @@ async def test_clean_visit_reaches_claim_ready_and_is_released_exactly_once(clie
     assert info.value.status == 409 and f"released by {biller.username} in batch b1" in info.value.message
     assert result.state == VisitState.released and result.released_by == biller.username
     await record(handle, "released_once")
+
+    # A new visit takes the newest lifecycle (local-projections): its 7 projections and its gate check are local
+    # activities, one marker each, and no activity task goes through the server for them.
+    events = (await handle.fetch_history()).events
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert scheduled == []
+    markers = [e.marker_recorded_event_attributes.marker_name for e in events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert markers == ["core_patch"] + ["core_local_activity"] * 8
+    patch = next(e.marker_recorded_event_attributes for e in events
+                 if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED)
+    assert json.loads(patch.details["patch-data"].payloads[0].data)["id"] == LOCAL_PROJECTIONS
 
     with Session(engine) as s:
         row = s.get(Visit, spec.visit_id)
@@ -466,6 +480,38 @@ async def test_projection_never_moves_a_visit_backwards(client, agency, engine, 
         seqs = [e.seq for e in s.exec(select(VisitEvent).where(VisitEvent.visit_id == spec.visit_id)
                                       .order_by(VisitEvent.seq))]
         assert seqs == list(range(1, len(snap.timeline) + 1))  # each entry once, none lost
+
+
+async def test_a_projection_blocked_past_the_local_window_goes_on_as_an_activity(client, agency, engine, t0,
+                                                                                  monkeypatch):
+    """The database holds the visit's row locked longer than a local activity may run (LOCAL_ACTIVITY_WINDOW,
+    shortened here): the projection gives way to an ordinary activity, which waits without growing the history,
+    and the visit goes on once the lock is released; the timed-out local attempt, finishing late, writes nothing
+    twice."""
+    from visitflow.db.session import write_session
+    from visitflow.workflows import visit as visit_module
+
+    monkeypatch.setattr(visit_module, "LOCAL_ACTIVITY_WINDOW", timedelta(seconds=1))
+    spec = agency.spec(recent(t0))
+    handle = await start(client, spec)
+    await until(handle, lambda snap: snap.version >= 1)
+    with write_session(engine) as s:  # another writer holds the row (on SQLite: the database) for a while
+        s.exec(select(Visit).where(Visit.id == spec.visit_id).with_for_update()).one()
+        punching = asyncio.create_task(punch(handle, agency, PunchKind.clock_in, spec.scheduled_start))
+        await asyncio.sleep(3)
+        assert not punching.done()
+        s.rollback()
+    snap = await asyncio.wait_for(punching, 30)
+
+    events = (await handle.fetch_history()).events
+    assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] == ["project_visit_changes"]
+    with Session(engine) as s:
+        row = s.get(Visit, spec.visit_id)
+        assert row.version == snap.version and row.snapshot["punches"][0]["kind"] == "clock_in"
+        kinds = [e.kind for e in s.exec(select(VisitEvent).where(VisitEvent.visit_id == spec.visit_id)
+                                        .order_by(VisitEvent.seq))]
+        assert kinds == ["scheduled", "punch"]  # the late local attempt and the activity: one write
 
 
 def test_service_date_is_the_agency_local_date(agency):

@@ -64,6 +64,10 @@ def heartbeating(fn: F) -> F:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        if activity.in_activity() and activity.info().is_local:
+            # A local activity cannot heartbeat: the worker running it holds the visit's workflow task, and a
+            # dead worker shows as that task timing out.
+            return fn(*args, **kwargs)
         context = contextvars.copy_context()  # the activity's context, for heartbeats from the side thread
         done = threading.Event()
 

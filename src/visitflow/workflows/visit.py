@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from visitflow.activities.changes import ChangeActivities
@@ -86,6 +86,14 @@ ACTIVITY_OPTIONS = {
     "heartbeat_timeout": timedelta(seconds=3),
     "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)),
 }
+# Local activities (LOCAL_PROJECTIONS) run inside a workflow task. One that queues for the database longer than
+# WORKFLOW_TASK_TIMEOUT keeps its task alive (the SDK heartbeats the task, 3 history events each time); retries
+# back off in the worker. If the worker dies mid-projection, its workflow task times out and another worker
+# replays the visit and runs the projection again: the projection is version-checked in the database, so a
+# write that did land is not made twice. A local activity still failing after LOCAL_ACTIVITY_WINDOW (the
+# database down, say) gives way to the same activity as an ordinary one, which retries for as long as it takes
+# without adding to the history (task heartbeats for hours would).
+LOCAL_ACTIVITY_WINDOW = timedelta(seconds=30)
 # A workflow task is milliseconds of work; if the worker running it dies, another worker retries it after this.
 WORKFLOW_TASK_TIMEOUT = timedelta(seconds=5)
 # Past this many history events a visit goes on in a fresh run (continue-as-new), carrying its VisitProgress.
@@ -95,6 +103,11 @@ EARLIER_ACTIONS_KEPT = 500
 # only the timeline entries the read model does not have yet, and the state search attribute is set once per
 # transition. Older visits replay as they ran.
 LEAN_LIFECYCLE = "lean-lifecycle"
+# Visits started by code with this patch run their projections and gate checks as local activities: a few
+# milliseconds of SQL in the worker that holds the visit, recorded as one marker event each (their inputs are
+# not kept in history), with no activity task going through the server. An Update then completes in the
+# workflow task that accepted it. It implies the lean lifecycle; older visits replay as they ran.
+LOCAL_PROJECTIONS = "local-projections"
 # MV-01: visits scheduled with a late-alert setting wait for their clock-in on a timer of their own; SUP-01: a
 # supervisory visit tells the patient's supervision workflow when it is documented. Older visits replay as they ran.
 MISSED_VISITS = "missed-visits"
@@ -139,7 +152,7 @@ class VisitWorkflow:
         self._wake = 0  # bumped when a deadline moves, so a waiting stage recomputes its timers
         self._actions_this_run: list[str] = []  # Update ids, carried into a fresh run (never applied twice)
         self._fresh_runs_allowed: bool | None = None  # decided (a patch) when the history first grows long
-        self._lean: bool | None = None  # LEAN_LIFECYCLE, decided at the first projection or state change
+        self._lifecycle: str | None = None  # "local", "lean" or "full" (patches), decided at the first projection
         self._late_alerts: bool | None = None  # MISSED_VISITS, decided when a late alert is first due
         self._projected_upto = 0  # the last timeline entry the read model has (this run's projections)
         # One projection at a time, so the read model sees versions in order and rows never race.
@@ -319,8 +332,11 @@ class VisitWorkflow:
         units_before = self._visit.gate_result.billable_units if self._visit.gate_result else None
         # The changes this check answers for: one arriving while it runs is answered by the next check.
         answering = list(self._visit.changes_pending)
-        result = await workflow.execute_activity_method(
-            VisitActivities.evaluate_gates, self._snapshot(), **ACTIVITY_OPTIONS)
+        if self._local_activities():
+            result = await self._run_locally(VisitActivities.evaluate_gates, self._snapshot())
+        else:
+            result = await workflow.execute_activity_method(
+                VisitActivities.evaluate_gates, self._snapshot(), **ACTIVITY_OPTIONS)
         if self._finished or self._visit.signature is None or self._visit.recheck:
             return  # something changed while we were checking: loop and look again
         unchanged = self._visit.state == VisitState.on_hold and result == self._visit.gate_result
@@ -769,10 +785,23 @@ class VisitWorkflow:
             if publish:
                 workflow.upsert_search_attributes([VISIT_STATE.value_set(state.value)])
 
+    def _lifecycle_version(self) -> str:
+        """Which lifecycle this visit runs, asked once. A new visit writes only the newest patch's marker; a
+        visit recorded under an older patch finds no newer marker on replay and goes on as it ran."""
+        if self._lifecycle is None:
+            if workflow.patched(LOCAL_PROJECTIONS):
+                self._lifecycle = "local"
+            elif workflow.patched(LEAN_LIFECYCLE):
+                self._lifecycle = "lean"
+            else:
+                self._lifecycle = "full"
+        return self._lifecycle
+
     def _lean_lifecycle(self) -> bool:
-        if self._lean is None:
-            self._lean = workflow.patched(LEAN_LIFECYCLE)
-        return self._lean
+        return self._lifecycle_version() != "full"
+
+    def _local_activities(self) -> bool:
+        return self._lifecycle_version() == "local"
 
     def _log(self, actor: str, kind: str, detail: str = "") -> None:
         self._visit.timeline.append(TimelineEntry(seq=len(self._visit.timeline) + 1, at=workflow.now(), actor=actor,
@@ -788,10 +817,29 @@ class VisitWorkflow:
             # The timeline only grows and the read model keeps it: send the entries it has not seen. A fresh
             # run starts from 0 and sends the whole timeline once (the activity skips what it has).
             changes = self._snapshot(timeline_after=self._projected_upto)
-            await workflow.execute_activity_method(VisitActivities.project_visit_changes, changes,
-                                                   **ACTIVITY_OPTIONS)
+            if self._local_activities():
+                await self._run_locally(VisitActivities.project_visit_changes, changes)
+            else:
+                await workflow.execute_activity_method(VisitActivities.project_visit_changes, changes,
+                                                       **ACTIVITY_OPTIONS)
             if changes.timeline:
                 self._projected_upto = changes.timeline[-1].seq
+
+    async def _run_locally(self, method, arg):
+        """A projection or gate check as a local activity; as an ordinary one if it keeps failing (see
+        LOCAL_ACTIVITY_WINDOW). A refusal that no retry can change (a non-retryable error) is not tried again."""
+        try:
+            return await workflow.execute_local_activity_method(
+                method, arg, schedule_to_close_timeout=LOCAL_ACTIVITY_WINDOW,
+                # An attempt stuck on the database is tried once more inside the window. (With both timeouts equal,
+                # the SDK sometimes started a further attempt past the window.)
+                start_to_close_timeout=LOCAL_ACTIVITY_WINDOW * 2 / 3, retry_policy=ACTIVITY_OPTIONS["retry_policy"])
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.non_retryable:
+                raise
+            workflow.logger.warning("%s kept failing as a local activity (%s); retrying it as an activity",
+                                    err.activity_type, err.cause)
+            return await workflow.execute_activity_method(method, arg, **ACTIVITY_OPTIONS)
 
     def _tasks(self) -> list[Task]:
         spec, tasks = self._visit.spec, []
