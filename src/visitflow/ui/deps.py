@@ -80,7 +80,7 @@ NAV = {  # each role's pages, its home first
     Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Claims", "/claims"),
                  ("Remittances", "/remittances"), ("Users", "/admin/users"), ("Audit", "/admin/audit"),
                  ("Orders", "/orders"), ("Supervision", "/supervision"), ("What changed", "/changes"),
-                 ("Load CSV", "/intake")],
+                 ("Load CSV", "/intake"), ("Event endpoints", "/admin/events")],
 }
 
 
