@@ -343,6 +343,30 @@ def changes_of_visit(session: Session, visit_id: str, limit: int = 50) -> list[t
                              .limit(limit)).all())
 
 
+def holding_changes(session: Session, visit_ids: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+    """For the visits on a page of holds: the changes that put each back on hold, newest first, as (change id,
+    summary, the holds it left) — read from the visit id index, one query for the page."""
+    found: dict[str, list[tuple[int, str, str]]] = {}
+    if not visit_ids:
+        return found
+    for visit_id, change_id, summary, detail in session.exec(
+            select(ChangeVisit.visit_id, ChangeRecord.id, ChangeRecord.summary, ChangeVisit.detail)
+            .join(ChangeRecord, ChangeRecord.id == ChangeVisit.change_id)
+            .where(ChangeVisit.visit_id.in_(sorted(set(visit_ids))), ChangeVisit.outcome == "held")
+            .order_by(ChangeRecord.id.desc())):
+        found.setdefault(visit_id, []).append((change_id, summary, detail or ""))
+    return found
+
+
+def change_behind(found: dict[str, list[tuple[int, str, str]]], visit_id: str, rule_id: str
+                  ) -> tuple[int, str] | None:
+    """The latest change that put this visit on hold with this rule among its holds, if one did."""
+    for change_id, summary, detail in found.get(visit_id, []):
+        if rule_id in detail:
+            return change_id, summary
+    return None
+
+
 def deliveries_of(session: Session, change_id: int) -> list[EventDelivery]:
     return list(session.exec(select(EventDelivery).where(EventDelivery.change_id == change_id)
                              .order_by(EventDelivery.endpoint_id)).all())
