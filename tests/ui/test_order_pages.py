@@ -3,7 +3,8 @@ ORD-03), and who may use it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
@@ -40,7 +41,7 @@ async def test_the_office_sees_pending_orders_and_records_signatures_and_returns
         assert bad.status_code == 422 and "Give the date the practitioner signed" in bad.text
         early = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token), data={"signed_on": "2001-01-01"})
         assert early.status_code == 422 and "before the order was sent" in early.text
-        day = recent_start().date().isoformat()
+        day = datetime.now(ZoneInfo("America/Chicago")).date().isoformat()  # signed today, in the agency's day
         ok = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token),
                             data={"signed_on": day, "document_ref": "fax-88", "idempotency_key": "k-1"})
         assert ok.status_code == 200 and "recorded as signed" in ok.text

@@ -119,7 +119,7 @@ class OrderWorkflow:
         if req.signed_on < self._chase.sent_on:
             raise _reject("Invalid", f"the signature date {req.signed_on.isoformat()} is before the order was sent "
                                      f"({self._chase.sent_on.isoformat()})", "signed_on")
-        if req.signed_on > workflow.now().date() + timedelta(days=1):  # a day's grace: the office's zone is ahead of UTC
+        if req.signed_on > workflow.now().date() + timedelta(days=1):  # backstop; the service checks the agency's date
             raise _reject("Invalid", f"the signature date {req.signed_on.isoformat()} is in the future",
                           "signed_on")
 
