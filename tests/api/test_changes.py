@@ -4,13 +4,15 @@ delivered to real HTTP receivers exactly once per endpoint, and bulk intake that
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, func, select
 
 from tests.api.test_api import as_user, deliver, schedule, until_state
 from tests.receiver import Receiver, receivers  # noqa: F401 (a fixture)
-from visitflow.db.tables import Authorization, EventDelivery, Visit
+from visitflow.db.session import write_session
+from visitflow.db.tables import Authorization, ChangeRecord, EventDelivery, Visit
+from visitflow.services import intake
 from visitflow.services.changes import resume_undelivered_events
 from visitflow.settings import Settings
 
@@ -115,6 +117,34 @@ async def test_a_reschedule_is_a_change_of_the_visit(api, agency, t0):
     assert change["kind"] == "visit_rescheduled" and change["subject"] == f"visit {visit['id']}"
     assert [f["field"] for f in change["fields"]] == ["scheduled_start", "scheduled_end"]
     assert change["visits"][0]["outcome"] == "not_checked"  # not signed yet: nothing billable moved
+
+
+async def test_what_changed_filters_by_the_agencys_day_not_utcs(api, agency, engine):
+    """A change at 8:30 pm in Chicago on 10 March is 02:30 UTC on the 11th: the biller finds it under the 10th."""
+    patient_id = 1_900_000_000 + int(agency.tag, 16) % 1000  # its own filter: no other change has it
+    with write_session(engine) as s:
+        s.add(ChangeRecord(at=datetime(2026, 3, 11, 2, 30, tzinfo=UTC), actor="olivia", kind="patient_changed",
+                           subject=f"patient {patient_id}", summary="address changed", fields=[],
+                           patient_id=patient_id))
+        s.commit()
+    biller = as_user(agency, "biller")
+
+    async def found(**days) -> int:
+        r = await api.get("/api/changes", params={"patient": patient_id, **days}, headers=biller)
+        assert r.status_code == 200, r.text
+        return len(r.json()["items"])
+
+    assert await found(since="2026-03-10", until="2026-03-10") == 1
+    assert await found(since="2026-03-11") == 0 and await found(until="2026-03-09") == 0
+
+
+def test_a_csv_header_as_a_spreadsheet_writes_it_is_read():
+    rows = intake.rows_from_csv("Source ID,Patient_ID ,CLINICIAN_ID,payer-id,Service_Code,Scheduled_Start,"
+                                "Scheduled_End\nx-1,1,2,3,T1019,2026-12-02T09:00:00-06:00,2026-12-02T11:00:00-06:00\n",
+                                "visits")
+    assert rows == [(2, {"source_id": "x-1", "patient_id": "1", "clinician_id": "2", "payer_id": "3",
+                         "service_code": "T1019", "scheduled_start": "2026-12-02T09:00:00-06:00",
+                         "scheduled_end": "2026-12-02T11:00:00-06:00"})]
 
 
 # --- events out --------------------------------------------------------------------------------------------------

@@ -149,4 +149,4 @@ async def test_the_demo_shows_a_change_that_put_a_ready_visit_back_on_hold(demo_
         # The missed demo visit says it is not billable and why, and waits for nothing.
         missed = await web.get("/visits/V-1008")
         assert "Not billable: Not home / no answer" in missed.text and "waiting for the note" not in missed.text
-        assert "Note due" not in missed.text
+        assert "Note due" not in missed.text and "the visit was missed: it is never billed" in missed.text

@@ -59,16 +59,16 @@ class ChangePage(BaseModel):
 
 @router.get("/changes", response_model=ChangePage)
 def get_changes(
-        session: SessionDep, _user: StaffUser,
+        session: SessionDep, settings: SettingsDep, _user: StaffUser,
         payer: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
         patient: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
-        since: Annotated[date | None, Query(description="changes on or after this day (UTC)")] = None,
+        since: Annotated[date | None, Query(description="changes on or after this day (the agency's zone)")] = None,
         until: Annotated[date | None, Query(description="... and on or before this day")] = None,
         after: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="next_after of the page before")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ChangePage:
     """CHG-01: every change that can move money, newest first, with what it did to each open visit it touched."""
     changes = list_changes(session, ChangeFilter(payer_id=payer, patient_id=patient, since=since, until=until,
-                                                 before_id=after), limit + 1)
+                                                 before_id=after), limit + 1, settings.agency_timezone)
     more = len(changes) > limit
     changes = changes[:limit]
     outcomes = change_outcomes(session, [c.id for c in changes])
@@ -91,7 +91,8 @@ def get_change(change_id: RowId, session: SessionDep, _user: StaffUser) -> Chang
 # --- event endpoints -------------------------------------------------------------------------------
 
 
-@router.post("/event-endpoints", response_model=EndpointAdded, response_model_exclude_none=True, status_code=status.HTTP_201_CREATED)
+@router.post("/event-endpoints", response_model=EndpointAdded, response_model_exclude_none=True,
+             status_code=status.HTTP_201_CREATED)
 def create_event_endpoint(body: EventEndpointCreate, request: Request, session: WriteSessionDep, user: AdminUser,
                           idempotency: IdempotencyDep):
     """A system to receive events (README "Change events"): each is POSTed to `url`, signed with `secret` (made

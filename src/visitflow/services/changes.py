@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -277,13 +278,15 @@ async def send_test_event(engine: Engine, client: Client, settings: Settings, en
 class ChangeFilter(BaseModel):
     payer_id: int | None = None
     patient_id: int | None = None
-    since: date | None = None  # the agency's dates, taken as UTC days
+    since: date | None = None  # days in the agency's time zone (`list_changes` is given it)
     until: date | None = None
     before_id: int | None = None  # keyset: the last id of the previous page
 
 
-def list_changes(session: Session, f: ChangeFilter, limit: int = 50) -> list[ChangeRecord]:
-    """Newest first, keyset paged by id (ids grow with time): each page is an index range, never an OFFSET."""
+def list_changes(session: Session, f: ChangeFilter, limit: int = 50, zone: str = "UTC") -> list[ChangeRecord]:
+    """Newest first, keyset paged by id (ids grow with time): each page is an index range, never an OFFSET.
+
+    `since`/`until` are the agency's days (`zone`): a change at 7 pm in Chicago is on that day, not UTC's next."""
     if f.since and f.until and f.until < f.since:
         raise ServiceError(422, "until must not be before since", "until")
     query = select(ChangeRecord)
@@ -291,10 +294,11 @@ def list_changes(session: Session, f: ChangeFilter, limit: int = 50) -> list[Cha
         query = query.where(ChangeRecord.payer_id == f.payer_id)
     if f.patient_id is not None:
         query = query.where(ChangeRecord.patient_id == f.patient_id)
+    tz = ZoneInfo(zone)
     if f.since is not None:
-        query = query.where(ChangeRecord.at >= datetime.combine(f.since, time(), UTC))
+        query = query.where(ChangeRecord.at >= datetime.combine(f.since, time(), tz).astimezone(UTC))
     if f.until is not None:
-        query = query.where(ChangeRecord.at < datetime.combine(f.until, time(), UTC) + timedelta(days=1))
+        query = query.where(ChangeRecord.at < datetime.combine(f.until + timedelta(days=1), time(), tz).astimezone(UTC))
     if f.before_id is not None:
         query = query.where(ChangeRecord.id < f.before_id)
     return list(session.exec(query.order_by(ChangeRecord.id.desc()).limit(limit)).all())

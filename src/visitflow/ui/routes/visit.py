@@ -49,7 +49,7 @@ def gate_checklist(snap: VisitSnapshot) -> list[dict[str, Any]]:
         elif snap.gates.get(gate):
             status, why = "passed", []
         elif snap.state in (VisitState.missed, VisitState.cancelled):  # ended: nothing is waited for
-            status, why = "waiting", [f"not checked: the visit was {snap.state.value} and is never billed"]
+            status, why = "skipped", [f"the visit was {snap.state.value}: it is never billed"]
         elif gate == "documented":
             status, why = "waiting", ["waiting for the note"]
         elif gate == "signed":
