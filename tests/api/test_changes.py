@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, func, select
 
@@ -92,10 +93,11 @@ async def test_the_change_feed_pages_by_keyset_and_filters(api, agency, t0):
         if after is None:
             break
     assert seen == ["78704", "78703", "78702"]
-    today = t0.date().isoformat()
+    local = t0.astimezone(ZoneInfo("America/Chicago"))  # the agency's days
+    today = local.date().isoformat()
     assert len((await api.get("/api/changes", params={"patient": agency.patient.id, "since": today, "until": today},
                               headers=biller)).json()["items"]) == 3
-    tomorrow = (t0 + timedelta(days=1)).date().isoformat()
+    tomorrow = (local + timedelta(days=1)).date().isoformat()
     assert (await api.get("/api/changes", params={"patient": agency.patient.id, "since": tomorrow},
                           headers=biller)).json()["items"] == []
     r = await api.get("/api/changes", params={"since": tomorrow, "until": today}, headers=biller)

@@ -268,13 +268,11 @@ async def _order_update(engine: Engine, client: Client, settings: Settings, orde
 async def sign_order(engine: Engine, client: Client, settings: Settings, order_id: int, signed_on: date,
                      document_ref: str | None, actor: Actor, idempotency_key: str | None = None) -> OrderOutcome:
     """ORD-02/03: the signed order came back; the chase ends and the visits waiting on it move on."""
-    today = agency_today(settings)
-    if signed_on > today:  # the agency's date: in a Chicago evening, UTC is already on tomorrow
-        raise ServiceError(422, f"the signature date {signed_on.isoformat()} is in the future (today is "
-                                f"{today.isoformat()})", "signed_on")
+    offset = datetime.now(ZoneInfo(settings.agency_timezone)).utcoffset()
     return await _order_update(engine, client, settings, order_id, OrderWorkflow.sign,
-                               SignOrder(actor=actor, signed_on=signed_on, document_ref=document_ref,
-                                         now=now_utc()), idempotency_key)
+                               SignOrder(actor=actor, signed_on=signed_on, document_ref=document_ref, now=now_utc(),
+                                         agency_utc_offset_minutes=int(offset.total_seconds() // 60)),
+                               idempotency_key)
 
 
 async def return_order(engine: Engine, client: Client, settings: Settings, order_id: int, reason: str,
