@@ -13,9 +13,8 @@ from sqlmodel import Session, func, select
 from tests.receiver import Receiver, receivers  # noqa: F401 (a fixture)
 from tests.ui.conftest import csrf_of, htmx, sign_in
 from tests.ui.test_browser import WAIT_MS, Person, browser, live_url  # noqa: F401 (fixtures)
-from visitflow.db.tables import EventEndpoint
+from visitflow.db.tables import EventEndpoint, EventEndpointUpdate
 from visitflow.services.changes import change_endpoint
-from visitflow.db.tables import EventEndpointUpdate
 
 
 def _switch_off(engine, endpoint_ids) -> None:
