@@ -104,7 +104,7 @@ async def test_scheduling_over_the_ordered_frequency_warns_and_schedules(api, ag
     assert "allows 2 PCA visits" in third["warnings"][0]
 
 
-async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, agency, t0, engine):
+async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, agency, t0, engine, env):
     require_orders(agency)
     agency.authorize((t0 - timedelta(days=10)).date(), (t0 + timedelta(days=10)).date(), units_per_week=40)
     admin, supervisor = as_user(agency, "admin"), as_user(agency, "supervisor")
@@ -131,8 +131,10 @@ async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, age
 
     r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": "2000-01-01"}, headers=admin)
     assert r.status_code == 422 and r.json()["field"] == "signed_on"
-    # Tomorrow in the agency's zone has not come yet, whatever day it is in UTC (evenings in Chicago).
-    agency_tomorrow = datetime.now(ZoneInfo(Settings().agency_timezone)).date() + timedelta(days=1)
+    # Tomorrow in the agency's zone has not come yet, whatever day it is in UTC (evenings in Chicago). "Now" is the
+    # workflows' clock: the test server's, which earlier tests' time skipping moved ahead of the wall clock.
+    now = await env.get_current_time()
+    agency_tomorrow = now.astimezone(ZoneInfo(Settings().agency_timezone)).date() + timedelta(days=1)
     r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": agency_tomorrow.isoformat()},
                        headers=admin)
     assert r.status_code == 422 and r.json()["field"] == "signed_on" and "in the future" in r.text, r.text
