@@ -85,6 +85,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/orders/{order_id}/sign"): "recorded_order_signature",
     ("POST", "/api/orders/{order_id}/return"): "recorded_order_return",
     ("POST", "/orders/{order_id}/return"): "recorded_order_return",
+    ("POST", "/orders/frequencies"): "changed_order",
     ("POST", "/api/event-endpoints"): "added_event_endpoint",
     ("PATCH", "/api/event-endpoints/{endpoint_id}"): "changed_event_endpoint",
     ("POST", "/api/event-endpoints/{endpoint_id}/test"): "sent_test_event",

@@ -199,6 +199,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/orders"): ADMIN,
     ("POST", "/orders/{order_id}/sign"): ADMIN,
     ("POST", "/orders/{order_id}/return"): ADMIN,
+    ("POST", "/orders/frequencies"): ADMIN,
     ("GET", "/changes"): STAFF,
     ("GET", "/changes/{change_id}"): STAFF,
     ("GET", "/intake"): only(A, S),
