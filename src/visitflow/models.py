@@ -653,6 +653,9 @@ class SignOrder(BaseModel):
     signed_on: date
     document_ref: str | None = None
     now: datetime
+    # The agency's offset from UTC when the office signs: a signature dated after the agency's today is refused
+    # (in a Chicago evening, UTC is already on tomorrow). None (older callers): UTC's date, with a day's grace.
+    agency_utc_offset_minutes: int | None = None
 
 
 class ReturnOrder(BaseModel):

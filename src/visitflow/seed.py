@@ -151,9 +151,9 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
                 id=visit_id, patient_id=ids[patient], clinician_id=ids[clinician], payer_id=ids[payer],
                 service_code=code, modifiers=list(modifiers), scheduled_start=start, scheduled_end=end), admin)
 
-        async def punch(visit_id, kind, at, where, method=PunchMethod.gps, reason=None, text=None):
+        async def punch(visit_id, kind, at, where, method=PunchMethod.gps, reason=None, text=None, by=None):
             await act(client, visit_id, VisitWorkflow.record_punch, RecordPunch(
-                actor=devon_user, now=datetime.now(UTC), punch=PunchInput(
+                actor=by or devon_user, now=datetime.now(UTC), punch=PunchInput(
                     kind=kind, at=at, method=method, location=where, reason_code=reason, reason_text=text)))
 
         async def document(visit_id, actor, fields):
@@ -248,6 +248,9 @@ async def seed_demo(settings: Settings, client: Client) -> str | None:
         alice_order = await order("alice", "SN 1W8", 20, 19, "POC-AM-0398")
         await sign_order(engine, client, settings, alice_order, today - timedelta(days=15), "POC-AM-0398", admin)
         await visit("V-1102", "alice", "tx", "carla", "G0299", _at(yesterday, 15), _at(yesterday, 16))
+        # Clocked in and out at Alice's (Texas Medicaid wants EVV): the frequency is its one problem.
+        await punch("V-1102", PunchKind.clock_in, _at(yesterday, 15, 1), alice_home, by=carla_user)
+        await punch("V-1102", PunchKind.clock_out, _at(yesterday, 15, 58), alice_home, by=carla_user)
         await document("V-1102", carla_user, rn_note)
 
         # CHG-01: a claim-ready visit that a cut to its authorization puts back on hold ("What changed" page).

@@ -52,7 +52,7 @@ def build_worker(client: Client, task_queue: str, engine: Engine, max_activity_t
                  max_cached_visits: int = MAX_CACHED_VISITS,
                  timezone: str = Settings.model_fields["agency_timezone"].default) -> Worker:
     activities = (VisitActivities(engine).all() + ReleaseActivities(engine).all() + OrderActivities(engine).all()
-                  + SupervisionActivities(engine, timezone).all() + ChangeActivities(engine).all())
+                  + SupervisionActivities(engine, timezone).all() + ChangeActivities(engine, client, task_queue).all())
     return Worker(
         client, task_queue=task_queue,
         workflows=[VisitWorkflow, ReleaseWorkflow, OrderWorkflow, SupervisionWorkflow, EventDeliveryWorkflow],

@@ -126,6 +126,8 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/api/event-endpoints"): ADMIN,
     ("GET", "/api/event-endpoints"): ADMIN,
     ("PATCH", "/api/event-endpoints/{endpoint_id}"): ADMIN,
+    ("GET", "/api/event-endpoints/{endpoint_id}/deliveries"): ADMIN,
+    ("POST", "/api/event-endpoints/{endpoint_id}/test"): ADMIN,
     ("POST", "/api/bulk/authorizations"): ADMIN,
     ("POST", "/api/bulk/visits"): only(A, S),
     ("GET", "/api/tasks"): EVERYONE_CLINICIAN_OWN,
@@ -197,10 +199,16 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/orders"): ADMIN,
     ("POST", "/orders/{order_id}/sign"): ADMIN,
     ("POST", "/orders/{order_id}/return"): ADMIN,
+    ("POST", "/orders/frequencies"): ADMIN,
     ("GET", "/changes"): STAFF,
     ("GET", "/changes/{change_id}"): STAFF,
     ("GET", "/intake"): only(A, S),
     ("POST", "/intake/{kind}"): only(A, S),
+    ("GET", "/admin/events"): ADMIN,
+    ("POST", "/admin/events"): ADMIN,
+    ("POST", "/admin/events/{endpoint_id}/active"): ADMIN,
+    ("POST", "/admin/events/{endpoint_id}/test"): ADMIN,
+    ("GET", "/admin/events/{endpoint_id}/deliveries"): ADMIN,
 }
 
 

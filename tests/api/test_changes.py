@@ -4,13 +4,16 @@ delivered to real HTTP receivers exactly once per endpoint, and bulk intake that
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, func, select
 
 from tests.api.test_api import as_user, deliver, schedule, until_state
 from tests.receiver import Receiver, receivers  # noqa: F401 (a fixture)
-from visitflow.db.tables import Authorization, EventDelivery, Visit
+from visitflow.db.session import write_session
+from visitflow.db.tables import Authorization, ChangeRecord, EventDelivery, Visit
+from visitflow.services import intake
 from visitflow.services.changes import resume_undelivered_events
 from visitflow.settings import Settings
 
@@ -90,10 +93,11 @@ async def test_the_change_feed_pages_by_keyset_and_filters(api, agency, t0):
         if after is None:
             break
     assert seen == ["78704", "78703", "78702"]
-    today = t0.date().isoformat()
+    local = t0.astimezone(ZoneInfo("America/Chicago"))  # the agency's days
+    today = local.date().isoformat()
     assert len((await api.get("/api/changes", params={"patient": agency.patient.id, "since": today, "until": today},
                               headers=biller)).json()["items"]) == 3
-    tomorrow = (t0 + timedelta(days=1)).date().isoformat()
+    tomorrow = (local + timedelta(days=1)).date().isoformat()
     assert (await api.get("/api/changes", params={"patient": agency.patient.id, "since": tomorrow},
                           headers=biller)).json()["items"] == []
     r = await api.get("/api/changes", params={"since": tomorrow, "until": today}, headers=biller)
@@ -115,6 +119,34 @@ async def test_a_reschedule_is_a_change_of_the_visit(api, agency, t0):
     assert change["kind"] == "visit_rescheduled" and change["subject"] == f"visit {visit['id']}"
     assert [f["field"] for f in change["fields"]] == ["scheduled_start", "scheduled_end"]
     assert change["visits"][0]["outcome"] == "not_checked"  # not signed yet: nothing billable moved
+
+
+async def test_what_changed_filters_by_the_agencys_day_not_utcs(api, agency, engine):
+    """A change at 8:30 pm in Chicago on 10 March is 02:30 UTC on the 11th: the biller finds it under the 10th."""
+    patient_id = 1_900_000_000 + int(agency.tag, 16) % 1000  # its own filter: no other change has it
+    with write_session(engine) as s:
+        s.add(ChangeRecord(at=datetime(2026, 3, 11, 2, 30, tzinfo=UTC), actor="olivia", kind="patient_changed",
+                           subject=f"patient {patient_id}", summary="address changed", fields=[],
+                           patient_id=patient_id))
+        s.commit()
+    biller = as_user(agency, "biller")
+
+    async def found(**days) -> int:
+        r = await api.get("/api/changes", params={"patient": patient_id, **days}, headers=biller)
+        assert r.status_code == 200, r.text
+        return len(r.json()["items"])
+
+    assert await found(since="2026-03-10", until="2026-03-10") == 1
+    assert await found(since="2026-03-11") == 0 and await found(until="2026-03-09") == 0
+
+
+def test_a_csv_header_as_a_spreadsheet_writes_it_is_read():
+    rows = intake.rows_from_csv("Source ID,Patient_ID ,CLINICIAN_ID,payer-id,Service_Code,Scheduled_Start,"
+                                "Scheduled_End\nx-1,1,2,3,T1019,2026-12-02T09:00:00-06:00,2026-12-02T11:00:00-06:00\n",
+                                "visits")
+    assert rows == [(2, {"source_id": "x-1", "patient_id": "1", "clinician_id": "2", "payer_id": "3",
+                         "service_code": "T1019", "scheduled_start": "2026-12-02T09:00:00-06:00",
+                         "scheduled_end": "2026-12-02T11:00:00-06:00"})]
 
 
 # --- events out --------------------------------------------------------------------------------------------------
@@ -165,6 +197,93 @@ async def test_change_events_reach_each_endpoint_exactly_once(api, agency, clien
     finally:
         for endpoint_id in endpoints:  # switched off: later tests' changes are not sent to a stopped receiver
             await api.patch(f"/api/event-endpoints/{endpoint_id}", json={"active": False}, headers=admin)
+
+
+async def test_what_a_change_did_to_each_visit_goes_out_once_to_the_endpoints_that_asked(
+        api, agency, client, engine, database_url, tmp_path, t0, receivers):
+    """The visit's outcome (held, with the dollars) reaches subscribers as `change.visit_outcome`, once each."""
+    admin = as_user(agency, "admin")
+    only_outcomes, everything = Receiver("outcomes-secret-0123456789"), Receiver("not known until it is made")
+    r = await api.post("/api/event-endpoints", headers=admin, json={
+        "url": await receivers(only_outcomes), "secret": only_outcomes.secret, "event_types": ["change.visit_outcome"]})
+    assert r.status_code == 201 and r.json()["event_types"] == ["change.visit_outcome"], r.text
+    ids = [r.json()["id"]]
+    r = await api.post("/api/event-endpoints", headers=admin, json={"url": await receivers(everything)})
+    assert r.status_code == 201 and r.json()["secret"].startswith("whsec_"), r.text  # made, and shown this once
+    everything.secret = r.json()["secret"]
+    ids.append(r.json()["id"])
+    assert "secret" not in (await api.get("/api/event-endpoints", headers=admin)).json()[-1]
+    bad = await api.post("/api/event-endpoints", headers=admin, json={"url": "http://x.test/", "event_types": ["all"]})
+    assert bad.status_code == 422 and "unknown event type" in bad.text
+    try:
+        auth = agency.authorize((t0 - timedelta(days=10)).date(), (t0 + timedelta(days=10)).date(),
+                                units_per_week=40)
+        visit = await schedule(api, agency, t0 - timedelta(hours=4))
+        await deliver(api, agency, visit)
+        await until_state(api, agency, visit["id"], "claim_ready")
+        r = await api.patch(f"/api/authorizations/{auth.id}", json={"units_per_week": 4}, headers=admin)
+        assert r.status_code == 200, r.text
+        await until(lambda: only_outcomes.accepted and len(everything.accepted) >= 2, what="the outcome events")
+        [outcome] = only_outcomes.accepted
+        assert outcome["type"] == "change.visit_outcome" and outcome["version"] == 1
+        assert outcome["visit"]["id"] == visit["id"] and outcome["visit"]["outcome"] == "held"
+        assert (outcome["visit"]["state_before"], outcome["visit"]["state_after"]) == ("claim_ready", "on_hold")
+        assert outcome["visit"]["cents_before"] == 8 * agency.payer.rate_per_unit_cents
+        assert outcome["change"]["kind"] == "authorization_changed" and "AUTH-02" in outcome["visit"]["holds"]
+        change_id = outcome["change"]["id"]
+        assert {e["type"] for e in everything.accepted} == {"change.recorded", "change.visit_outcome"}
+        assert [e for e in everything.accepted if e["type"] == "change.recorded"][0]["change"]["id"] == change_id
+        assert outcome in everything.accepted
+        assert only_outcomes.bad_signatures == everything.bad_signatures == 0
+
+        def delivered():
+            with Session(engine) as s:
+                rows = s.exec(select(EventDelivery).where(EventDelivery.change_id == change_id,
+                                                          EventDelivery.event_type == "change.visit_outcome")).all()
+                return rows if len(rows) == 2 and all(r.state == "delivered" for r in rows) else None
+
+        await until(delivered, what="outcome deliveries recorded")
+        # A restarted worker, and the visit checking its gates again, send nothing more.
+        await resume_undelivered_events(
+            engine, client, Settings(database_url=database_url, task_queue="visits-test", data_dir=tmp_path))
+        await asyncio.sleep(2)
+        assert len(only_outcomes.attempts) == 1 and len(everything.attempts) == 2
+        shown = (await api.get(f"/api/event-endpoints/{ids[0]}/deliveries", headers=admin)).json()
+        assert [(d["event_type"], d["state"], d["visit_id"]) for d in shown] == [
+            ("change.visit_outcome", "delivered", visit["id"])]
+    finally:
+        for endpoint_id in ids:
+            await api.patch(f"/api/event-endpoints/{endpoint_id}", json={"active": False}, headers=admin)
+
+
+async def test_a_test_event_is_sent_once_per_key_and_not_to_a_switched_off_endpoint(api, agency, receivers):
+    admin = as_user(agency, "admin")
+    receiver = Receiver("test-event-secret-0123456789")
+    r = await api.post("/api/event-endpoints", headers=admin, json={
+        "url": await receivers(receiver), "secret": receiver.secret, "event_types": ["change.recorded"]})
+    endpoint_id = r.json()["id"]
+    try:
+        keyed = {**admin, "Idempotency-Key": f"test-{agency.tag}"}
+        first = await api.post(f"/api/event-endpoints/{endpoint_id}/test", headers=keyed)
+        again = await api.post(f"/api/event-endpoints/{endpoint_id}/test", headers=keyed)
+        assert first.status_code == again.status_code == 202, first.text
+        assert first.json()["event_id"] == again.json()["event_id"]
+        await until(lambda: receiver.accepted, what="the test event")
+        await asyncio.sleep(1)
+        [event] = receiver.accepted
+        assert event["type"] == "endpoint.test" and event["endpoint"] == {"id": endpoint_id}
+        assert event["sent_by"] == agency.users["admin"].username
+        assert (await api.get(f"/api/event-endpoints/{endpoint_id}/deliveries", headers=admin)).json()[0][
+            "state"] in ("pending", "delivered")
+        off = await api.patch(f"/api/event-endpoints/{endpoint_id}", json={"active": False}, headers=admin)
+        assert off.status_code == 200 and off.json()["active"] is False
+        refused = await api.post(f"/api/event-endpoints/{endpoint_id}/test", headers=admin)
+        assert refused.status_code == 409 and "switched off" in refused.text
+        assert (await api.post("/api/event-endpoints/999999/test", headers=admin)).status_code == 404
+        assert (await api.patch(f"/api/event-endpoints/{endpoint_id}", json={"event_types": []}, headers=admin)
+                ).status_code == 422
+    finally:
+        await api.patch(f"/api/event-endpoints/{endpoint_id}", json={"active": False}, headers=admin)
 
 
 # --- bulk intake -------------------------------------------------------------------------------------------------

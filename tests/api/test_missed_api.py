@@ -85,3 +85,23 @@ async def test_setting_up_a_patients_aide_supervision(api, agency, t0):
 
     listed = await api.get("/api/supervision", params={"within_days": 90}, headers=office)
     assert agency.patient.id in [row["patient_id"] for row in listed.json()]
+
+
+async def test_the_supervising_clinician_reads_the_supervision_prompt_sent_to_them(api, agency, engine):
+    """SUP-01's prompt is about a patient, not a visit: the clinician it is addressed to still finds it."""
+    from visitflow.activities.supervision import SUPERVISION_INBOX, _notify
+    from visitflow.db.session import write_session
+    from visitflow.models import Role
+
+    inbox = SUPERVISION_INBOX.format(patient_id=agency.patient.id)
+    message = f"SUP-01 supervisory visit for patient {agency.patient.id} is due by 2026-12-02 (tag {agency.tag})"
+    with write_session(engine) as s:  # as the supervision workflow's activity writes it
+        _notify(s, inbox, Role.clinician, "supervision_prompt", message, f"{inbox}:prompt:{agency.tag}:clinician",
+                clinician_id=agency.clinician.id)
+        _notify(s, inbox, Role.supervisor, "supervision_prompt", message, f"{inbox}:prompt:{agency.tag}:supervisor")
+    mine = (await api.get("/api/notifications", headers=as_user(agency, "clinician"))).json()
+    assert [(n["visit_id"], n["kind"]) for n in mine if n["message"] == message] == [(inbox, "supervision_prompt")]
+    theirs = (await api.get("/api/notifications", params={"limit": 500}, headers=as_user(agency, "supervisor"))).json()
+    assert message in [n["message"] for n in theirs]
+    assert message not in [n["message"] for n in (await api.get("/api/notifications",
+                                                                headers=as_user(agency, "other"))).json()]

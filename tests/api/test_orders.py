@@ -104,7 +104,7 @@ async def test_scheduling_over_the_ordered_frequency_warns_and_schedules(api, ag
     assert "allows 2 PCA visits" in third["warnings"][0]
 
 
-async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, agency, t0, engine):
+async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, agency, t0, engine, env):
     require_orders(agency)
     agency.authorize((t0 - timedelta(days=10)).date(), (t0 + timedelta(days=10)).date(), units_per_week=40)
     admin, supervisor = as_user(agency, "admin"), as_user(agency, "supervisor")
@@ -131,11 +131,17 @@ async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, age
 
     r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": "2000-01-01"}, headers=admin)
     assert r.status_code == 422 and r.json()["field"] == "signed_on"
-    r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": t0.date().isoformat()},
-                       headers=supervisor)
-    assert r.status_code == 403
-    r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": t0.date().isoformat()},
+    # Tomorrow in the agency's zone has not come yet, whatever day it is in UTC (evenings in Chicago). "Now" is the
+    # workflows' clock: the test server's, which earlier tests' time skipping moved ahead of the wall clock.
+    now = await env.get_current_time()
+    agency_tomorrow = now.astimezone(ZoneInfo(Settings().agency_timezone)).date() + timedelta(days=1)
+    r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": agency_tomorrow.isoformat()},
                        headers=admin)
+    assert r.status_code == 422 and r.json()["field"] == "signed_on" and "in the future" in r.text, r.text
+    signed_on = (agency_tomorrow - timedelta(days=1)).isoformat()  # today, the agency's day
+    r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": signed_on}, headers=supervisor)
+    assert r.status_code == 403
+    r = await api.post(f"/api/orders/{order['id']}/signature", json={"signed_on": signed_on}, headers=admin)
     assert r.status_code == 200 and r.json()["status"] == "signed"
     await until_state(api, agency, visit["id"], "claim_ready")
     r = await api.post(f"/api/orders/{order['id']}/return", json={"reason": "late"}, headers=admin)
@@ -143,7 +149,7 @@ async def test_signing_the_order_moves_the_waiting_visit_to_claim_ready(api, age
     page = (await api.get("/api/orders/pending", params={"limit": 200}, headers=admin)).json()
     assert order["id"] not in [p["order"]["id"] for p in page["items"]]
     with Session(engine) as s:
-        assert s.get(PhysicianOrder, order["id"]).signed_on == t0.date()
+        assert s.get(PhysicianOrder, order["id"]).signed_on.isoformat() == signed_on
 
 
 async def until_state_with(api, agency: Agency, visit_id: str, predicate, timeout: float = 15) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from zoneinfo import ZoneInfo
 
@@ -80,7 +80,8 @@ def test_an_order_signed_moves_the_visit_on_and_a_frequency_cut_holds_one(runnin
         for v in (first, second):
             until_holds(sam, v["id"], ["ORD-02"])  # covered, but the payer bills only signed orders
 
-        signed = office.post(f"/api/orders/{order_id}/signature", json={"signed_on": str(today)},
+        agency_today = datetime.now(ZoneInfo("America/Chicago")).date()  # the signature's day, in the agency
+        signed = office.post(f"/api/orders/{order_id}/signature", json={"signed_on": str(agency_today)},
                              headers={"Idempotency-Key": uuid.uuid4().hex})
         assert signed.status_code == 200, signed.text
         for v in (first, second):

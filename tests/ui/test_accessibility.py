@@ -25,7 +25,8 @@ PAGES = {  # who opens which pages ("{visit}" is a visit on hold with an EVV exc
     "supervisor": ["/escalations", "/holds", "/dashboard", "/visits", "/visits/{visit}", "/supervision"],
     "biller": ["/billing", "/holds", "/claims", "/claim-files", "/dashboard", "/visits", "/visits/{visit}",
                "/changes"],
-    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit", "/orders", "/intake"],
+    "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit", "/orders", "/intake",
+              "/admin/events"],
 }
 
 

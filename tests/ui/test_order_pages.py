@@ -3,13 +3,14 @@ ORD-03), and who may use it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
 from tests.ui.conftest import end_order_chases, htmx, recent_start, sign_in
 from visitflow.db.session import write_session
-from visitflow.db.tables import PhysicianOrder, PhysicianOrderCreate
+from visitflow.db.tables import ChangeRecord, PhysicianOrder, PhysicianOrderCreate
 from visitflow.services import orders
 
 
@@ -40,7 +41,7 @@ async def test_the_office_sees_pending_orders_and_records_signatures_and_returns
         assert bad.status_code == 422 and "Give the date the practitioner signed" in bad.text
         early = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token), data={"signed_on": "2001-01-01"})
         assert early.status_code == 422 and "before the order was sent" in early.text
-        day = recent_start().date().isoformat()
+        day = datetime.now(ZoneInfo("America/Chicago")).date().isoformat()  # signed today, in the agency's day
         ok = await web.post(f"/orders/{signed_id}/sign", headers=htmx(token),
                             data={"signed_on": day, "document_ref": "fax-88", "idempotency_key": "k-1"})
         assert ok.status_code == 200 and "recorded as signed" in ok.text
@@ -104,3 +105,34 @@ async def test_the_office_enters_an_order_from_the_page(web, visits, engine):
                                                    PhysicianOrder.practitioner_name == "Dr. Rivera")).all()
     assert len(mine) == 1 and mine[0].frequencies == ["HHA 3W2, 2W2", "SN 1W4"]
     await end_order_chases(visits.client, visits.engine, [mine[0].id])
+
+
+async def test_the_office_changes_an_orders_frequencies_from_the_page(web, visits, engine):
+    """AUTH-03 from the orders page: a changed frequency is checked, recorded (CHG-01), and sent again is the same."""
+    agency = visits.agency
+    order_id = await enter(visits, 1, "PCA 3W4")
+    try:
+        token = await sign_in(web, agency.users["admin"].username)
+        page = await web.get("/orders")
+        assert "Change an order&#39;s frequencies" in page.text or "Change an order's frequencies" in page.text
+        form = {"csrf_token": token, "order_id": str(order_id), "frequencies": "pca 2x4"}
+        wrong = await web.post("/orders/frequencies", data=form)
+        assert wrong.status_code == 422 and "expected W after the visit count" in wrong.text
+        assert 'value="' + str(order_id) + '"' in wrong.text  # what was typed stays
+        missing = await web.post("/orders/frequencies",
+                                 data={**form, "order_id": "1999999999", "frequencies": "PCA 1W4"})
+        assert missing.status_code == 422 and "order 1999999999 not found" in missing.text
+        nothing = await web.post("/orders/frequencies", data={**form, "order_id": "#", "frequencies": " "})
+        assert nothing.status_code == 422 and "Give the order&#39;s number" in nothing.text
+
+        changed = await web.post("/orders/frequencies", data={**form, "frequencies": " PCA 1W4 \n"})
+        assert changed.status_code == 303 and f"Order+{order_id}+now+orders+PCA+1W4" in changed.headers["location"]
+        again = await web.post("/orders/frequencies", data={**form, "frequencies": "PCA 1W4"})  # a resend
+        assert again.status_code == 303
+        with Session(engine) as s:
+            assert s.get(PhysicianOrder, order_id).frequencies == ["PCA 1W4"]
+            cut = s.exec(select(ChangeRecord).where(ChangeRecord.subject == f"order {order_id}",
+                                                    ChangeRecord.kind == "order_changed")).all()
+        assert len(cut) == 1 and cut[0].fields[0]["after"] == ["PCA 1W4"]  # the resend recorded nothing more
+    finally:
+        await end_order_chases(visits.client, visits.engine, [order_id])

@@ -119,6 +119,8 @@ async def test_the_demo_shows_an_unsigned_order_holding_a_visit_and_a_visit_over
         unsigned = s.exec(select(PhysicianOrder).where(PhysicianOrder.status == "sent")).all()
         reminded = s.exec(select(Notification).where(Notification.kind == "order_reminder")).all()
     assert ("V-1101", "ORD-02") in holds and ("V-1102", "AUTH-03") in holds
+    # Each demo visit shows its one hold kind, nothing beside it (V-1102 is clocked in and out like any visit).
+    assert {rule for visit, rule in holds if visit == "V-1102"} == {"AUTH-03"}
     # Bob's plan of care went out nine days ago: the office has had its first reminder (ORD-03).
     assert len(unsigned) == 1 and f"order-{unsigned[0].id}" in [n.visit_id for n in reminded]
 
@@ -138,3 +140,13 @@ async def test_the_demo_shows_a_change_that_put_a_ready_visit_back_on_hold(demo_
         assert "V-1010</a>: Put on hold" in changes.text
         visit = await web.get("/visits/V-1010")
         assert "Changes that touched this visit" in visit.text and "/changes/" in visit.text
+        # Its timeline entry links the change, and the billing's holds list says a change put it back on hold.
+        change_id = int(visit.text.split('href="/changes/')[1].split('"')[0])
+        assert f'(<a href="/changes/{change_id}">change #{change_id}</a>)' in visit.text
+        holds = await web.get("/holds")
+        row = holds.text[holds.text.index("Visit V-1010"):][:3000]
+        assert "Put on hold by" in row and f'href="/changes/{change_id}"' in row, row
+        # The missed demo visit says it is not billable and why, and waits for nothing.
+        missed = await web.get("/visits/V-1008")
+        assert "Not billable: Not home / no answer" in missed.text and "waiting for the note" not in missed.text
+        assert "Note due" not in missed.text and "the visit was missed: it is never billed" in missed.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import Session, select
@@ -147,7 +148,8 @@ async def test_a_visit_waits_for_its_order_and_moves_on_when_it_is_signed(client
     assert pending[0].visits_waiting == 1 and pending[0].dollars_waiting_cents == 8 * 600
     assert pending[0].age_days == 2
 
-    await orders.sign_order(engine, client, cfg, order_id, t0.date(), None, agency.actor("admin"))
+    signed_on = t0.astimezone(ZoneInfo(cfg.agency_timezone)).date()  # the agency's today, not UTC's
+    await orders.sign_order(engine, client, cfg, order_id, signed_on, None, agency.actor("admin"))
     await until(handle, in_state(VisitState.claim_ready))
 
 

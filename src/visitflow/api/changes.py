@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
-from sqlmodel import select
 
+from visitflow.api.idempotency import IdempotencyDep
 from visitflow.db.tables import (
     EventDeliveryPublic,
-    EventEndpoint,
     EventEndpointCreate,
     EventEndpointPublic,
     EventEndpointUpdate,
@@ -34,10 +33,18 @@ from visitflow.services.changes import (
     ChangeDetail,
     ChangeFilter,
     ChangeVisitOutcome,
+    EndpointAdded,
+    add_endpoint,
     change_detail,
+    change_endpoint,
     change_outcomes,
     deliveries_of,
+    endpoint_deliveries,
+    get_endpoint,
     list_changes,
+    list_endpoints,
+    request_key_of,
+    send_test_event,
 )
 from visitflow.services.commands import actor_of
 from visitflow.services.errors import ServiceError
@@ -52,16 +59,16 @@ class ChangePage(BaseModel):
 
 @router.get("/changes", response_model=ChangePage)
 def get_changes(
-        session: SessionDep, _user: StaffUser,
+        session: SessionDep, settings: SettingsDep, _user: StaffUser,
         payer: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
         patient: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
-        since: Annotated[date | None, Query(description="changes on or after this day (UTC)")] = None,
+        since: Annotated[date | None, Query(description="changes on or after this day (the agency's zone)")] = None,
         until: Annotated[date | None, Query(description="... and on or before this day")] = None,
         after: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="next_after of the page before")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ChangePage:
     """CHG-01: every change that can move money, newest first, with what it did to each open visit it touched."""
     changes = list_changes(session, ChangeFilter(payer_id=payer, patient_id=patient, since=since, until=until,
-                                                 before_id=after), limit + 1)
+                                                 before_id=after), limit + 1, settings.agency_timezone)
     more = len(changes) > limit
     changes = changes[:limit]
     outcomes = change_outcomes(session, [c.id for c in changes])
@@ -84,42 +91,55 @@ def get_change(change_id: RowId, session: SessionDep, _user: StaffUser) -> Chang
 # --- event endpoints -------------------------------------------------------------------------------
 
 
-@router.post("/event-endpoints", response_model=EventEndpointPublic, status_code=status.HTTP_201_CREATED)
-def create_event_endpoint(body: EventEndpointCreate, session: WriteSessionDep, user: AdminUser):
-    """A system to receive change events (README "Change events"): each is POSTed to `url`, signed with `secret`.
-    Events recorded from now on are sent to it."""
-    endpoint = EventEndpoint.model_validate(body, update={"created_at": datetime.now(UTC),
-                                                          "created_by": user.username})
-    session.add(endpoint)
+@router.post("/event-endpoints", response_model=EndpointAdded, response_model_exclude_none=True,
+             status_code=status.HTTP_201_CREATED)
+def create_event_endpoint(body: EventEndpointCreate, request: Request, session: WriteSessionDep, user: AdminUser,
+                          idempotency: IdempotencyDep):
+    """A system to receive events (README "Change events"): each is POSTed to `url`, signed with `secret` (made
+    for you when you send none). `event_types` chooses which (default: all). This answer is the only time the
+    secret is shown. Events recorded from now on are sent to it."""
+    added = add_endpoint(session, body, user.username, request_key_of(user.id, idempotency.key))
+    # The answer to a retry is stored with the row, in one transaction: added once, whatever dies when.
+    answer = idempotency.answer(request, session, status.HTTP_201_CREATED,
+                                added.model_dump(exclude={"secret"} if added.secret is None else set()))
     session.commit()
-    session.refresh(endpoint)
-    return endpoint
+    return answer
 
 
 @router.get("/event-endpoints", response_model=list[EventEndpointPublic])
 def list_event_endpoints(session: SessionDep, _user: AdminUser):
-    return session.exec(select(EventEndpoint).order_by(EventEndpoint.id).limit(500)).all()
+    return list_endpoints(session)
 
 
 @router.patch("/event-endpoints/{endpoint_id}", response_model=EventEndpointPublic)
 def change_event_endpoint(endpoint_id: RowId, body: EventEndpointUpdate, session: WriteSessionDep,
                           _user: AdminUser):
-    """Change the URL or the secret, or switch it off (a switched-off endpoint gets nothing more, and deliveries
-    still retrying to it stop)."""
-    endpoint = session.get(EventEndpoint, endpoint_id)
-    if endpoint is None:
-        raise HTTPException(404, f"event endpoint {endpoint_id} not found")
-    changes = body.model_dump(exclude_unset=True)
-    if not changes:
-        raise HTTPException(422, "nothing to change: send at least one field")
-    for field, value in changes.items():
-        if value is None and field != "description":
-            raise HTTPException(422, f"{field} cannot be empty")
-    endpoint.sqlmodel_update(changes)
-    session.add(endpoint)
+    """Change the URL, the secret or the event types, or switch it off (a switched-off endpoint gets nothing more,
+    and deliveries still retrying to it stop) or on again."""
+    endpoint = change_endpoint(session, endpoint_id, body)
     session.commit()
     session.refresh(endpoint)
     return endpoint
+
+
+@router.get("/event-endpoints/{endpoint_id}/deliveries", response_model=list[EventDeliveryPublic])
+def list_endpoint_deliveries(endpoint_id: RowId, session: SessionDep, _user: AdminUser,
+                             limit: Annotated[int, Query(ge=1, le=200)] = 20):
+    """Its most recent deliveries, newest first: delivered, pending (retrying) or given up, with the attempts
+    and the last error."""
+    get_endpoint(session, endpoint_id)
+    return endpoint_deliveries(session, endpoint_id, limit)
+
+
+@router.post("/event-endpoints/{endpoint_id}/test", response_model=EventDeliveryPublic,
+             status_code=status.HTTP_202_ACCEPTED)
+async def send_endpoint_test(endpoint_id: RowId, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
+                             user: AdminUser, idempotency: IdempotencyDep):
+    """Send it an `endpoint.test` event now; the answer is its delivery (follow it on .../deliveries). With the
+    same Idempotency-Key, the same event: sent once."""
+    let_go(session)
+    return await send_test_event(session.get_bind(), temporal, settings, endpoint_id, user.username,
+                                 request_key_of(user.id, idempotency.key))
 
 
 # --- bulk intake -----------------------------------------------------------------------------------

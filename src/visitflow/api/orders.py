@@ -127,15 +127,9 @@ def get_order(order_id: RowId, session: SessionDep, _user: OfficeReader):
 async def change_order(order_id: RowId, body: PhysicianOrderUpdate, session: WriteSessionDep,
                        temporal: TemporalDep, settings: SettingsDep, user: AdminUser):
     """Change an order (a new frequency, a new end date): every open visit it touches checks its gates again."""
-    stored = session.get(PhysicianOrder, order_id)
-    prior = orders.order_facts(stored) if stored is not None else None
-    order, before = orders.change_order(session, order_id, body, actor_of(user))
-    change = orders.record_order_change(session, user.username, order, prior)  # CHG-01
-    public = PhysicianOrderPublic.model_validate(order)
-    session.commit()
-    rechecked = await orders.after_order_stored(session, temporal, settings, order, "order changed", before,
-                                                change_id=change.id if change else None)
-    return OrderChanged(**public.model_dump(), rechecked_visits=rechecked)
+    order, rechecked = await orders.change_order_rechecking(session, temporal, settings, order_id, body,
+                                                           actor_of(user))
+    return OrderChanged(**PhysicianOrderPublic.model_validate(order).model_dump(), rechecked_visits=rechecked)
 
 
 @router.post("/orders/{order_id}/signature", response_model=OrderOutcome)

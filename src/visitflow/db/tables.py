@@ -954,12 +954,33 @@ def _web_address(value: str | None) -> str | None:
     return value
 
 
+# What an endpoint can ask for (README "Change events"). A test event is sent to an endpoint when asked, whatever it
+# subscribed to.
+EVENT_TYPES = ("change.recorded", "change.visit_outcome")
+TEST_EVENT_TYPE = "endpoint.test"
+
+
+def _event_types(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return value
+    unknown = [v for v in value if v not in EVENT_TYPES]
+    if unknown:
+        raise ValueError(f"unknown event type {unknown[0]!r}: choose from {', '.join(EVENT_TYPES)}")
+    if not value:
+        raise ValueError("choose at least one event type (" + ", ".join(EVENT_TYPES) + ")")
+    return sorted(set(value))
+
+
 class EventEndpointBase(SQLModel):
     url: str = Field(max_length=500)
     description: str = Field(default="", max_length=200)
     active: bool = True
+    # Which events it is sent (a short list from EVENT_TYPES; endpoints are few, read all at once).
+    event_types: list[str] = Field(default_factory=lambda: list(EVENT_TYPES),
+                                   sa_column=Column(JSON, nullable=False))
 
     _check_url = field_validator("url")(_web_address)
+    _check_types = field_validator("event_types")(_event_types)
 
 
 class EventEndpoint(EventEndpointBase, table=True):
@@ -970,10 +991,13 @@ class EventEndpoint(EventEndpointBase, table=True):
     secret: str = Field(max_length=200)
     created_at: datetime
     created_by: str = Field(max_length=80)
+    # The adding request's key (hash of who and their Idempotency-Key): a resent form adds nothing more.
+    request_key: str | None = Field(default=None, max_length=64, unique=True, index=True)
 
 
 class EventEndpointCreate(EventEndpointBase):
-    secret: str = Field(min_length=16, max_length=200)
+    # None: VisitFlow makes one and shows it once, in the answer to this request.
+    secret: str | None = Field(default=None, min_length=16, max_length=200)
 
 
 class EventEndpointUpdate(SQLModel):
@@ -981,8 +1005,10 @@ class EventEndpointUpdate(SQLModel):
     description: str | None = Field(default=None, max_length=200)
     active: bool | None = None
     secret: str | None = Field(default=None, min_length=16, max_length=200)
+    event_types: list[str] | None = None
 
     _check_url = field_validator("url")(_web_address)
+    _check_types = field_validator("event_types")(_event_types)
 
 
 class EventEndpointPublic(EventEndpointBase):
@@ -996,7 +1022,9 @@ class EventEndpointPublic(EventEndpointBase):
 class EventDeliveryBase(SQLModel):
     endpoint_id: int = Field(foreign_key="event_endpoint.id", primary_key=True)
     event_id: str = Field(primary_key=True, max_length=40)
-    change_id: int = Field(index=True)
+    event_type: str = Field(default="change.recorded", max_length=40)
+    change_id: int | None = Field(default=None, index=True)  # None for a test event
+    visit_id: str | None = Field(default=None, max_length=64)  # a change.visit_outcome event's visit
     state: str = Field(default="pending", max_length=20)  # pending, delivered, given_up
     attempts: int = 0
     last_status: int | None = None
@@ -1009,6 +1037,8 @@ class EventDelivery(EventDeliveryBase, table=True):
     """How one event's delivery to one endpoint is going; written by the delivery workflow's activity."""
 
     __tablename__ = "event_delivery"
+    # An endpoint's recent deliveries (its admin page) are read newest first from this range.
+    __table_args__ = (Index("ix_event_delivery_endpoint_id_updated_at", "endpoint_id", "updated_at"),)
 
 
 class EventDeliveryPublic(EventDeliveryBase):

@@ -9,8 +9,11 @@ workflow per active event endpoint.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,29 +22,38 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from visitflow.activities.changes import event_body
+from visitflow.activities.changes import (
+    CHANGE_EVENT,
+    EVENT_VERSION,
+    OUTCOME_EVENT,
+    event_body,  # noqa: F401 (the exact bytes sent; callers read it from here)
+    outcome_event,
+    start_delivery,
+    store_deliveries,
+    subscribed_endpoints,
+)
 from visitflow.db.session import write_session
 from visitflow.db.tables import (
     Authorization,
     ChangeRecord,
     ChangeRecordPublic,
+    TEST_EVENT_TYPE,
     ChangeVisit,
     EventDelivery,
     EventEndpoint,
+    EventEndpointCreate,
+    EventEndpointPublic,
+    EventEndpointUpdate,
 )
-from visitflow.models import EventDeliveryRequest, ReferenceDataChanged, VisitSnapshot
+from visitflow.models import ReferenceDataChanged, VisitSnapshot
 from visitflow.services.commands import act, now_utc, visit_snapshot
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
-from visitflow.workflows.events import EventDeliveryWorkflow, delivery_workflow_id
 from visitflow.workflows.visit import VisitWorkflow, visit_workflow_id
 
-EVENT_VERSION = 1
-EVENT_TYPE = "change.recorded"
+EVENT_TYPE = CHANGE_EVENT
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +75,8 @@ def record_change(session: Session, *, actor: str, kind: str, subject: str, summ
                   payer_id: int | None = None, endpoint_ids: list[int] | None = None) -> ChangeRecord:
     """Store one change record in the caller's transaction (flushed, so its id is known; the caller commits).
 
-    `endpoint_ids`: the active event endpoints, when the caller records many changes and looked them up once."""
+    `endpoint_ids`: the endpoints that asked for change events (`active_endpoints`), when the caller records many
+    changes and looked them up once."""
     change = ChangeRecord(at=datetime.now(UTC), actor=actor, kind=kind, subject=subject[:80], summary=summary[:500],
                           fields=fields, patient_id=patient_id, payer_id=payer_id)
     session.add(change)
@@ -71,13 +84,14 @@ def record_change(session: Session, *, actor: str, kind: str, subject: str, summ
     if endpoint_ids is None:
         endpoint_ids = active_endpoints(session)
     for endpoint_id in endpoint_ids:  # stored with the change: a delivery that never started is found again
-        session.add(EventDelivery(endpoint_id=endpoint_id, event_id=event_id_of(change.id), change_id=change.id,
-                                  updated_at=change.at))
+        session.add(EventDelivery(endpoint_id=endpoint_id, event_id=event_id_of(change.id), event_type=EVENT_TYPE,
+                                  change_id=change.id, updated_at=change.at))
     return change
 
 
 def active_endpoints(session: Session) -> list[int]:
-    return list(session.exec(select(EventEndpoint.id).where(EventEndpoint.active)).all())
+    """The active endpoints that asked for change records."""
+    return subscribed_endpoints(session, EVENT_TYPE)
 
 
 def event_id_of(change_id: int) -> str:
@@ -133,17 +147,15 @@ async def announce_changes(engine: Engine, client: Client, settings: Settings,
 
 async def start_deliveries(client: Client, settings: Settings, event: dict[str, Any],
                            endpoint_ids: list[int]) -> None:
-    body = event_body(event)
+    # Once per endpoint per event, ever: a delivery's workflow id is never used again.
     for endpoint_id in endpoint_ids:
-        try:
-            await client.start_workflow(
-                EventDeliveryWorkflow.run,
-                EventDeliveryRequest(endpoint_id=endpoint_id, event_id=event["event_id"], body=body),
-                id=delivery_workflow_id(endpoint_id, event["event_id"]), task_queue=settings.task_queue,
-                # Once per endpoint per event, ever: a finished delivery's id is never used again.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
-        except WorkflowAlreadyStartedError:
-            continue
+        await start_delivery(client, settings.task_queue, endpoint_id, event)
+
+
+def test_event(endpoint_id: int, event_id: str, sent_by: str, at: datetime) -> dict[str, Any]:
+    """An event an admin sends to check an endpoint (README "Change events"): nothing changed."""
+    return {"event_id": event_id, "type": TEST_EVENT_TYPE, "version": EVENT_VERSION,
+            "occurred_at": at.astimezone(UTC).isoformat(), "endpoint": {"id": endpoint_id}, "sent_by": sent_by}
 
 
 async def resume_undelivered_events(engine: Engine, client: Client, settings: Settings, limit: int = 1000) -> int:
@@ -151,14 +163,113 @@ async def resume_undelivered_events(engine: Engine, client: Client, settings: Se
 
     A delivery that did start is refused by its workflow id, so this never sends anything twice."""
     with Session(engine) as s:
-        rows = s.exec(select(EventDelivery.endpoint_id, EventDelivery.change_id)
+        rows = s.exec(select(EventDelivery)
                       .where(EventDelivery.state == "pending", EventDelivery.attempts == 0)
                       .order_by(EventDelivery.change_id).limit(limit)).all()
-        changes = {c.id: event_of(c) for c in s.exec(
-            select(ChangeRecord).where(ChangeRecord.id.in_({r[1] for r in rows}))).all()} if rows else {}
-    for endpoint_id, change_id in rows:
-        await start_deliveries(client, settings, changes[change_id], [endpoint_id])
-    return len(rows)
+        change_ids = {r.change_id for r in rows if r.change_id is not None}
+        changes = {c.id: c for c in s.exec(select(ChangeRecord).where(ChangeRecord.id.in_(change_ids))).all()}
+        events: list[tuple[int, dict[str, Any]]] = []
+        for r in rows:
+            if r.event_type == OUTCOME_EVENT:
+                outcome = s.get(ChangeVisit, (r.change_id, r.visit_id))
+                if outcome is None or r.change_id not in changes:
+                    continue
+                events.append((r.endpoint_id, outcome_event(changes[r.change_id], outcome)))
+            elif r.event_type == TEST_EVENT_TYPE:
+                events.append((r.endpoint_id, test_event(r.endpoint_id, r.event_id, "visitflow", r.updated_at)))
+            elif r.change_id in changes:
+                events.append((r.endpoint_id, event_of(changes[r.change_id])))
+    for endpoint_id, event in events:
+        await start_delivery(client, settings.task_queue, endpoint_id, event)
+    return len(events)
+
+
+# --- event endpoints (the admin's page and /api/event-endpoints both call these) -------------------------
+
+
+class EndpointAdded(EventEndpointPublic):
+    """The answer to adding an endpoint. A secret VisitFlow made is shown here, once, and never again; one the
+    admin chose is not repeated back."""
+
+    secret: str | None = None
+
+
+MADE_SECRET = "whsec_"  # how a secret VisitFlow made begins
+
+
+def request_key_of(user_id: int | None, key: str | None) -> str | None:
+    """Who asked and their Idempotency-Key (or form key), as stored on what the request made."""
+    return hashlib.sha256(f"{user_id}:{key}".encode()).hexdigest() if key else None
+
+
+def list_endpoints(session: Session, limit: int = 500) -> list[EventEndpoint]:
+    return list(session.exec(select(EventEndpoint).order_by(EventEndpoint.id).limit(limit)).all())
+
+
+def get_endpoint(session: Session, endpoint_id: int) -> EventEndpoint:
+    endpoint = session.get(EventEndpoint, endpoint_id)
+    if endpoint is None:
+        raise ServiceError(404, f"event endpoint {endpoint_id} not found")
+    return endpoint
+
+
+def add_endpoint(session: Session, body: EventEndpointCreate, actor: str, request_key: str | None) -> EndpointAdded:
+    """A system to receive events, in the caller's transaction (flushed; the caller commits). Without a secret,
+    one is made. The same request again (same `request_key`) answers with the endpoint it added, adding nothing."""
+    if request_key is not None:
+        earlier = session.exec(select(EventEndpoint).where(EventEndpoint.request_key == request_key)).first()
+        if earlier is not None:  # the same person's same request: the same answer, the made secret included
+            made = earlier.secret if earlier.secret.startswith(MADE_SECRET) else None
+            return EndpointAdded(**earlier.model_dump(exclude={"secret"}), secret=made)
+    made = None if body.secret else MADE_SECRET + secrets.token_urlsafe(32)
+    endpoint = EventEndpoint(url=body.url, description=body.description, active=body.active,
+                             event_types=body.event_types, secret=body.secret or made,
+                             created_at=datetime.now(UTC), created_by=actor, request_key=request_key)
+    session.add(endpoint)
+    session.flush()
+    return EndpointAdded(**endpoint.model_dump(exclude={"secret"}), secret=made)
+
+
+def change_endpoint(session: Session, endpoint_id: int, body: EventEndpointUpdate) -> EventEndpoint:
+    """Change the URL, secret or event types, or switch it off or on (flushed; the caller commits). Sending the
+    same change again leaves it as it is."""
+    endpoint = get_endpoint(session, endpoint_id)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise ServiceError(422, "nothing to change: send at least one field")
+    for field, value in changes.items():
+        if value is None and field != "description":
+            raise ServiceError(422, f"{field} cannot be empty", field)
+    if changes.get("description") is None and "description" in changes:
+        changes["description"] = ""
+    endpoint.sqlmodel_update(changes)
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def endpoint_deliveries(session: Session, endpoint_id: int, limit: int = 20) -> list[EventDelivery]:
+    """Its most recent deliveries, newest first (read from the endpoint's index range)."""
+    return list(session.exec(select(EventDelivery).where(EventDelivery.endpoint_id == endpoint_id)
+                             .order_by(EventDelivery.updated_at.desc()).limit(limit)).all())
+
+
+async def send_test_event(engine: Engine, client: Client, settings: Settings, endpoint_id: int, actor: str,
+                          request_key: str | None) -> EventDelivery:
+    """Send an `endpoint.test` event to one endpoint now, delivered like any other (signed, retried). The same
+    request again (same key) is the same event: it is sent once."""
+    now = datetime.now(UTC)
+    event_id = "test_" + (request_key[:32] if request_key else secrets.token_hex(16))
+    with write_session(engine) as s:
+        endpoint = get_endpoint(s, endpoint_id)
+        if not endpoint.active:
+            raise ServiceError(409, f"event endpoint {endpoint_id} is switched off: switch it on to send it events")
+        store_deliveries(s, [{"endpoint_id": endpoint_id, "event_id": event_id, "event_type": TEST_EVENT_TYPE,
+                              "state": "pending", "attempts": 0, "updated_at": now}])
+        s.commit()
+    await start_delivery(client, settings.task_queue, endpoint_id, test_event(endpoint_id, event_id, actor, now))
+    with Session(engine) as s:
+        return s.get(EventDelivery, (endpoint_id, event_id))
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -167,13 +278,15 @@ async def resume_undelivered_events(engine: Engine, client: Client, settings: Se
 class ChangeFilter(BaseModel):
     payer_id: int | None = None
     patient_id: int | None = None
-    since: date | None = None  # the agency's dates, taken as UTC days
+    since: date | None = None  # days in the agency's time zone (`list_changes` is given it)
     until: date | None = None
     before_id: int | None = None  # keyset: the last id of the previous page
 
 
-def list_changes(session: Session, f: ChangeFilter, limit: int = 50) -> list[ChangeRecord]:
-    """Newest first, keyset paged by id (ids grow with time): each page is an index range, never an OFFSET."""
+def list_changes(session: Session, f: ChangeFilter, limit: int = 50, zone: str = "UTC") -> list[ChangeRecord]:
+    """Newest first, keyset paged by id (ids grow with time): each page is an index range, never an OFFSET.
+
+    `since`/`until` are the agency's days (`zone`): a change at 7 pm in Chicago is on that day, not UTC's next."""
     if f.since and f.until and f.until < f.since:
         raise ServiceError(422, "until must not be before since", "until")
     query = select(ChangeRecord)
@@ -181,10 +294,11 @@ def list_changes(session: Session, f: ChangeFilter, limit: int = 50) -> list[Cha
         query = query.where(ChangeRecord.payer_id == f.payer_id)
     if f.patient_id is not None:
         query = query.where(ChangeRecord.patient_id == f.patient_id)
+    tz = ZoneInfo(zone)
     if f.since is not None:
-        query = query.where(ChangeRecord.at >= datetime.combine(f.since, time(), UTC))
+        query = query.where(ChangeRecord.at >= datetime.combine(f.since, time(), tz).astimezone(UTC))
     if f.until is not None:
-        query = query.where(ChangeRecord.at < datetime.combine(f.until, time(), UTC) + timedelta(days=1))
+        query = query.where(ChangeRecord.at < datetime.combine(f.until + timedelta(days=1), time(), tz).astimezone(UTC))
     if f.before_id is not None:
         query = query.where(ChangeRecord.id < f.before_id)
     return list(session.exec(query.order_by(ChangeRecord.id.desc()).limit(limit)).all())
@@ -231,6 +345,30 @@ def changes_of_visit(session: Session, visit_id: str, limit: int = 50) -> list[t
                              .join(ChangeVisit, ChangeVisit.change_id == ChangeRecord.id)
                              .where(ChangeVisit.visit_id == visit_id).order_by(ChangeRecord.id.desc())
                              .limit(limit)).all())
+
+
+def holding_changes(session: Session, visit_ids: list[str]) -> dict[str, list[tuple[int, str, str]]]:
+    """For the visits on a page of holds: the changes that put each back on hold, newest first, as (change id,
+    summary, the holds it left) — read from the visit id index, one query for the page."""
+    found: dict[str, list[tuple[int, str, str]]] = {}
+    if not visit_ids:
+        return found
+    for visit_id, change_id, summary, detail in session.exec(
+            select(ChangeVisit.visit_id, ChangeRecord.id, ChangeRecord.summary, ChangeVisit.detail)
+            .join(ChangeRecord, ChangeRecord.id == ChangeVisit.change_id)
+            .where(ChangeVisit.visit_id.in_(sorted(set(visit_ids))), ChangeVisit.outcome == "held")
+            .order_by(ChangeRecord.id.desc())):
+        found.setdefault(visit_id, []).append((change_id, summary, detail or ""))
+    return found
+
+
+def change_behind(found: dict[str, list[tuple[int, str, str]]], visit_id: str, rule_id: str
+                  ) -> tuple[int, str] | None:
+    """The latest change that put this visit on hold with this rule among its holds, if one did."""
+    for change_id, summary, detail in found.get(visit_id, []):
+        if rule_id in detail:
+            return change_id, summary
+    return None
 
 
 def deliveries_of(session: Session, change_id: int) -> list[EventDelivery]:

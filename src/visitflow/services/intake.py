@@ -89,7 +89,8 @@ class IntakeRejected(ServiceError):
 def rows_from_csv(text: str, kind: str) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) for each data row; blank cells are left out (the field is not given)."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # As spreadsheets write them: "Source ID", "Patient_ID " are source_id and patient_id.
+    header = [re.sub(r"[\s-]+", "_", h.strip().lower()) for h in (reader.fieldnames or [])]
     known = AUTHORIZATION_COLUMNS if kind == "authorizations" else VISIT_COLUMNS
     problems = [RowProblem(line=1, field=h, message=f"unknown column {h!r} (known: {', '.join(known)})")
                 for h in header if h not in known]

@@ -198,6 +198,21 @@ def record_order_change(session: Session, actor: str, order: PhysicianOrder, bef
                          patient_id=order.patient_id)
 
 
+async def change_order_rechecking(session: Session, client: Client, settings: Settings, order_id: int,
+                                  body: PhysicianOrderUpdate, actor: Actor) -> tuple[PhysicianOrder, list[str]]:
+    """A frequency change or a new end date, recorded as a change (CHG-01) in the caller's write session and
+    committed; then every open visit it touches checks its gates again (AUTH-03/04). Answers the order and the
+    visits re-checked. The same change sent again changes nothing more."""
+    stored = session.get(PhysicianOrder, order_id)
+    prior = order_facts(stored) if stored is not None else None
+    order, before = change_order(session, order_id, body, actor)
+    change = record_order_change(session, actor.username, order, prior)
+    session.commit()
+    rechecked = await after_order_stored(session, client, settings, order, "order changed", before,
+                                         change_id=change.id if change else None)
+    return order, rechecked
+
+
 def change_order(session: Session, order_id: int, body: PhysicianOrderUpdate,
                  actor: Actor) -> tuple[PhysicianOrder, tuple[date, date | None]]:
     """A frequency change or a new end date; answers the order and its dates before the change."""
@@ -268,9 +283,11 @@ async def _order_update(engine: Engine, client: Client, settings: Settings, orde
 async def sign_order(engine: Engine, client: Client, settings: Settings, order_id: int, signed_on: date,
                      document_ref: str | None, actor: Actor, idempotency_key: str | None = None) -> OrderOutcome:
     """ORD-02/03: the signed order came back; the chase ends and the visits waiting on it move on."""
+    offset = datetime.now(ZoneInfo(settings.agency_timezone)).utcoffset()
     return await _order_update(engine, client, settings, order_id, OrderWorkflow.sign,
-                               SignOrder(actor=actor, signed_on=signed_on, document_ref=document_ref,
-                                         now=now_utc()), idempotency_key)
+                               SignOrder(actor=actor, signed_on=signed_on, document_ref=document_ref, now=now_utc(),
+                                         agency_utc_offset_minutes=int(offset.total_seconds() // 60)),
+                               idempotency_key)
 
 
 async def return_order(engine: Engine, client: Client, settings: Settings, order_id: int, reason: str,

@@ -1008,9 +1008,11 @@ def notifications_for(session: Session, user: User, limit: int) -> list[Notifica
     """Reminders and escalations sent to this person's role (a clinician: only about visits still theirs)."""
     query = select(Notification).where(Notification.role == user.role)
     if user.role == Role.clinician:
-        # After a reassign, the reminder stays with the visit, not with the former clinician.
-        query = query.join(Visit, Visit.id == Notification.visit_id).where(
-            Notification.clinician_id == user.clinician_id, Visit.clinician_id == user.clinician_id)
+        # After a reassign, the reminder stays with the visit, not with the former clinician. A notice about no
+        # visit (a patient's supervisory visit due, SUP-01) is read by the clinician it is addressed to.
+        query = query.outerjoin(Visit, Visit.id == Notification.visit_id).where(
+            Notification.clinician_id == user.clinician_id,
+            or_(Visit.clinician_id == user.clinician_id, Visit.id.is_(None)))
     return list(session.exec(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)))
 
 

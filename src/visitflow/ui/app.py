@@ -34,6 +34,7 @@ from visitflow.ui.routes import (
     claims,
     clinician,
     dashboard,
+    events,
     missed,
     orders,
     remittances,
@@ -160,7 +161,7 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     ui = UIState(settings, htmx)
     app.state.ui = ui
     for pages in (signin, clinician, visit, supervisor, billing, claims, remittances, revenue, dashboard, admin,
-                  audit, orders, missed, changes):
+                  audit, orders, missed, changes, events):
         app.include_router(pages.router)
     app.include_router(router)  # htmx itself
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")

@@ -23,6 +23,7 @@ from visitflow.catalogue import (
     GATES,
     METHOD_LABELS,
     PUNCH_LABELS,
+    MISSED_REASON_LABELS,
     REASON_LABELS,
     ROLE_LABELS,
     ROLE_PEOPLE,
@@ -49,7 +50,7 @@ from visitflow.ui.auth import (
     session_token,
 )
 from visitflow.ui.forms import FORM, FormState, Target, note_field_name
-from visitflow.ui.present import Clock, event_detail, human_duration, problem_text, readable
+from visitflow.ui.present import Clock, event_detail, human_duration, link_changes, problem_text, readable
 
 log = logging.getLogger("visitflow.ui")
 
@@ -80,7 +81,7 @@ NAV = {  # each role's pages, its home first
     Role.admin: [("Dashboard", "/dashboard"), ("Visits", "/visits"), ("Holds", "/holds"), ("Claims", "/claims"),
                  ("Remittances", "/remittances"), ("Users", "/admin/users"), ("Audit", "/admin/audit"),
                  ("Orders", "/orders"), ("Supervision", "/supervision"), ("What changed", "/changes"),
-                 ("Load CSV", "/intake")],
+                 ("Load CSV", "/intake"), ("Event endpoints", "/admin/events")],
 }
 
 
@@ -123,6 +124,7 @@ class UIState:
             TASK_CHIPS=TASK_CHIPS,
             ROLE_LABELS={r.value: label for r, label in ROLE_LABELS.items()}, EVENT_LABELS=EVENT_LABELS,
             REASON_LABELS={r.value: label for r, label in REASON_LABELS.items()}, METHOD_LABELS=METHOD_LABELS,
+            MISSED_REASON_LABELS={r.value: label for r, label in MISSED_REASON_LABELS.items()},
             PUNCH_LABELS=PUNCH_LABELS, RULES=RULES, GATES=GATES, FORM=FORM, CSRF_FIELD=CSRF_FIELD,
             note_field_name=note_field_name, human_duration=human_duration, static=self.static_url,
             htmx_url=f"{HTMX_URL}?v={self.htmx_version}" if htmx else None, htmx_config=HTMX_CONFIG,
@@ -132,7 +134,9 @@ class UIState:
             row_target=lambda row_id: Target("row", row_id),
             readable=lambda text, staff=False: readable(text, self.clock, staff),
             problem_text=lambda hold, staff=False: problem_text(hold.message, hold.rule_id, self.clock, staff),
-            event_detail=lambda e, staff=False: event_detail(e.kind, e.detail, self.clock, staff),
+            # `links`: the reader may open a change's page (not clinicians), so "(change #12)" links it.
+            event_detail=lambda e, staff=False, links=False: (link_changes if links else str)(
+                event_detail(e.kind, e.detail, self.clock, staff)),
             service_name=service_name)
         self.templates = Jinja2Templates(env=env, context_processors=[self.common_context])
 

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from markupsafe import Markup, escape
+
 from visitflow.catalogue import METHOD_LABELS, PUNCH_LABELS, REASON_LABELS, ROLE_LABELS, RULES, SERVICE_NAMES
 from visitflow.models import as_utc
 
@@ -135,6 +137,15 @@ def problem_text(message: str, rule_id: str, clock: Clock, with_rule_ids: bool =
         message = message[len(rule_id):].strip()
     text = readable(message, clock, with_rule_ids)
     return text[:1].upper() + text[1:]
+
+
+CHANGE_MENTION = re.compile(r"\(change #(\d{1,10})\)")
+
+
+def link_changes(text: str) -> Markup:
+    """Text that names a change ("(change #12)", as the workflow writes it) with the change's page linked."""
+    return Markup(CHANGE_MENTION.sub(lambda m: f'(<a href="/changes/{m.group(1)}">change #{m.group(1)}</a>)',
+                                     str(escape(text))))
 
 
 def event_detail(kind: str, detail: str, clock: Clock, with_rule_ids: bool = False) -> str:

@@ -119,9 +119,13 @@ class OrderWorkflow:
         if req.signed_on < self._chase.sent_on:
             raise _reject("Invalid", f"the signature date {req.signed_on.isoformat()} is before the order was sent "
                                      f"({self._chase.sent_on.isoformat()})", "signed_on")
-        if req.signed_on > workflow.now().date() + timedelta(days=1):  # a day's grace: the office's zone is ahead of UTC
-            raise _reject("Invalid", f"the signature date {req.signed_on.isoformat()} is in the future",
-                          "signed_on")
+        if req.agency_utc_offset_minutes is not None:  # the agency's today, on the workflow's clock
+            today = (workflow.now() + timedelta(minutes=req.agency_utc_offset_minutes)).date()
+        else:
+            today = workflow.now().date() + timedelta(days=1)
+        if req.signed_on > today:
+            raise _reject("Invalid", f"the signature date {req.signed_on.isoformat()} is in the future (today is "
+                                     f"{today.isoformat()})", "signed_on")
 
     @workflow.update
     async def return_order(self, req: ReturnOrder) -> OrderOutcome:

@@ -8,6 +8,7 @@ from datetime import date
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from sqlmodel import Session
 
 from visitflow.catalogue import ROLE_LABELS, RULES, clinician_can_fix, hold_words, send_back_can_help, service_label
 from visitflow.deps import SessionDep, TemporalDep
@@ -15,6 +16,7 @@ from visitflow.models import (
     SendBack,
 )
 from visitflow.services import queries
+from visitflow.services.changes import change_behind, holding_changes
 from visitflow.services.commands import act, actor_of, release_visits
 from visitflow.ui.actions import done, perform, work_context
 from visitflow.ui.deps import BillerUser, PageCursor, SendBackUser, StaffUser, get_ui, render, visible_visit
@@ -132,7 +134,7 @@ def holds_page(request: Request, session: SessionDep, user: StaffUser, after: Pa
     payer_id = int(payer) if payer and payer.isdigit() else None
     groups, count = queries.holds_by_rule(session, payer_id, after, get_ui(request).clock.now())
     return render(request, "holds.html", {**WORDS, "payer_id": payer_id, "payers": queries.payers(session),
-                                          "groups": groups, "count": count})
+                                          "groups": groups, "count": count, **_changes_behind(session, groups)})
 
 
 @router.get("/holds/list")
@@ -140,4 +142,11 @@ def holds_list(request: Request, session: SessionDep, user: StaffUser, after: Pa
                payer: str | None = None) -> Response:
     payer_id = int(payer) if payer and payer.isdigit() else None
     groups, count = queries.holds_by_rule(session, payer_id, after, get_ui(request).clock.now())
-    return render(request, "_holds_list.html", {**WORDS, "payer_id": payer_id, "groups": groups, "count": count})
+    return render(request, "_holds_list.html", {**WORDS, "payer_id": payer_id, "groups": groups, "count": count,
+                                                **_changes_behind(session, groups)})
+
+
+def _changes_behind(session: Session, groups) -> dict:
+    """CHG-01 on the holds list: a hold that a change (an authorization cut, ...) put on a visit names it."""
+    found = holding_changes(session, [h.visit_id for g in groups.items for h in g.rows])
+    return {"change_behind": lambda h: change_behind(found, h.visit_id, h.rule_id)}

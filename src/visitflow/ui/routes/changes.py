@@ -61,7 +61,7 @@ def changes_page(request: Request, session: SessionDep, user: StaffUser,
                  after: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> Response:
     filters, f = _filters(request)
     filters.before_id = after
-    rows = list_changes(session, filters, PAGE + 1)
+    rows = list_changes(session, filters, PAGE + 1, get_ui(request).settings.agency_timezone)
     shown = rows[:PAGE]
     query = "&".join(f"{n}={f.v(n)}" for n in ("payer", "patient", "since", "until") if f.v(n) and n not in f.errors)
     return render(request, "changes.html", {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated
+from urllib.parse import quote_plus
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -12,8 +13,8 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from visitflow.db.session import write_session
-from visitflow.db.tables import PhysicianOrder, PhysicianOrderCreate, User
-from visitflow.deps import MAX_ROW_ID, SessionDep, TemporalDep, let_go
+from visitflow.db.tables import PhysicianOrder, PhysicianOrderCreate, PhysicianOrderUpdate, User
+from visitflow.deps import MAX_ROW_ID, SessionDep, TemporalDep, WriteSessionDep, let_go
 from visitflow.models import Role
 from visitflow.services import orders
 from visitflow.services.commands import actor_of
@@ -41,8 +42,9 @@ def orders_page(request: Request, session: SessionDep, user: OfficeReader,
     settings = get_ui(request).settings
     rows = orders.pending_orders(session, orders.agency_today(settings), PAGE + 1, cursor)
     more = rows[PAGE - 1].order if len(rows) > PAGE else None
-    return render(request, "orders.html", _page_context(session, request, user, rows[:PAGE], after, more,
-                                                         FormState(), request.query_params.get("done", "")))
+    return render(request, "orders.html", {**_page_context(session, request, user, rows[:PAGE], after, more,
+                                                            FormState(), request.query_params.get("done", "")),
+                                           "ff": FormState()})
 
 
 def _page_context(session, request: Request, user: User, rows, after, more, f: FormState, done: str = "") -> dict:
@@ -94,11 +96,42 @@ async def enter(request: Request, session: SessionDep, temporal: TemporalDep, us
     return RedirectResponse(f"/orders?done=Order+{order_id}+entered%3A+its+signature+is+being+chased.", 303)
 
 
-def _again(request: Request, session, user: User, f: FormState, status: int = 422) -> Response:
+@router.post("/orders/frequencies")
+async def change_frequencies(request: Request, session: WriteSessionDep, temporal: TemporalDep,
+                             user: Office) -> Response:
+    """A changed order (the practitioner ordered more or fewer visits): the open visits it touches re-check, and
+    the change is recorded (CHG-01), as `PATCH /api/orders/{id}` does."""
+    form = await request.form()
+    ff = read_form(form, ["order_id", "frequencies"])
+    order_id = int(ff.v("order_id").strip()) if ff.v("order_id").strip().isdigit() else None
+    if order_id is None or not 1 <= order_id <= MAX_ROW_ID:
+        ff.errors["order_id"] = "Give the order's number (the # in the list)."
+    lines = [line.strip() for line in ff.v("frequencies").splitlines() if line.strip()]
+    if not lines:
+        ff.errors["frequencies"] = "Give the order's frequencies, one discipline a line."
+    if not ff.errors:
+        try:
+            order, rechecked = await orders.change_order_rechecking(
+                session, temporal, get_ui(request).settings, order_id, PhysicianOrderUpdate(frequencies=lines),
+                actor_of(user))
+        except ValidationError as err:
+            ff.errors["frequencies"] = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+        except ServiceError as err:
+            ff.errors[err.field if err.field in ("order_id", "frequencies") else "order_id"] = err.message
+        else:
+            n = len(rechecked)
+            return RedirectResponse(f"/orders?done=Order+{order.id}+now+orders+{quote_plus('; '.join(lines))}%3A+"
+                                    f"{n}+open+visit{'' if n == 1 else 's'}+checked+again.", 303)
+    session.rollback()
+    return _again(request, session, user, FormState(), ff=ff)
+
+
+def _again(request: Request, session, user: User, f: FormState, status: int = 422,
+           ff: FormState | None = None) -> Response:
     rows = orders.pending_orders(session, orders.agency_today(get_ui(request).settings), PAGE + 1, None)
     more = rows[PAGE - 1].order if len(rows) > PAGE else None
-    return render(request, "orders.html", _page_context(session, request, user, rows[:PAGE], None, more, f),
-                  status=status)
+    return render(request, "orders.html", {**_page_context(session, request, user, rows[:PAGE], None, more, f),
+                                           "ff": ff or FormState()}, status=status)
 
 
 def _order_id(order_id: int) -> int:

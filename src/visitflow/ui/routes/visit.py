@@ -48,6 +48,8 @@ def gate_checklist(snap: VisitSnapshot) -> list[dict[str, Any]]:
             status, why = "held", [f"{len(holds)} open hold{'s' if len(holds) > 1 else ''}, listed below"]
         elif snap.gates.get(gate):
             status, why = "passed", []
+        elif snap.state in (VisitState.missed, VisitState.cancelled):  # ended: nothing is waited for
+            status, why = "skipped", [f"the visit was {snap.state.value}: it is never billed"]
         elif gate == "documented":
             status, why = "waiting", ["waiting for the note"]
         elif gate == "signed":
