@@ -306,6 +306,72 @@ async def test_a_week_of_service_dates_is_the_agency_s_local_week(model: Model, 
     assert body["items"][0]["service_date"] == local.isoformat()
 
 
+async def all_queue_pages(api, model: Model, role: str, url: str, between=None) -> tuple[list, list]:
+    """Every task and hold of a work queue, page by page along `next`, in the order they came."""
+    tasks, holds, pages = [], [], 0
+    while url:
+        answer = await api.get(url, headers=as_user(model, role))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        tasks += [(t["visit_id"], t["kind"]) for t in body["tasks"]]
+        holds += [(h["visit_id"], h["key"]) for by_rule in body["holds_by_reason"].values() for h in by_rule]
+        url = body["next"]
+        pages += 1
+        if between:
+            between(pages)
+    return tasks, holds
+
+
+async def test_work_queue_pages_never_skip_or_repeat_while_tasks_arrive(model: Model, api):
+    due_soon = NOW - timedelta(days=2)  # several visits share a deadline: the task id breaks the tie
+    late, held = [f"LATE-{n}" for n in range(5)], [f"HELD-{n}" for n in range(4)]
+    for n, visit_id in enumerate(late):  # escalated note_overdue tasks (a deadline), for the supervisor
+        model.project(lifecycle(model, visit_id, due_soon if n < 3 else due_soon - timedelta(hours=n))[1])
+    for visit_id in held:  # approve_exception tasks (no deadline) and three holds each
+        model.project(lifecycle(model, visit_id, due_soon - timedelta(days=1))[3])
+    arrivals = iter(range(3))
+
+    def new_work_arrives(_page: int) -> None:  # escalated work tied with and ahead of what was read; more holds
+        if (n := next(arrivals, None)) is not None:
+            for start in (due_soon, due_soon - timedelta(days=9)):
+                model.project(lifecycle(model, f"NEW-{n}-{start:%d}", start)[1])
+            model.project(lifecycle(model, f"NEWHELD-{n}", due_soon)[3])
+
+    tasks, holds = await all_queue_pages(api, model, "supervisor", "/api/tasks?limit=2", between=new_work_arrives)
+    assert len(tasks) == len(set(tasks)) and len(holds) == len(set(holds)), "a task or hold came twice"
+    wanted = [(v, "note_overdue") for v in late] + [(v, "approve_exception") for v in held]
+    assert set(wanted) <= set(tasks), "a task was skipped"
+    assert {(v, key) for v in held for key in ("EVV-01:in", "EVV-01:out", "EVV-02:p1")} <= set(holds)
+    # Escalated work first, the earliest deadline first; work without a deadline last.
+    assert [t for t in tasks if t in wanted] == [(v, "note_overdue") for v in ("LATE-4", "LATE-3", *late[:3])] + [
+        (v, "approve_exception") for v in held]
+
+    # Read again without arrivals, it is the same queue whatever the page size.
+    again, again_holds = await all_queue_pages(api, model, "supervisor", "/api/tasks?limit=3")
+    whole = (await api.get("/api/tasks?limit=500", headers=as_user(model, "supervisor"))).json()
+    assert whole["next"] is None
+    assert again == [(t["visit_id"], t["kind"]) for t in whole["tasks"]]
+    assert again_holds == [(h["visit_id"], h["key"]) for r in whole["holds_by_reason"].values() for h in r]
+
+
+async def test_work_queue_pages_are_bounded_and_bad_cursors_refused(model: Model, api):
+    for n in range(60):
+        model.project(lifecycle(model, f"Q-{n:02d}", NOW - timedelta(days=3, minutes=n))[4])  # a release task
+    first = (await api.get("/api/tasks", headers=as_user(model, "biller"))).json()
+    assert len(first["tasks"]) == 50 and first["next"].startswith("/api/tasks?after=")
+    rest = (await api.get(first["next"], headers=as_user(model, "biller"))).json()
+    assert len(rest["tasks"]) == 10 and rest["next"] is None
+    assert not {t["visit_id"] for t in first["tasks"]} & {t["visit_id"] for t in rest["tasks"]}
+    kept = (await api.get("/api/tasks?limit=7", headers=as_user(model, "biller"))).json()
+    assert "limit=7" in kept["next"]  # the next page keeps the page size
+    assert (await api.get("/api/tasks?limit=501", headers=as_user(model, "biller"))).status_code == 422
+    visits_cursor = queries.encode_cursor(NOW, "V-1")
+    out_of_range = queries.encode_cursor(9, NOW, 1, None, None, None)
+    for cursor in ("not-a-cursor", visits_cursor, out_of_range):
+        bad = await api.get("/api/tasks", params={"after": cursor}, headers=as_user(model, "biller"))
+        assert bad.status_code == 422 and "not a cursor" in bad.text
+
+
 def test_ui_lists_page_by_cursor_with_a_capped_count(model: Model, monkeypatch):
     for n in range(30):  # on hold: 30 exceptions to decide (and 60 clinician holds)
         model.project(lifecycle(model, f"H-{n:02d}", NOW - timedelta(days=1, minutes=n))[3])

@@ -982,26 +982,79 @@ def projected_snapshot(session: Session, visit_id: str) -> VisitSnapshot | None:
     return VisitSnapshot.model_validate(row.snapshot) if row is not None else None
 
 
-def work_queue(session: Session, user: User, limit: int) -> tuple[list[tuple[VisitTask, Visit]], list[VisitHold]]:
-    """This person's open tasks, most urgent first (escalated, then the earliest deadline, tasks without one
-    last), and for billers and supervisors the open holds by rule.
+@dataclass
+class WorkQueuePage:
+    tasks: list[tuple[VisitTask, Visit]]
+    holds: list[VisitHold]
+    next_after: str | None  # the cursor of the next page; None on the last
 
-    Read as up to four ranges of the task index (role, escalated, due_at, id), each already in order, so a
-    queue of any length costs what its first `limit` tasks do (NULLs sort differently on SQLite and
-    PostgreSQL, so "no deadline" is its own range rather than an ORDER BY expression)."""
+
+# A task queue in its order, as ranges of the task index (role, escalated, due_at, id), each read in
+# (due_at, id) order: escalated with a deadline, escalated without, the rest with one, the rest without. NULLs
+# sort differently on SQLite and PostgreSQL, so "no deadline" is a range of its own, not an ORDER BY expression.
+_TASK_RANGES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+def work_queue(session: Session, user: User, limit: int, after: tuple | None = None) -> WorkQueuePage:
+    """This person's open tasks, most urgent first (escalated, then the earliest deadline, tasks without one
+    last), and for billers and supervisors the open holds by rule, `limit` of each at a time after a keyset
+    cursor (`decode_work_cursor`): a task or hold that arrives between pages never shifts, repeats or hides
+    another, and a deep page costs what the first does.
+
+    The cursor holds each list's own position: (task range, due_at, task id) and (rule, opened_at, hold id),
+    a list's part all None once it has ended (there is no cursor before the first page)."""
+    t_range, t_due, t_id, h_rule, h_opened, h_id = after or (0, None, None, None, None, None)
     tasks: list[tuple[VisitTask, Visit]] = []
-    for escalated in (True, False):
-        for due in (VisitTask.due_at.is_not(None), VisitTask.due_at.is_(None)):
-            if len(tasks) < limit:
-                tasks += session.exec(
-                    select(VisitTask, Visit).options(defer(Visit.snapshot)).join(Visit, Visit.id == VisitTask.visit_id)
-                    .where(VisitTask.role == user.role, VisitTask.escalated == escalated, due,
-                           visible(user, Visit))  # a clinician: their own visits only
-                    .order_by(VisitTask.due_at, VisitTask.id).limit(limit - len(tasks))).all()
-    holds = (list(session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id)
-                               .limit(limit)))
-             if user.role in (Role.biller, Role.supervisor) else [])
-    return tasks, holds
+    more_tasks = False
+    if t_range is not None:
+        for i in range(t_range, len(_TASK_RANGES)):
+            escalated, has_due = _TASK_RANGES[i]
+            wanted = limit + 1 - len(tasks)  # one past the page says whether there is more
+            if wanted <= 0:
+                break
+            query = (select(VisitTask, Visit).options(defer(Visit.snapshot)).join(Visit, Visit.id == VisitTask.visit_id)
+                     .where(VisitTask.role == user.role, VisitTask.escalated == escalated,
+                            VisitTask.due_at.is_not(None) if has_due else VisitTask.due_at.is_(None),
+                            visible(user, Visit)))  # a clinician: their own visits only
+            if i == t_range and t_id is not None:
+                query = query.where(_after([(VisitTask.due_at, False, datetime), (VisitTask.id, False, int)],
+                                           (t_due, t_id)) if has_due else VisitTask.id > t_id)
+            tasks += [(t, v, i) for t, v in session.exec(
+                query.order_by(VisitTask.due_at, VisitTask.id).limit(wanted)).all()]
+        more_tasks = len(tasks) > limit
+        tasks = tasks[:limit]
+    holds: list[VisitHold] = []
+    more_holds = False
+    if user.role in (Role.biller, Role.supervisor) and (after is None or h_id is not None):
+        query = select(VisitHold)
+        if h_id is not None:
+            query = query.where(_after([(VisitHold.rule_id, False, str), (VisitHold.opened_at, False, datetime),
+                                        (VisitHold.id, False, int)], (h_rule, h_opened, h_id)))
+        holds = list(session.exec(query.order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id)
+                                  .limit(limit + 1)))
+        more_holds = len(holds) > limit
+        holds = holds[:limit]
+    following = None
+    if more_tasks or more_holds:
+        last_t = tasks[-1] if more_tasks else None
+        last_h = holds[-1] if more_holds else None
+        following = encode_cursor(
+            last_t[2] if last_t else None, last_t[0].due_at if last_t else None, last_t[0].id if last_t else None,
+            last_h.rule_id if last_h else None, last_h.opened_at if last_h else None, last_h.id if last_h else None)
+    return WorkQueuePage([(t, v) for t, v, _ in tasks], holds, following)
+
+
+def decode_work_cursor(after: str) -> tuple | None:
+    """A cursor `work_queue` made, or None when it is not one (another list's, edited, or out of range)."""
+    cursor = decode_cursor(after, int, datetime, int, str, datetime, int)
+    if cursor is None:
+        return None
+    t_range, t_due, t_id, h_rule, h_opened, h_id = cursor
+    tasks_ok = (t_range is None and t_due is None and t_id is None) or (
+        t_range is not None and 0 <= t_range < len(_TASK_RANGES) and t_id is not None
+        and (t_due is not None) == _TASK_RANGES[t_range][1])
+    holds_ok = (h_rule is None and h_opened is None and h_id is None) or None not in (h_rule, h_opened, h_id)
+    return cursor if tasks_ok and holds_ok else None
 
 
 def notifications_for(session: Session, user: User, limit: int) -> list[Notification]:
