@@ -6,7 +6,9 @@ environment) into a database of each test's own, on SQLite or PostgreSQL like th
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from visitflow.activities.visits import VisitActivities
 from visitflow.db.session import get_engine, migrate, write_session
 from visitflow.db.tables import ApiToken, Clinician, Patient, Payer, User, Visit, VisitHold, VisitRollup, VisitTask
+from visitflow.models import as_utc
 from visitflow.main import create_app
 from visitflow.models import (
     Discipline,
@@ -34,6 +37,7 @@ from visitflow.models import (
 )
 from visitflow.security import hash_password, token_digest
 from visitflow.services import queries, rollups
+from visitflow.services.revenue import revenue_at_risk
 from visitflow.settings import Settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -147,7 +151,7 @@ def test_rollups_equal_a_rebuild_after_projections_out_of_order_and_redelivered(
         model.project(snap)
         stored, rebuilt = model.stored_vs_rebuilt()
         assert stored == +rebuilt, f"after {snap.spec.visit_id} v{snap.version}"
-    assert any(figure == "note_lag" for figure, *_ in stored) and any(f == "held_visits" for f, *_ in stored)
+    assert {"note_lag", "note_lag_week", "held_visits"} <= {figure for figure, *_ in stored}
 
     rows_before = model.stored_vs_rebuilt()[0]
     assert rollups.rebuild(model.engine) == len(rows_before)
@@ -175,6 +179,93 @@ def test_rollups_equal_a_rebuild_after_projections_out_of_order_and_redelivered(
             for v in s.exec(select(Visit).where(Visit.state == "claim_ready", Visit.payer_id == payer.id)).all())
         waiting = s.exec(select(func.count()).select_from(VisitHold).where(VisitHold.role == Role.supervisor)).one()
         assert sum(next(b for b in d.backlogs if b.name == "Exceptions to decide").buckets) == waiting
+
+
+def test_note_lag_reads_the_window_s_first_days_by_the_day_and_the_rest_by_the_week(model: Model):
+    rng = random.Random(3)
+    for d in range(70, 100):  # a month of notes across the window's start (90 days back), two a day
+        for k in range(2):
+            model.project(lifecycle(model, f"LAG-{d}-{k}", NOW - timedelta(days=d, hours=k), rng=rng)[2])
+    with Session(model.engine) as s:
+        since = (NOW - timedelta(days=90)).date()
+        lags = sorted(rollups.lag_bucket((v.note_submitted_at - v.scheduled_end).total_seconds())
+                      for v in s.exec(select(Visit)).all() if v.service_date >= since)
+        for due, late in ((timedelta(hours=24), timedelta(hours=24)), (timedelta(hours=3), timedelta(hours=1))):
+            d = queries.dashboard(s, NOW, due, late)
+            assert d.lag_count == len(lags) and 0 < len(lags) < 60
+            assert d.lag_counts == [sum(1 for m in lags if m <= due.total_seconds() / 60),
+                                    sum(1 for m in lags if due.total_seconds() / 60 < m <= (due + late).total_seconds() / 60),
+                                    sum(1 for m in lags if m > (due + late).total_seconds() / 60)]
+        assert d.lag_median_h == (lags[(len(lags) - 1) // 2] + lags[len(lags) // 2]) / 2 / 60
+        assert d.lag_p90_h == lags[math.ceil(0.9 * len(lags)) - 1] / 60
+        weeks = s.exec(select(func.count()).select_from(VisitRollup).where(VisitRollup.figure == "note_lag_week")).one()
+        assert 0 < weeks < len(lags) * 2  # a few weeks hold what ~60 days of rows hold
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored == +rebuilt
+
+
+def revenue_from_the_visits(s: Session, now: datetime) -> dict:
+    """Revenue at risk counted straight from the holds and visits (what the rollups must equal)."""
+    rates = dict(s.exec(select(Payer.id, Payer.rate_per_unit_cents)).all())
+    value, since, rules = {}, {}, {}
+    for visit_id, rule_id, opened, units, start, end, payer in s.exec(
+            select(VisitHold.visit_id, VisitHold.rule_id, VisitHold.opened_at, Visit.billable_units,
+                   Visit.scheduled_start, Visit.scheduled_end, Visit.payer_id).join(Visit)).all():
+        units = units if units is not None else max(int((end - start).total_seconds() // 900), 0)
+        value[visit_id] = units * rates[payer]
+        at = math.floor(as_utc(opened).timestamp())
+        since[visit_id] = min(since.get(visit_id, at), at)
+        rules.setdefault(rule_id, set()).add(visit_id)
+    ages = {v: (now.timestamp() - at) / 86400 for v, at in since.items()}
+    by_age = [0, 0, 0, 0]
+    for v, days in ages.items():
+        by_age[0 if days < 2 else 1 if days <= 7 else 2 if days <= 30 else 3] += value[v]
+    ready = s.exec(select(Visit.billable_units, Visit.payer_id).where(Visit.state == "claim_ready")).all()
+    return {"held": sorted(((r, len(ids), sum(value[v] for v in ids)) for r, ids in rules.items()),
+                           key=lambda r: (-r[2], r[0])),
+            "held_by_age": by_age, "held_cents": sum(value.values()), "ready_visits": len(ready),
+            "ready_cents": sum(u * rates[p] for u, p in ready),
+            "median": statistics.median(ages.values()) if ages else None}
+
+
+def test_revenue_at_risk_comes_from_the_rollups_and_equals_the_visits(model: Model):
+    with Session(model.engine) as s:
+        assert revenue_at_risk(s, NOW).hold_days_median is None
+    ages = [timedelta(hours=3), timedelta(days=2) - timedelta(seconds=5), timedelta(days=2, seconds=5),
+            timedelta(days=7), timedelta(days=7, seconds=1), timedelta(days=12), timedelta(days=30, seconds=-1),
+            timedelta(days=45)]
+    for n, age in enumerate(ages):
+        snaps = lifecycle(model, f"HELD-{n}", NOW - timedelta(days=50), payer=n % 2)
+        if n % 3 == 2:  # held before its note: no units yet, its scheduled quarter hours stand in
+            snap = snaps[0].model_copy(update={"state": VisitState.on_hold, "holds": snaps[3].holds[2:],
+                                               "version": 2})
+        else:
+            snap = snaps[3]
+        model.project(snap)
+        with write_session(model.engine) as s:  # as if the first hold opened `age` ago (a later one: an hour on)
+            first = s.exec(select(VisitHold).where(VisitHold.visit_id == f"HELD-{n}")).all()
+            for k, hold in enumerate(first):
+                hold.opened_at = NOW - age + timedelta(hours=k)
+                s.add(hold)
+            s.commit()
+    for n in range(3):
+        model.project(lifecycle(model, f"READY-{n}", NOW - timedelta(days=3), payer=n % 2)[4])
+    rollups.rebuild(model.engine)
+    with Session(model.engine) as s:
+        for now in (NOW, NOW + timedelta(seconds=6), NOW + timedelta(days=20)):
+            r, want = revenue_at_risk(s, now), revenue_from_the_visits(s, now)
+            assert [(h.rule_id, h.visits, h.cents) for h in r.held] == want["held"]
+            assert r.held_by_age == want["held_by_age"] and r.held_cents == want["held_cents"] > 0
+            assert (r.ready_visits, r.ready_cents) == (want["ready_visits"], want["ready_cents"]) == (3, r.ready_cents)
+            assert r.hold_days_median == pytest.approx(want["median"])
+        assert revenue_at_risk(s, NOW).held_by_age[0] != revenue_at_risk(s, NOW + timedelta(seconds=6)).held_by_age[0]
+    # A visit released from its hold takes its dollars with it, through the projection.
+    model.project(lifecycle(model, "HELD-0", NOW - timedelta(days=50))[4])
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored == +rebuilt
+    with Session(model.engine) as s:
+        r, want = revenue_at_risk(s, NOW), revenue_from_the_visits(s, NOW)
+        assert (r.held_cents, r.ready_visits) == (want["held_cents"], 4)
 
 
 def test_backlog_ages_are_exact_to_the_second(model: Model):
@@ -413,3 +504,24 @@ def test_an_upgraded_database_gets_its_rollups_when_migrated(model: Model):
         assert s.get(Visit, "UPGRADED-1").note_submitted_at == snaps[3].note.submitted_at
     stored, rebuilt = model.stored_vs_rebuilt()
     assert stored and stored == +rebuilt
+
+
+def test_a_database_with_rollups_gets_the_new_figures_when_migrated(model: Model):
+    from alembic import command
+    from alembic.config import Config
+
+    from visitflow.db.session import MIGRATIONS, normalise_url
+
+    model.project(lifecycle(model, "BEFORE-1", NOW - timedelta(days=2))[3])  # held, with a note lag
+    new = ("note_lag_week", "held_value", "held_day_visits", "held_day_value", "held_at_visits", "held_at_value")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(model.url))
+    cfg.attributes["engine"] = model.engine
+    command.downgrade(cfg, "0011")  # as a database was before these figures: rollups without them
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored and not {f for f, *_ in stored} & set(new) and stored != +rebuilt
+    migrate(model.url)
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored == +rebuilt and set(new) <= {f for f, *_ in stored}
+

@@ -790,10 +790,15 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     ]
 
     # Note lag: how long after the visit ended the note came in, counted by service day and minute of lag.
+    # The window runs from its first service day on: the days before its first Monday by the day, every week
+    # from that Monday on (each wholly inside the window) by the week.
     since = (now - timedelta(days=lag_window_days)).date().toordinal()
+    monday = since + (-(since - 1)) % 7
+    lags = union_all(
+        select(R.bucket, R.n).where(R.figure == "note_lag", R.key == "", R.at >= since, R.at < monday),
+        select(R.bucket, R.n).where(R.figure == "note_lag_week", R.key == "", R.at >= monday)).subquery()
     histogram = [(minutes, int(n)) for minutes, n in session.exec(
-        select(R.bucket, func.sum(R.n)).where(R.figure == "note_lag", R.key == "", R.at >= since)
-        .group_by(R.bucket).order_by(R.bucket)).all()]
+        select(lags.c.bucket, func.sum(lags.c.n)).group_by(lags.c.bucket).order_by(lags.c.bucket)).all()]
     lag_count = sum(n for _, n in histogram)
     due_m, late_m = note_due.total_seconds() / 60, (note_due + escalate_after).total_seconds() / 60
     lag_counts = [sum(n for m, n in histogram if m <= due_m), sum(n for m, n in histogram if due_m < m <= late_m),
