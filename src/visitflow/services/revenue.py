@@ -207,14 +207,18 @@ def _median_days_held(session: Session, now_s: float) -> float | None:
         before = 0
         for day, n in days:
             if rank < before + n:
-                for at, k in session.exec(select(R.at, R.n).where(
-                        R.figure == "held_at_visits", R.key == "", R.at >= day, R.at < day + rollups.DAY)
-                        .order_by(R.at)).all():
+                seconds = session.exec(select(R.at, R.n).where(
+                    R.figure == "held_at_visits", R.key == "", R.at >= day, R.at < day + rollups.DAY)
+                    .order_by(R.at)).all()
+                for at, k in seconds:
                     before += k
                     if rank < before:
                         return at
+                # A projection committed between the two reads (PostgreSQL reads each statement afresh): the
+                # day's last second is as near as this moment allows.
+                return seconds[-1][0] if seconds else day
             before += n
-        raise AssertionError("the held visits' day and second rows disagree")
+        return days[-1][0]
 
     middle = [nth((total - 1) // 2), nth(total // 2)]
     return statistics.mean((now_s - at) / rollups.DAY for at in middle)

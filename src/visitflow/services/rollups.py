@@ -1,4 +1,4 @@
-"""Running counts behind the dashboard and the supervisors' team table (the `visitrollup` table).
+"""Running counts behind the dashboard, the revenue panel and the supervisors' team table (`visitrollup`).
 
 A visit contributes a handful of counts (its state, each open hold by rule and by who must act, each open task,
 when each of its waits began, its note lag). The projection takes the visit's old contribution away and adds
