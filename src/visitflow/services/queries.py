@@ -5,7 +5,6 @@ Each function answers one question a person asks of the agency's visits; lists c
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, func, or_, true, union_all
+from sqlalchemy import and_, func, or_, true, union_all
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
@@ -434,6 +433,32 @@ class ReadyToBill:
     amount_cents: int
 
 
+def ready_totals(session: Session, filters: BillingFilter) -> dict[int, tuple[int, int]]:
+    """Per payer: the visits ready to bill within the filters and their dollars as the claims will bill them (the
+    fee schedule's rate for the service and modifiers, else the payer's), from the rollups the projection keeps
+    by payer, service, modifiers and date of service: a few rows per day of service, however many visits."""
+    R = VisitRollup
+    where = [R.figure.in_(("ready", "ready_units"))]
+    if filters.date_from:
+        where.append(R.at >= filters.date_from.toordinal())
+    if filters.date_to:
+        where.append(R.at <= filters.date_to.toordinal())
+    by_service: dict[tuple[int, str, str], list[int]] = {}
+    for figure, key, n in session.exec(select(R.figure, R.key, func.sum(R.n)).where(*where)
+                                       .group_by(R.figure, R.key)).all():
+        payer_id = rollups.read_ready_key(key)[0]
+        if filters.payer_id and payer_id != filters.payer_id:
+            continue
+        by_service.setdefault(key, [0, 0])[0 if figure == "ready" else 1] += int(n)
+    rates = unit_rates(session, {rollups.read_ready_key(key)[0] for key in by_service})
+    totals: dict[int, tuple[int, int]] = {}
+    for key, (n, units) in by_service.items():
+        payer_id, code, modifiers = rollups.read_ready_key(key)
+        count, cents = totals.get(payer_id, (0, 0))
+        totals[payer_id] = (count + n, cents + units * rates(payer_id, code, modifiers))
+    return {payer_id: total for payer_id, total in totals.items() if total[0]}
+
+
 def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, today: date | None = None,
                   size: int = PAGE_SIZE) -> ReadyToBill:
     """Claim-ready visits by payer (by name), then service date; each payer's totals count all its pages. With
@@ -442,18 +467,8 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, t
     The page is read payer by payer along the index (state, payer, service date, id) after a keyset cursor (payer
     name, payer id, service date, visit id), so it never sorts the claim-ready visits, however many there are."""
     where = _ready_where(filters)
-    # Dollars as the claims will bill them: the fee schedule's rate for the service and modifiers, else the
-    # payer's. Summed per payer, service and modifiers over the claim-ready visits (the work waiting to be
-    # billed, read along the state index; the modifiers' JSON text read once per group).
-    modifiers_text = cast(Visit.modifiers, String)
-    by_service = session.exec(
-        select(Visit.payer_id, Visit.service_code, modifiers_text, func.count(), func.sum(Visit.billable_units))
-        .where(*where).group_by(Visit.payer_id, Visit.service_code, modifiers_text)).all()
-    rates = unit_rates(session, {payer_id for payer_id, *_ in by_service})
-    totals: dict[int, tuple[int, int]] = {}
-    for payer_id, code, mods, n, units in by_service:
-        count, cents = totals.get(payer_id, (0, 0))
-        totals[payer_id] = (count + n, cents + (units or 0) * rates(payer_id, code, json.loads(mods or "[]")))
+    totals = ready_totals(session, filters)
+    rates = unit_rates(session, set(totals))  # each row's dollars, as its claim will bill them
     billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(totals))))}
     cursor = decode_cursor(after, str, int, date, str) if after else None
     after = after if cursor is not None else None

@@ -31,7 +31,7 @@ from visitflow.db.tables import (
     VisitRollup,
 )
 from visitflow.models import as_utc
-from visitflow.services import rollups
+from visitflow.services import queries, rollups
 
 AR_BUCKETS = ["0–30 days", "31–60 days", "61–90 days", "90+ days"]
 HOLD_BUCKETS = ["under 2 days", "2–7 days", "8–30 days", "30+ days"]
@@ -165,13 +165,8 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
         for payer, at, n in session.exec(union_all(*seeks)).all():
             held_by_age[bucket(at)] += cents(payer, n)
 
-    ready_visits = ready_cents = 0
-    for figure, payer, n in session.exec(select(R.figure, R.key, func.sum(R.n)).where(
-            R.figure.in_(("ready", "ready_units"))).group_by(R.figure, R.key)).all():
-        if figure == "ready":
-            ready_visits += int(n)
-        else:
-            ready_cents += cents(payer, int(n))
+    ready = queries.ready_totals(session, queries.BillingFilter())  # as the billing page totals them
+    ready_visits, ready_cents = sum(n for n, _ in ready.values()), sum(c for _, c in ready.values())
 
     today = now.date()
     receivable = [0] * len(AR_BUCKETS)

@@ -63,6 +63,8 @@ class VisitFacts:
     state: str
     clinician_id: int
     payer_id: int
+    service_code: str
+    modifiers: list[str]
     billable_units: int | None
     scheduled_start: datetime
     scheduled_end: datetime
@@ -75,6 +77,18 @@ class VisitFacts:
 
 
 DAY = 86400
+
+
+def ready_key(payer_id: int, service_code: str, modifiers: list[str]) -> str:
+    """"payer|service|modifiers" with the modifiers as the fee schedule keys them (PayerRate.modifier_key)."""
+    from visitflow.activities.release import rate_key  # (the activities import this module)
+
+    return f"{payer_id}|{service_code}|{rate_key(modifiers)}"
+
+
+def read_ready_key(key: str) -> tuple[int, str, list[str]]:
+    payer, service_code, modifiers = key.split("|", 2)
+    return int(payer), service_code, modifiers.split(":") if modifiers else []
 
 
 def held_value(v: VisitFacts) -> int:
@@ -124,9 +138,12 @@ def figures(v: VisitFacts) -> Counter[RollupKey]:
         out[("held_day_value", str(v.payer_id), at - at % DAY, 0)] += held_value(v)
         out[("held_at_visits", "", at, 0)] += 1
         out[("held_at_value", str(v.payer_id), at, 0)] += held_value(v)
-    if v.state == VisitState.claim_ready.value:  # the biller's totals, by payer and date of service
-        out[("ready", str(v.payer_id), v.service_date.toordinal(), 0)] += 1
-        out[("ready_units", str(v.payer_id), v.service_date.toordinal(), 0)] += v.billable_units or 0
+    if v.state == VisitState.claim_ready.value:
+        # The biller's totals by what sets their price (payer, service, modifiers: the fee schedule's key) and
+        # date of service, so the dollars ready to bill are the claims' dollars for any range of dates.
+        key = ready_key(v.payer_id, v.service_code, v.modifiers)
+        out[("ready", key, v.service_date.toordinal(), 0)] += 1
+        out[("ready_units", key, v.service_date.toordinal(), 0)] += v.billable_units or 0
         if v.ready_since is not None:
             backlog(READY_TO_BILL, v.ready_since)
     if v.state != VisitState.scheduled.value and v.note_submitted_at is not None:
@@ -159,7 +176,8 @@ def timeline_columns(timeline: list[dict]) -> dict[str, datetime | None]:
             "ready_since": last({VisitState.claim_ready.value})}
 
 
-VISIT_COLUMNS = (Visit.id, Visit.state, Visit.clinician_id, Visit.payer_id, Visit.billable_units,
+VISIT_COLUMNS = (Visit.id, Visit.state, Visit.clinician_id, Visit.payer_id, Visit.service_code, Visit.modifiers,
+                 Visit.billable_units,
                  Visit.scheduled_start, Visit.scheduled_end, Visit.service_date, Visit.note_submitted_at, Visit.sign_waiting_since,
                  Visit.ready_since)
 

@@ -1,5 +1,5 @@
-"""The rollups gain figures (note lag by week of service; the dollars held by rule and by age, ready to bill by
-payer): a database that already has rollups gets them recounted from its visits, so the new figures are right
+"""The rollups gain figures (note lag by week of service; the dollars held by rule and by age; ready to bill by
+payer, service and modifiers, the fee schedule's key): a database that already has rollups gets them recounted from its visits, so the new figures are right
 from the first start after the upgrade and every projection after it changes them from a true count. (A
 database with visits but no rollups yet gets them from `migrate`, after the last migration.)
 
@@ -25,10 +25,7 @@ def upgrade() -> None:
         recount(db)
 
 
-NEW_FIGURES = ("note_lag_week", "held_value", "held_day_visits", "held_day_value", "held_at_visits", "held_at_value")
-
-
 def downgrade() -> None:
-    # The older code neither reads nor keeps these figures: their rows would only go stale.
-    op.get_bind().execute(sa.text("DELETE FROM visitrollup WHERE figure IN :figures")
-                          .bindparams(sa.bindparam("figures", expanding=True)), {"figures": list(NEW_FIGURES)})
+    # The older code counts other figures (and "ready" by payer only): no rollups at all, and its `migrate`
+    # counts them afresh from the visits.
+    op.execute("DELETE FROM visitrollup")
