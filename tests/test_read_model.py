@@ -6,9 +6,12 @@ environment) into a database of each test's own, on SQLite or PostgreSQL like th
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,7 +21,8 @@ from temporalio.testing import ActivityEnvironment
 
 from visitflow.activities.visits import VisitActivities
 from visitflow.db.session import get_engine, migrate, write_session
-from visitflow.db.tables import ApiToken, Clinician, Patient, Payer, User, Visit, VisitHold, VisitRollup, VisitTask
+from visitflow.db.tables import ApiToken, Clinician, Patient, Payer, PayerRate, User, Visit, VisitHold, VisitRollup, VisitTask
+from visitflow.models import as_utc
 from visitflow.main import create_app
 from visitflow.models import (
     Discipline,
@@ -34,6 +38,7 @@ from visitflow.models import (
 )
 from visitflow.security import hash_password, token_digest
 from visitflow.services import queries, rollups
+from visitflow.services.revenue import revenue_at_risk
 from visitflow.settings import Settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -147,7 +152,7 @@ def test_rollups_equal_a_rebuild_after_projections_out_of_order_and_redelivered(
         model.project(snap)
         stored, rebuilt = model.stored_vs_rebuilt()
         assert stored == +rebuilt, f"after {snap.spec.visit_id} v{snap.version}"
-    assert any(figure == "note_lag" for figure, *_ in stored) and any(f == "held_visits" for f, *_ in stored)
+    assert {"note_lag", "note_lag_week", "held_visits"} <= {figure for figure, *_ in stored}
 
     rows_before = model.stored_vs_rebuilt()[0]
     assert rollups.rebuild(model.engine) == len(rows_before)
@@ -175,6 +180,111 @@ def test_rollups_equal_a_rebuild_after_projections_out_of_order_and_redelivered(
             for v in s.exec(select(Visit).where(Visit.state == "claim_ready", Visit.payer_id == payer.id)).all())
         waiting = s.exec(select(func.count()).select_from(VisitHold).where(VisitHold.role == Role.supervisor)).one()
         assert sum(next(b for b in d.backlogs if b.name == "Exceptions to decide").buckets) == waiting
+
+
+def test_note_lag_reads_the_window_s_first_days_by_the_day_and_the_rest_by_the_week(model: Model):
+    rng = random.Random(3)
+    for d in range(70, 100):  # a month of notes across the window's start (90 days back), two a day
+        for k in range(2):
+            model.project(lifecycle(model, f"LAG-{d}-{k}", NOW - timedelta(days=d, hours=k), rng=rng)[2])
+    with Session(model.engine) as s:
+        since = (NOW - timedelta(days=90)).date()
+        lags = sorted(rollups.lag_bucket((v.note_submitted_at - v.scheduled_end).total_seconds())
+                      for v in s.exec(select(Visit)).all() if v.service_date >= since)
+        for due, late in ((timedelta(hours=24), timedelta(hours=24)), (timedelta(hours=3), timedelta(hours=1))):
+            d = queries.dashboard(s, NOW, due, late)
+            assert d.lag_count == len(lags) and 0 < len(lags) < 60
+            assert d.lag_counts == [sum(1 for m in lags if m <= due.total_seconds() / 60),
+                                    sum(1 for m in lags if due.total_seconds() / 60 < m <= (due + late).total_seconds() / 60),
+                                    sum(1 for m in lags if m > (due + late).total_seconds() / 60)]
+        assert d.lag_median_h == (lags[(len(lags) - 1) // 2] + lags[len(lags) // 2]) / 2 / 60
+        assert d.lag_p90_h == lags[math.ceil(0.9 * len(lags)) - 1] / 60
+        weeks = s.exec(select(func.count()).select_from(VisitRollup).where(VisitRollup.figure == "note_lag_week")).one()
+        assert 0 < weeks < len(lags) * 2  # a few weeks hold what ~60 days of rows hold
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored == +rebuilt
+
+
+def revenue_from_the_visits(s: Session, now: datetime) -> dict:
+    """Revenue at risk counted straight from the holds and visits (what the rollups must equal)."""
+    rates = dict(s.exec(select(Payer.id, Payer.rate_per_unit_cents)).all())
+    value, since, rules = {}, {}, {}
+    for visit_id, rule_id, opened, units, start, end, payer in s.exec(
+            select(VisitHold.visit_id, VisitHold.rule_id, VisitHold.opened_at, Visit.billable_units,
+                   Visit.scheduled_start, Visit.scheduled_end, Visit.payer_id).join(Visit)).all():
+        units = units if units is not None else max(int((end - start).total_seconds() // 900), 0)
+        value[visit_id] = units * rates[payer]
+        at = math.floor(as_utc(opened).timestamp())
+        since[visit_id] = min(since.get(visit_id, at), at)
+        rules.setdefault(rule_id, set()).add(visit_id)
+    ages = {v: (now.timestamp() - at) / 86400 for v, at in since.items()}
+    by_age = [0, 0, 0, 0]
+    for v, days in ages.items():
+        by_age[0 if days < 2 else 1 if days <= 7 else 2 if days <= 30 else 3] += value[v]
+    schedule = {(r.payer_id, r.service_code, r.modifier_key): r.rate_per_unit_cents for r in s.exec(select(PayerRate))}
+    ready = [(units, schedule.get((payer, code, ":".join(m.upper() for m in mods)), rates[payer]))
+             for units, payer, code, mods in s.exec(select(Visit.billable_units, Visit.payer_id, Visit.service_code,
+                                                           Visit.modifiers).where(Visit.state == "claim_ready"))]
+    return {"held": sorted(((r, len(ids), sum(value[v] for v in ids)) for r, ids in rules.items()),
+                           key=lambda r: (-r[2], r[0])),
+            "held_by_age": by_age, "held_cents": sum(value.values()), "ready_visits": len(ready),
+            "ready_cents": sum(u * rate for u, rate in ready),
+            "median": statistics.median(ages.values()) if ages else None}
+
+
+def test_revenue_at_risk_comes_from_the_rollups_and_equals_the_visits(model: Model):
+    with Session(model.engine) as s:
+        assert revenue_at_risk(s, NOW).hold_days_median is None
+    ages = [timedelta(hours=3), timedelta(days=2) - timedelta(seconds=5), timedelta(days=2, seconds=5),
+            timedelta(days=7), timedelta(days=7, seconds=1), timedelta(days=12), timedelta(days=30, seconds=-1),
+            timedelta(days=45)]
+    for n, age in enumerate(ages):
+        snaps = lifecycle(model, f"HELD-{n}", NOW - timedelta(days=50), payer=n % 2)
+        if n % 3 == 2:  # held before its note: no units yet, its scheduled quarter hours stand in
+            snap = snaps[0].model_copy(update={"state": VisitState.on_hold, "holds": snaps[3].holds[2:],
+                                               "version": 2})
+        else:
+            snap = snaps[3]
+        model.project(snap)
+        with write_session(model.engine) as s:  # as if the first hold opened `age` ago (a later one: an hour on)
+            first = s.exec(select(VisitHold).where(VisitHold.visit_id == f"HELD-{n}")).all()
+            for k, hold in enumerate(first):
+                hold.opened_at = NOW - age + timedelta(hours=k)
+                s.add(hold)
+            s.commit()
+    with write_session(model.engine) as s:  # the fee schedule prices payer 1's T1019 with U1 on its own
+        s.add(PayerRate(payer_id=model.payers[0].id, service_code="T1019", modifiers=["U1"], modifier_key="U1",
+                        rate_per_unit_cents=777))
+        s.commit()
+    for n in range(3):
+        snap = lifecycle(model, f"READY-{n}", NOW - timedelta(days=3), payer=n % 2)[4]
+        if n == 0:  # the modifier as a schedule may spell it
+            snap = snap.model_copy(update={"spec": snap.spec.model_copy(update={"modifiers": ["u1"]})})
+        model.project(snap)
+    rollups.rebuild(model.engine)
+    with Session(model.engine) as s:
+        for now in (NOW, NOW + timedelta(seconds=6), NOW + timedelta(days=20)):
+            r, want = revenue_at_risk(s, now), revenue_from_the_visits(s, now)
+            assert [(h.rule_id, h.visits, h.cents) for h in r.held] == want["held"]
+            assert r.held_by_age == want["held_by_age"] and r.held_cents == want["held_cents"] > 0
+            assert (r.ready_visits, r.ready_cents) == (want["ready_visits"], want["ready_cents"])
+            assert r.ready_visits == 3 and r.ready_cents == 8 * 777 + 8 * 502 + 8 * 501
+            bill = queries.ready_to_bill(s, queries.BillingFilter(), None)
+            assert (bill.count, bill.amount_cents) == (r.ready_visits, r.ready_cents)
+            day = (NOW - timedelta(days=3)).astimezone(ZoneInfo("America/Chicago")).date()
+            one_payer = queries.ready_to_bill(s, queries.BillingFilter(payer_id=model.payers[0].id, date_from=day,
+                                                                       date_to=day), None)
+            assert (one_payer.count, one_payer.amount_cents) == (2, 8 * 777 + 8 * 501)
+            assert queries.ready_to_bill(s, queries.BillingFilter(date_from=day + timedelta(days=1)), None).count == 0
+            assert r.hold_days_median == pytest.approx(want["median"])
+        assert revenue_at_risk(s, NOW).held_by_age[0] != revenue_at_risk(s, NOW + timedelta(seconds=6)).held_by_age[0]
+    # A visit released from its hold takes its dollars with it, through the projection.
+    model.project(lifecycle(model, "HELD-0", NOW - timedelta(days=50))[4])
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored == +rebuilt
+    with Session(model.engine) as s:
+        r, want = revenue_at_risk(s, NOW), revenue_from_the_visits(s, NOW)
+        assert (r.held_cents, r.ready_visits) == (want["held_cents"], 4)
 
 
 def test_backlog_ages_are_exact_to_the_second(model: Model):
@@ -306,6 +416,72 @@ async def test_a_week_of_service_dates_is_the_agency_s_local_week(model: Model, 
     assert body["items"][0]["service_date"] == local.isoformat()
 
 
+async def all_queue_pages(api, model: Model, role: str, url: str, between=None) -> tuple[list, list]:
+    """Every task and hold of a work queue, page by page along `next`, in the order they came."""
+    tasks, holds, pages = [], [], 0
+    while url:
+        answer = await api.get(url, headers=as_user(model, role))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        tasks += [(t["visit_id"], t["kind"]) for t in body["tasks"]]
+        holds += [(h["visit_id"], h["key"]) for by_rule in body["holds_by_reason"].values() for h in by_rule]
+        url = body["next"]
+        pages += 1
+        if between:
+            between(pages)
+    return tasks, holds
+
+
+async def test_work_queue_pages_never_skip_or_repeat_while_tasks_arrive(model: Model, api):
+    due_soon = NOW - timedelta(days=2)  # several visits share a deadline: the task id breaks the tie
+    late, held = [f"LATE-{n}" for n in range(5)], [f"HELD-{n}" for n in range(4)]
+    for n, visit_id in enumerate(late):  # escalated note_overdue tasks (a deadline), for the supervisor
+        model.project(lifecycle(model, visit_id, due_soon if n < 3 else due_soon - timedelta(hours=n))[1])
+    for visit_id in held:  # approve_exception tasks (no deadline) and three holds each
+        model.project(lifecycle(model, visit_id, due_soon - timedelta(days=1))[3])
+    arrivals = iter(range(3))
+
+    def new_work_arrives(_page: int) -> None:  # escalated work tied with and ahead of what was read; more holds
+        if (n := next(arrivals, None)) is not None:
+            for start in (due_soon, due_soon - timedelta(days=9)):
+                model.project(lifecycle(model, f"NEW-{n}-{start:%d}", start)[1])
+            model.project(lifecycle(model, f"NEWHELD-{n}", due_soon)[3])
+
+    tasks, holds = await all_queue_pages(api, model, "supervisor", "/api/tasks?limit=2", between=new_work_arrives)
+    assert len(tasks) == len(set(tasks)) and len(holds) == len(set(holds)), "a task or hold came twice"
+    wanted = [(v, "note_overdue") for v in late] + [(v, "approve_exception") for v in held]
+    assert set(wanted) <= set(tasks), "a task was skipped"
+    assert {(v, key) for v in held for key in ("EVV-01:in", "EVV-01:out", "EVV-02:p1")} <= set(holds)
+    # Escalated work first, the earliest deadline first; work without a deadline last.
+    assert [t for t in tasks if t in wanted] == [(v, "note_overdue") for v in ("LATE-4", "LATE-3", *late[:3])] + [
+        (v, "approve_exception") for v in held]
+
+    # Read again without arrivals, it is the same queue whatever the page size.
+    again, again_holds = await all_queue_pages(api, model, "supervisor", "/api/tasks?limit=3")
+    whole = (await api.get("/api/tasks?limit=500", headers=as_user(model, "supervisor"))).json()
+    assert whole["next"] is None
+    assert again == [(t["visit_id"], t["kind"]) for t in whole["tasks"]]
+    assert again_holds == [(h["visit_id"], h["key"]) for r in whole["holds_by_reason"].values() for h in r]
+
+
+async def test_work_queue_pages_are_bounded_and_bad_cursors_refused(model: Model, api):
+    for n in range(60):
+        model.project(lifecycle(model, f"Q-{n:02d}", NOW - timedelta(days=3, minutes=n))[4])  # a release task
+    first = (await api.get("/api/tasks", headers=as_user(model, "biller"))).json()
+    assert len(first["tasks"]) == 50 and first["next"].startswith("/api/tasks?after=")
+    rest = (await api.get(first["next"], headers=as_user(model, "biller"))).json()
+    assert len(rest["tasks"]) == 10 and rest["next"] is None
+    assert not {t["visit_id"] for t in first["tasks"]} & {t["visit_id"] for t in rest["tasks"]}
+    kept = (await api.get("/api/tasks?limit=7", headers=as_user(model, "biller"))).json()
+    assert "limit=7" in kept["next"]  # the next page keeps the page size
+    assert (await api.get("/api/tasks?limit=501", headers=as_user(model, "biller"))).status_code == 422
+    visits_cursor = queries.encode_cursor(NOW, "V-1")
+    out_of_range = queries.encode_cursor(9, NOW, 1, None, None, None)
+    for cursor in ("not-a-cursor", visits_cursor, out_of_range):
+        bad = await api.get("/api/tasks", params={"after": cursor}, headers=as_user(model, "biller"))
+        assert bad.status_code == 422 and "not a cursor" in bad.text
+
+
 def test_ui_lists_page_by_cursor_with_a_capped_count(model: Model, monkeypatch):
     for n in range(30):  # on hold: 30 exceptions to decide (and 60 clinician holds)
         model.project(lifecycle(model, f"H-{n:02d}", NOW - timedelta(days=1, minutes=n))[3])
@@ -347,3 +523,26 @@ def test_an_upgraded_database_gets_its_rollups_when_migrated(model: Model):
         assert s.get(Visit, "UPGRADED-1").note_submitted_at == snaps[3].note.submitted_at
     stored, rebuilt = model.stored_vs_rebuilt()
     assert stored and stored == +rebuilt
+
+
+def test_a_database_with_rollups_gets_the_new_figures_when_migrated(model: Model):
+    from alembic import command
+    from alembic.config import Config
+
+    from visitflow.db.session import MIGRATIONS, normalise_url
+
+    model.project(lifecycle(model, "BEFORE-1", NOW - timedelta(days=2))[3])  # held, with a note lag
+    new = ("note_lag_week", "held_value", "held_day_visits", "held_day_value", "held_at_visits", "held_at_value")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(model.url))
+    cfg.attributes["engine"] = model.engine
+    command.downgrade(cfg, "0011")  # the older code's `migrate` counts its own figures afresh
+    assert model.stored_vs_rebuilt()[0] == {}
+    with write_session(model.engine) as s:  # rollups as the older code kept them (here: one, off by now)
+        s.add(VisitRollup(figure="state", key="documented", at=0, bucket=0, n=3))
+        s.commit()
+    migrate(model.url)
+    stored, rebuilt = model.stored_vs_rebuilt()
+    assert stored == +rebuilt and set(new) <= {f for f, *_ in stored}
+

@@ -158,6 +158,7 @@ TABLE: dict[tuple[str, str], dict[Role, str] | str] = {
     ("POST", "/visits/{visit_id}/punches/add"): only(S, own=(C,)),
     ("POST", "/visits/{visit_id}/decision"): only(S),
     ("POST", "/visits/{visit_id}/deadline"): only(S),
+    ("GET", "/visits/{visit_id}/reassign"): only(S),
     ("POST", "/visits/{visit_id}/reassign"): only(S),
     ("POST", "/visits/{visit_id}/send-back"): only(S, B),
     ("POST", "/visits/{visit_id}/missed"): only(A, S),

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_up import HOME, Running, at, deliver, until_state, up_running
+from tests.e2e.test_up import HOME, Running, at, deliver, until_state, up_running, whole_queue
 from tests.remittance_files import ClaimAnswer, LineAnswer, write_835
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +116,7 @@ def test_paid_denied_fixed_replaced_paid_and_held_for_timely_filing(running: Run
         # Back with the clinician, the payer's reason in words; revised, signed, claim-ready again.
         back = until_state(biller, denied["id"], "documented")
         assert back["timeline"][-1]["kind"] == "claim_denied"
-        task = next(t for t in devon.get("/api/tasks").json()["tasks"] if t["visit_id"] == denied["id"])
+        task = next(t for t in whole_queue(devon)["tasks"] if t["visit_id"] == denied["id"])
         assert "documentation or an attachment is needed" in task["title"]
         revised = {"tasks_performed": "Bathing, dressing, meal preparation, medication reminder",
                    "client_condition": "Alert, steady on her feet with the walker"}

@@ -296,6 +296,15 @@ async def test_a_supervisor_sees_overdue_work_and_extends_or_reassigns_it(web, a
         too_early.text, f"extend-{visit_id}-{row}-new_deadline")
     assert 'value="Caregiver ill"' in too_early.text
 
+    # The list carries no clinicians; the reassign form comes when its disclosure opens, for this row.
+    assert 'name="clinician_id"' not in html and f'hx-get="/visits/{visit_id}/reassign?context=row&amp;row={row}"' in html
+    form = await web.get(f"/visits/{visit_id}/reassign?context=row&row={row}", headers=htmx(token))
+    assert form.status_code == 200 and f'id="reassign-{visit_id}-{row}"' in form.text
+    assert 'name="row" value="' + row + '"' in form.text and 'name="idempotency_key"' in form.text
+    assert f'<option value="{agency.other_clinician.id}">Casey Aide{agency.tag}' in form.text
+    assert f'<option value="{agency.clinician.id}">' not in form.text  # not to the clinician who has it
+    assert (await web.get("/visits/no-such-visit/reassign", headers=htmx(token))).status_code == 404
+
     no_one = await web.post(f"/visits/{visit_id}/reassign", headers=htmx(token), data={
         "clinician_id": "", "reason": "", "context": "row", "row": row})
     assert no_one.status_code == 422

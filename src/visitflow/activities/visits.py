@@ -203,7 +203,8 @@ class VisitActivities:
             opened_at = {h.key: opened.get(h.key, now) for h in snap.holds}
             rollups.apply(db, rollups.change(old, rollups.VisitFacts(
                 state=snap.state.value, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
-                billable_units=snap.billable_units, scheduled_end=spec.scheduled_end,
+                service_code=spec.service_code, modifiers=list(spec.modifiers), billable_units=snap.billable_units, scheduled_start=spec.scheduled_start,
+                scheduled_end=spec.scheduled_end,
                 service_date=fields["service_date"], note_submitted_at=fields["note_submitted_at"],
                 sign_waiting_since=fields["sign_waiting_since"], ready_since=fields["ready_since"],
                 holds=[(h.role, h.rule_id, h.approvable, opened_at[h.key]) for h in snap.holds],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
@@ -239,6 +240,14 @@ async def create_visit(body: VisitCreate, request: Request, response: Response, 
     return public
 
 
+def _next_link(request: Request, next_after: str | None) -> str | None:
+    """The link to a list's next page: the same query (filters, limit) with the next page's cursor."""
+    if not next_after:
+        return None
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("after", "offset")]
+    return f"{request.url.path}?{urlencode([*params, ('after', next_after)])}"
+
+
 @router.get("/visits", response_model=VisitPage)
 def list_visits(request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep,
                 state: VisitState | None = None, clinician: Annotated[int | None, Query(le=MAX_ROW_ID)] = None,
@@ -263,13 +272,7 @@ def list_visits(request: Request, session: SessionDep, user: CurrentUser, settin
     page = queries.list_visits(session, user, queries.VisitFilter(
         state=state.value if state else None, clinician_id=clinician, payer_id=payer, patient_id=patient,
         date_from=date_from, date_to=date_to, has_holds=has_holds, timezone=settings.agency_timezone), limit, cursor)
-    following = None
-    if page.next_after:
-        from urllib.parse import urlencode
-
-        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("after", "offset")]
-        following = f"{request.url.path}?{urlencode([*params, ('after', page.next_after)])}"
-    return VisitPage(total=page.total, total_capped=page.total_capped, next=following,
+    return VisitPage(total=page.total, total_capped=page.total_capped, next=_next_link(request, page.next_after),
                      items=[VisitSummary.model_validate(r, from_attributes=True) for r in page.items])
 
 
@@ -431,6 +434,8 @@ class WorkQueue(BaseModel):
     role: Role
     tasks: list[TaskPublic]
     holds_by_reason: dict[str, list[HoldPublic]] = {}
+    next: str | None = Field(default=None, description=(
+        "The next page of tasks and holds (each list after this page's last); absent on the last page"))
 
 
 class NotificationPublic(BaseModel):
@@ -447,12 +452,20 @@ def my_notifications(session: SessionDep, user: CurrentUser, limit: int = Query(
 
 
 @router.get("/tasks", response_model=WorkQueue, tags=["task"])
-def my_tasks(session: SessionDep, user: CurrentUser, limit: int = Query(200, ge=1, le=1000)):
-    """The caller's work queue, most urgent first (escalated, then earliest deadline)."""
-    tasks, holds = queries.work_queue(session, user, limit)
-    queue = WorkQueue(role=user.role, tasks=[TaskPublic(
+def my_tasks(request: Request, session: SessionDep, user: CurrentUser, limit: int = Query(50, ge=1, le=500),
+             after: Annotated[str | None, Query(max_length=300, description=(
+                 "The cursor from the previous page's `next` link"))] = None):
+    """The caller's work queue, most urgent first (escalated, then earliest deadline), `limit` tasks at a time
+    (and, for billers and supervisors, `limit` open holds by rule): follow `next` for the rest."""
+    cursor = None
+    if after is not None:
+        cursor = queries.decode_work_cursor(after)
+        if cursor is None:
+            raise HTTPException(422, "after: not a cursor from this queue; use the `next` link of the previous page")
+    page = queries.work_queue(session, user, limit, cursor)
+    queue = WorkQueue(role=user.role, next=_next_link(request, page.next_after), tasks=[TaskPublic(
         visit_id=t.visit_id, kind=t.kind, role=t.role, clinician_id=t.clinician_id, title=t.title, due_at=t.due_at,
-        escalated=t.escalated, hold_key=t.hold_key, state=v.state, service_date=v.service_date) for t, v in tasks])
-    for h in holds:
+        escalated=t.escalated, hold_key=t.hold_key, state=v.state, service_date=v.service_date) for t, v in page.tasks])
+    for h in page.holds:
         queue.holds_by_reason.setdefault(h.rule_id, []).append(HoldPublic.model_validate(h, from_attributes=True))
     return queue

@@ -5,7 +5,6 @@ Each function answers one question a person asks of the agency's visits; lists c
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, func, or_, true, union_all
+from sqlalchemy import and_, func, or_, true, union_all
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
@@ -434,6 +433,32 @@ class ReadyToBill:
     amount_cents: int
 
 
+def ready_totals(session: Session, filters: BillingFilter) -> dict[int, tuple[int, int]]:
+    """Per payer: the visits ready to bill within the filters and their dollars as the claims will bill them (the
+    fee schedule's rate for the service and modifiers, else the payer's), from the rollups the projection keeps
+    by payer, service, modifiers and date of service: a few rows per day of service, however many visits."""
+    R = VisitRollup
+    where = [R.figure.in_(("ready", "ready_units"))]
+    if filters.date_from:
+        where.append(R.at >= filters.date_from.toordinal())
+    if filters.date_to:
+        where.append(R.at <= filters.date_to.toordinal())
+    by_service: dict[tuple[int, str, str], list[int]] = {}
+    for figure, key, n in session.exec(select(R.figure, R.key, func.sum(R.n)).where(*where)
+                                       .group_by(R.figure, R.key)).all():
+        payer_id = rollups.read_ready_key(key)[0]
+        if filters.payer_id and payer_id != filters.payer_id:
+            continue
+        by_service.setdefault(key, [0, 0])[0 if figure == "ready" else 1] += int(n)
+    rates = unit_rates(session, {rollups.read_ready_key(key)[0] for key in by_service})
+    totals: dict[int, tuple[int, int]] = {}
+    for key, (n, units) in by_service.items():
+        payer_id, code, modifiers = rollups.read_ready_key(key)
+        count, cents = totals.get(payer_id, (0, 0))
+        totals[payer_id] = (count + n, cents + units * rates(payer_id, code, modifiers))
+    return {payer_id: total for payer_id, total in totals.items() if total[0]}
+
+
 def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, today: date | None = None,
                   size: int = PAGE_SIZE) -> ReadyToBill:
     """Claim-ready visits by payer (by name), then service date; each payer's totals count all its pages. With
@@ -442,18 +467,8 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, t
     The page is read payer by payer along the index (state, payer, service date, id) after a keyset cursor (payer
     name, payer id, service date, visit id), so it never sorts the claim-ready visits, however many there are."""
     where = _ready_where(filters)
-    # Dollars as the claims will bill them: the fee schedule's rate for the service and modifiers, else the
-    # payer's. Summed per payer, service and modifiers over the claim-ready visits (the work waiting to be
-    # billed, read along the state index; the modifiers' JSON text read once per group).
-    modifiers_text = cast(Visit.modifiers, String)
-    by_service = session.exec(
-        select(Visit.payer_id, Visit.service_code, modifiers_text, func.count(), func.sum(Visit.billable_units))
-        .where(*where).group_by(Visit.payer_id, Visit.service_code, modifiers_text)).all()
-    rates = unit_rates(session, {payer_id for payer_id, *_ in by_service})
-    totals: dict[int, tuple[int, int]] = {}
-    for payer_id, code, mods, n, units in by_service:
-        count, cents = totals.get(payer_id, (0, 0))
-        totals[payer_id] = (count + n, cents + (units or 0) * rates(payer_id, code, json.loads(mods or "[]")))
+    totals = ready_totals(session, filters)
+    rates = unit_rates(session, set(totals))  # each row's dollars, as its claim will bill them
     billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(totals))))}
     cursor = decode_cursor(after, str, int, date, str) if after else None
     after = after if cursor is not None else None
@@ -790,10 +805,15 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     ]
 
     # Note lag: how long after the visit ended the note came in, counted by service day and minute of lag.
+    # The window runs from its first service day on: the days before its first Monday by the day, every week
+    # from that Monday on (each wholly inside the window) by the week.
     since = (now - timedelta(days=lag_window_days)).date().toordinal()
+    monday = since + (-(since - 1)) % 7
+    lags = union_all(
+        select(R.bucket, R.n).where(R.figure == "note_lag", R.key == "", R.at >= since, R.at < monday),
+        select(R.bucket, R.n).where(R.figure == "note_lag_week", R.key == "", R.at >= monday)).subquery()
     histogram = [(minutes, int(n)) for minutes, n in session.exec(
-        select(R.bucket, func.sum(R.n)).where(R.figure == "note_lag", R.key == "", R.at >= since)
-        .group_by(R.bucket).order_by(R.bucket)).all()]
+        select(lags.c.bucket, func.sum(lags.c.n)).group_by(lags.c.bucket).order_by(lags.c.bucket)).all()]
     lag_count = sum(n for _, n in histogram)
     due_m, late_m = note_due.total_seconds() / 60, (note_due + escalate_after).total_seconds() / 60
     lag_counts = [sum(n for m, n in histogram if m <= due_m), sum(n for m, n in histogram if due_m < m <= late_m),
@@ -982,26 +1002,79 @@ def projected_snapshot(session: Session, visit_id: str) -> VisitSnapshot | None:
     return VisitSnapshot.model_validate(row.snapshot) if row is not None else None
 
 
-def work_queue(session: Session, user: User, limit: int) -> tuple[list[tuple[VisitTask, Visit]], list[VisitHold]]:
-    """This person's open tasks, most urgent first (escalated, then the earliest deadline, tasks without one
-    last), and for billers and supervisors the open holds by rule.
+@dataclass
+class WorkQueuePage:
+    tasks: list[tuple[VisitTask, Visit]]
+    holds: list[VisitHold]
+    next_after: str | None  # the cursor of the next page; None on the last
 
-    Read as up to four ranges of the task index (role, escalated, due_at, id), each already in order, so a
-    queue of any length costs what its first `limit` tasks do (NULLs sort differently on SQLite and
-    PostgreSQL, so "no deadline" is its own range rather than an ORDER BY expression)."""
+
+# A task queue in its order, as ranges of the task index (role, escalated, due_at, id), each read in
+# (due_at, id) order: escalated with a deadline, escalated without, the rest with one, the rest without. NULLs
+# sort differently on SQLite and PostgreSQL, so "no deadline" is a range of its own, not an ORDER BY expression.
+_TASK_RANGES = [(True, True), (True, False), (False, True), (False, False)]
+
+
+def work_queue(session: Session, user: User, limit: int, after: tuple | None = None) -> WorkQueuePage:
+    """This person's open tasks, most urgent first (escalated, then the earliest deadline, tasks without one
+    last), and for billers and supervisors the open holds by rule, `limit` of each at a time after a keyset
+    cursor (`decode_work_cursor`): a task or hold that arrives between pages never shifts, repeats or hides
+    another, and a deep page costs what the first does.
+
+    The cursor holds each list's own position: (task range, due_at, task id) and (rule, opened_at, hold id),
+    a list's part all None once it has ended (there is no cursor before the first page)."""
+    t_range, t_due, t_id, h_rule, h_opened, h_id = after or (0, None, None, None, None, None)
     tasks: list[tuple[VisitTask, Visit]] = []
-    for escalated in (True, False):
-        for due in (VisitTask.due_at.is_not(None), VisitTask.due_at.is_(None)):
-            if len(tasks) < limit:
-                tasks += session.exec(
-                    select(VisitTask, Visit).options(defer(Visit.snapshot)).join(Visit, Visit.id == VisitTask.visit_id)
-                    .where(VisitTask.role == user.role, VisitTask.escalated == escalated, due,
-                           visible(user, Visit))  # a clinician: their own visits only
-                    .order_by(VisitTask.due_at, VisitTask.id).limit(limit - len(tasks))).all()
-    holds = (list(session.exec(select(VisitHold).order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id)
-                               .limit(limit)))
-             if user.role in (Role.biller, Role.supervisor) else [])
-    return tasks, holds
+    more_tasks = False
+    if t_range is not None:
+        for i in range(t_range, len(_TASK_RANGES)):
+            escalated, has_due = _TASK_RANGES[i]
+            wanted = limit + 1 - len(tasks)  # one past the page says whether there is more
+            if wanted <= 0:
+                break
+            query = (select(VisitTask, Visit).options(defer(Visit.snapshot)).join(Visit, Visit.id == VisitTask.visit_id)
+                     .where(VisitTask.role == user.role, VisitTask.escalated == escalated,
+                            VisitTask.due_at.is_not(None) if has_due else VisitTask.due_at.is_(None),
+                            visible(user, Visit)))  # a clinician: their own visits only
+            if i == t_range and t_id is not None:
+                query = query.where(_after([(VisitTask.due_at, False, datetime), (VisitTask.id, False, int)],
+                                           (t_due, t_id)) if has_due else VisitTask.id > t_id)
+            tasks += [(t, v, i) for t, v in session.exec(
+                query.order_by(VisitTask.due_at, VisitTask.id).limit(wanted)).all()]
+        more_tasks = len(tasks) > limit
+        tasks = tasks[:limit]
+    holds: list[VisitHold] = []
+    more_holds = False
+    if user.role in (Role.biller, Role.supervisor) and (after is None or h_id is not None):
+        query = select(VisitHold)
+        if h_id is not None:
+            query = query.where(_after([(VisitHold.rule_id, False, str), (VisitHold.opened_at, False, datetime),
+                                        (VisitHold.id, False, int)], (h_rule, h_opened, h_id)))
+        holds = list(session.exec(query.order_by(VisitHold.rule_id, VisitHold.opened_at, VisitHold.id)
+                                  .limit(limit + 1)))
+        more_holds = len(holds) > limit
+        holds = holds[:limit]
+    following = None
+    if more_tasks or more_holds:
+        last_t = tasks[-1] if more_tasks else None
+        last_h = holds[-1] if more_holds else None
+        following = encode_cursor(
+            last_t[2] if last_t else None, last_t[0].due_at if last_t else None, last_t[0].id if last_t else None,
+            last_h.rule_id if last_h else None, last_h.opened_at if last_h else None, last_h.id if last_h else None)
+    return WorkQueuePage([(t, v) for t, v, _ in tasks], holds, following)
+
+
+def decode_work_cursor(after: str) -> tuple | None:
+    """A cursor `work_queue` made, or None when it is not one (another list's, edited, or out of range)."""
+    cursor = decode_cursor(after, int, datetime, int, str, datetime, int)
+    if cursor is None:
+        return None
+    t_range, t_due, t_id, h_rule, h_opened, h_id = cursor
+    tasks_ok = (t_range is None and t_due is None and t_id is None) or (
+        t_range is not None and 0 <= t_range < len(_TASK_RANGES) and t_id is not None
+        and (t_due is not None) == _TASK_RANGES[t_range][1])
+    holds_ok = (h_rule is None and h_opened is None and h_id is None) or None not in (h_rule, h_opened, h_id)
+    return cursor if tasks_ok and holds_ok else None
 
 
 def notifications_for(session: Session, user: User, limit: int) -> list[Notification]:

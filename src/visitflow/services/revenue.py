@@ -1,8 +1,9 @@
 """The money in view: revenue held by each rule, ready to bill, billed and unpaid (aging), paid, denied by reason.
 
-Every figure is read from a bounded set or a rollup, never a scan of the visits or claims: open holds and
-claim-ready visits are the open work (indexed by state), receivables come from `ClaimAgingDay` and denials from
-`DenialMonth`, both moved in the same transaction as the claim or the remittance that changes them.
+Every figure is read from a rollup, never a scan of the visits, holds or claims: the dollars held (by rule, by
+age) and ready to bill from `visitrollup` (kept by the visit projection, see services/rollups.py), receivables from
+`ClaimAgingDay` and denials from `DenialMonth`, both moved in the same transaction as the claim or the remittance
+that changes them.
 `rebuild_revenue_rollups` recomputes both from the claims and remittance lines when needed.
 """
 
@@ -12,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import func, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, delete, select
@@ -27,10 +28,10 @@ from visitflow.db.tables import (
     Payer,
     Remittance,
     RemittanceLine,
-    Visit,
-    VisitHold,
+    VisitRollup,
 )
-from visitflow.models import VisitState, as_utc
+from visitflow.models import as_utc
+from visitflow.services import queries, rollups
 
 AR_BUCKETS = ["0–30 days", "31–60 days", "61–90 days", "90+ days"]
 HOLD_BUCKETS = ["under 2 days", "2–7 days", "8–30 days", "30+ days"]
@@ -122,41 +123,50 @@ def _ar_bucket(days: int) -> int:
     return 0 if days <= 30 else 1 if days <= 60 else 2 if days <= 90 else 3
 
 
-def revenue_at_risk(session: Session, now: datetime, payer_id: int | None = None) -> RevenueAtRisk:
+def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
+    """Every figure from rollups: the visits' (`visitrollup`, kept by the projection) and the claims' and
+    remittances' (below), so the panel costs the same at any number of visits."""
     rates = dict(session.exec(select(Payer.id, Payer.rate_per_unit_cents)).all())
+    R = VisitRollup
 
-    def value(units: int | None, start: datetime, end: datetime, payer: int) -> int:
-        # A held visit's units may not be known yet: its scheduled time in quarter hours stands in.
-        if units is None:
-            units = max(int((as_utc(end) - as_utc(start)).total_seconds() // 900), 0)
-        return units * rates.get(payer, 0)
+    def cents(payer: str, units: int) -> int:
+        return units * rates.get(int(payer), 0)
 
-    # Open holds: one row per hold, on open visits only (bounded by the work waiting, not by history).
-    hold_rows = session.exec(
-        select(VisitHold.visit_id, VisitHold.rule_id, VisitHold.opened_at, Visit.billable_units,
-               Visit.scheduled_start, Visit.scheduled_end, Visit.payer_id)
-        .join(Visit, Visit.id == VisitHold.visit_id)
-        .where(*([Visit.payer_id == payer_id] if payer_id else []))).all()
-    by_rule: dict[str, set[str]] = {}
-    visit_value: dict[str, int] = {}
-    held_since: dict[str, datetime] = {}
-    for visit_id, rule_id, opened, units, start, end, payer in hold_rows:
-        by_rule.setdefault(rule_id, set()).add(visit_id)
-        visit_value[visit_id] = value(units, start, end, payer)
-        opened = as_utc(opened)
-        held_since[visit_id] = min(held_since.get(visit_id, opened), opened)
-    held = sorted((RuleMoney(rule, RULES.get(rule, rule), len(ids), sum(visit_value[v] for v in ids))
-                   for rule, ids in by_rule.items()), key=lambda r: (-r.cents, r.rule_id))
+    # By rule: a visit held by two rules counts under each.
+    by_rule: dict[str, list[int]] = {}
+    for figure, key, n in session.exec(select(R.figure, R.key, R.n).where(R.figure.in_(("held_visits", "held_value")))):
+        rule_id, payer = key.split("|")
+        entry = by_rule.setdefault(rule_id, [0, 0])
+        if figure == "held_visits":
+            entry[0] += n
+        else:
+            entry[1] += cents(payer, n)
+    held = sorted((RuleMoney(rule, RULES.get(rule, rule), n, c) for rule, (n, c) in by_rule.items()),
+                  key=lambda r: (-r.cents, r.rule_id))
+
+    # By how long the visit has been held: whole days fall in one bucket each; a day an edge falls in is read by
+    # the second, payer by payer (one index seek each).
+    now_s = now.timestamp()
+    edges = [now_s - 2 * rollups.DAY, now_s - 7 * rollups.DAY, now_s - 30 * rollups.DAY]
+
+    def bucket(at: float) -> int:
+        return _hold_bucket((now_s - at) / rollups.DAY)
+
     held_by_age = [0] * len(HOLD_BUCKETS)
-    ages = []
-    for visit_id, since in held_since.items():
-        days = (now - since).total_seconds() / 86400
-        ages.append(days)
-        held_by_age[_hold_bucket(days)] += visit_value[visit_id]
+    cut: set[int] = set()
+    for payer, day, n in session.exec(select(R.key, R.at, R.n).where(R.figure == "held_day_value")).all():
+        if any(day <= edge < day + rollups.DAY for edge in edges):
+            cut.add(day)
+        else:
+            held_by_age[bucket(day)] += cents(payer, n)
+    if cut and rates:
+        seeks = [select(R.key, R.at, R.n).where(R.figure == "held_at_value", R.key == str(payer), R.at >= day,
+                                                R.at < day + rollups.DAY) for payer in sorted(rates) for day in sorted(cut)]
+        for payer, at, n in session.exec(union_all(*seeks)).all():
+            held_by_age[bucket(at)] += cents(payer, n)
 
-    ready = session.exec(select(Visit.billable_units, Visit.scheduled_start, Visit.scheduled_end, Visit.payer_id)
-                         .where(Visit.state == VisitState.claim_ready.value,
-                                *([Visit.payer_id == payer_id] if payer_id else []))).all()
+    ready = queries.ready_totals(session, queries.BillingFilter())  # as the billing page totals them
+    ready_visits, ready_cents = sum(n for n, _ in ready.values()), sum(c for _, c in ready.values())
 
     today = now.date()
     receivable = [0] * len(AR_BUCKETS)
@@ -174,10 +184,39 @@ def revenue_at_risk(session: Session, now: datetime, payer_id: int | None = None
         .where(DenialMonth.month >= since_month).group_by(DenialMonth.code)
         .order_by(func.sum(DenialMonth.cents).desc(), DenialMonth.code))]
     return RevenueAtRisk(
-        held=held, held_by_age=held_by_age, held_cents=sum(visit_value.values()),
-        ready_cents=sum(value(*row) for row in ready), ready_visits=len(ready),
-        receivable=receivable, receivable_claims=claims, paid_cents=paid, denied=denied,
-        hold_days_median=statistics.median(ages) if ages else None)
+        held=held, held_by_age=held_by_age, held_cents=sum(held_by_age), ready_cents=ready_cents,
+        ready_visits=ready_visits, receivable=receivable, receivable_claims=claims, paid_cents=paid, denied=denied,
+        hold_days_median=_median_days_held(session, now_s))
+
+
+def _median_days_held(session: Session, now_s: float) -> float | None:
+    """The median of how long the held visits have been held: the day (or two) the middle visits' holds began
+    in, from the day rows, then the seconds within that day."""
+    R = VisitRollup
+    days = session.exec(select(R.at, R.n).where(R.figure == "held_day_visits", R.key == "").order_by(R.at)).all()
+    total = sum(n for _, n in days)
+    if not total:
+        return None
+
+    def nth(rank: int) -> int:  # the second the rank-th longest-held visit (0-based) was first held
+        before = 0
+        for day, n in days:
+            if rank < before + n:
+                seconds = session.exec(select(R.at, R.n).where(
+                    R.figure == "held_at_visits", R.key == "", R.at >= day, R.at < day + rollups.DAY)
+                    .order_by(R.at)).all()
+                for at, k in seconds:
+                    before += k
+                    if rank < before:
+                        return at
+                # A projection committed between the two reads (PostgreSQL reads each statement afresh): the
+                # day's last second is as near as this moment allows.
+                return seconds[-1][0] if seconds else day
+            before += n
+        return days[-1][0]
+
+    middle = [nth((total - 1) // 2), nth(total // 2)]
+    return statistics.mean((now_s - at) / rollups.DAY for at in middle)
 
 
 def _code_words(code: str) -> str:

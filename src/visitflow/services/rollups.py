@@ -1,4 +1,4 @@
-"""Running counts behind the dashboard and the supervisors' team table (the `visitrollup` table).
+"""Running counts behind the dashboard, the revenue panel and the supervisors' team table (`visitrollup`).
 
 A visit contributes a handful of counts (its state, each open hold by rule and by who must act, each open task,
 when each of its waits began, its note lag). The projection takes the visit's old contribution away and adds
@@ -46,6 +46,12 @@ def lag_bucket(seconds: float) -> int:
     return math.ceil(minutes / step) * step
 
 
+def week_of(day: date) -> int:
+    """The ordinal of the Monday that starts the day's week (ordinal 1, 1 January 1 AD, was a Monday)."""
+    ordinal = day.toordinal()
+    return ordinal - (ordinal - 1) % 7
+
+
 def epoch(at: datetime) -> int:
     return math.floor(as_utc(at).timestamp())
 
@@ -57,7 +63,10 @@ class VisitFacts:
     state: str
     clinician_id: int
     payer_id: int
+    service_code: str
+    modifiers: list[str]
     billable_units: int | None
+    scheduled_start: datetime
     scheduled_end: datetime
     service_date: date
     note_submitted_at: datetime | None
@@ -65,6 +74,29 @@ class VisitFacts:
     ready_since: datetime | None
     holds: list[tuple[str, str, bool, datetime]]  # (role, rule id, approvable, opened at)
     tasks: list[tuple[str, bool, int | None]]  # (kind, escalated, clinician id)
+
+
+DAY = 86400
+
+
+def ready_key(payer_id: int, service_code: str, modifiers: list[str]) -> str:
+    """"payer|service|modifiers" with the modifiers as the fee schedule keys them (PayerRate.modifier_key)."""
+    from visitflow.activities.release import rate_key  # (the activities import this module)
+
+    return f"{payer_id}|{service_code}|{rate_key(modifiers)}"
+
+
+def read_ready_key(key: str) -> tuple[int, str, list[str]]:
+    payer, service_code, modifiers = key.split("|", 2)
+    return int(payer), service_code, modifiers.split(":") if modifiers else []
+
+
+def held_value(v: VisitFacts) -> int:
+    """What a held visit is worth, in units: its billable units, or while they are not known yet its scheduled
+    time in quarter hours."""
+    if v.billable_units is not None:
+        return v.billable_units
+    return max(int((as_utc(v.scheduled_end) - as_utc(v.scheduled_start)).total_seconds() // 900), 0)
 
 
 def task_key(clinician_id: int | None, kind: str, escalated: bool) -> str:
@@ -96,14 +128,30 @@ def figures(v: VisitFacts) -> Counter[RollupKey]:
     for rule_id in {rule_id for _, rule_id, _, _ in v.holds}:  # a visit held twice by one rule counts once
         out[("held_visits", f"{rule_id}|{v.payer_id}", 0, 0)] += 1
         out[("held_units", f"{rule_id}|{v.payer_id}", 0, 0)] += v.billable_units or 0
-    if v.state == VisitState.claim_ready.value:  # the biller's totals, by payer and date of service
-        out[("ready", str(v.payer_id), v.service_date.toordinal(), 0)] += 1
-        out[("ready_units", str(v.payer_id), v.service_date.toordinal(), 0)] += v.billable_units or 0
+        out[("held_value", f"{rule_id}|{v.payer_id}", 0, 0)] += held_value(v)
+    if v.holds:
+        # Revenue at risk: a held visit's value (in units; the payer's rate turns them into dollars when read)
+        # by when its first open hold began, by the day (read whole) and by the second (read only in the days
+        # an age bucket's edge or the median falls in), as the backlogs are.
+        at = epoch(min(opened_at for *_, opened_at in v.holds))
+        out[("held_day_visits", "", at - at % DAY, 0)] += 1
+        out[("held_day_value", str(v.payer_id), at - at % DAY, 0)] += held_value(v)
+        out[("held_at_visits", "", at, 0)] += 1
+        out[("held_at_value", str(v.payer_id), at, 0)] += held_value(v)
+    if v.state == VisitState.claim_ready.value:
+        # The biller's totals by what sets their price (payer, service, modifiers: the fee schedule's key) and
+        # date of service, so the dollars ready to bill are the claims' dollars for any range of dates.
+        key = ready_key(v.payer_id, v.service_code, v.modifiers)
+        out[("ready", key, v.service_date.toordinal(), 0)] += 1
+        out[("ready_units", key, v.service_date.toordinal(), 0)] += v.billable_units or 0
         if v.ready_since is not None:
             backlog(READY_TO_BILL, v.ready_since)
     if v.state != VisitState.scheduled.value and v.note_submitted_at is not None:
-        lag = (as_utc(v.note_submitted_at) - as_utc(v.scheduled_end)).total_seconds()
-        out[("note_lag", "", v.service_date.toordinal(), lag_bucket(lag))] += 1
+        lag = lag_bucket((as_utc(v.note_submitted_at) - as_utc(v.scheduled_end)).total_seconds())
+        out[("note_lag", "", v.service_date.toordinal(), lag)] += 1
+        # The same by week of service (Monday's ordinal), so the dashboard's 90 days read ~13 weeks of rows and
+        # only the days before the window's first Monday by the day.
+        out[("note_lag_week", "", week_of(v.service_date), lag)] += 1
     return out
 
 
@@ -128,8 +176,9 @@ def timeline_columns(timeline: list[dict]) -> dict[str, datetime | None]:
             "ready_since": last({VisitState.claim_ready.value})}
 
 
-VISIT_COLUMNS = (Visit.id, Visit.state, Visit.clinician_id, Visit.payer_id, Visit.billable_units,
-                 Visit.scheduled_end, Visit.service_date, Visit.note_submitted_at, Visit.sign_waiting_since,
+VISIT_COLUMNS = (Visit.id, Visit.state, Visit.clinician_id, Visit.payer_id, Visit.service_code, Visit.modifiers,
+                 Visit.billable_units,
+                 Visit.scheduled_start, Visit.scheduled_end, Visit.service_date, Visit.note_submitted_at, Visit.sign_waiting_since,
                  Visit.ready_since)
 
 
@@ -225,14 +274,20 @@ def rebuild(engine: Engine, from_snapshots: bool = False) -> int:
         # (On SQLite the write session already holds the database's one write lock.)
         if from_snapshots:
             backfill_columns(db)
-        counts = count_all(db)
-        db.execute(delete(VisitRollup))
-        rows = [{"figure": f, "key": k, "at": at, "bucket": b, "n": n}
-                for (f, k, at, b), n in sorted(counts.items()) if n]
-        for i in range(0, len(rows), 5000):
-            db.execute(VisitRollup.__table__.insert(), rows[i:i + 5000])
+        n = recount(db)
         s.commit()
-        return len(rows)
+        return n
+
+
+def recount(db: Connection) -> int:
+    """Replace the rollups with a count over the visits (inside the caller's transaction and lock); returns how
+    many rows there are. Also what a migration that adds figures runs on a database that has visits."""
+    counts = count_all(db)
+    db.execute(delete(VisitRollup))
+    rows = [{"figure": f, "key": k, "at": at, "bucket": b, "n": n} for (f, k, at, b), n in sorted(counts.items()) if n]
+    for i in range(0, len(rows), 5000):
+        db.execute(VisitRollup.__table__.insert(), rows[i:i + 5000])
+    return len(rows)
 
 
 def stored(db: Connection) -> Counter[RollupKey]:

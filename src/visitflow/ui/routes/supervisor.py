@@ -17,7 +17,7 @@ from visitflow.services.changes import act_recording_change
 from visitflow.services.commands import act, actor_of
 from visitflow.ui.actions import finish, perform
 from visitflow.ui.deps import PageCursor, SupervisorUser, UIDep, render, visible_visit
-from visitflow.ui.forms import FORM, Target, read_form
+from visitflow.ui.forms import FORM, FormState, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
 
 router = APIRouter(include_in_schema=False)
@@ -92,6 +92,18 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
                 f"Visit {visit_id} is now assigned to {queries.clinician_label(clinician)}.")
 
 
+@router.get("/visits/{visit_id}/reassign")
+def reassign_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
+    """The reassign form, fetched when a supervisor opens a late note's "Reassign": a list page carries no
+    clinician list of its own (an agency has hundreds of clinicians and a page 25 late notes). Fetched at the
+    moment it opens, it lists the clinicians as they are now and carries a fresh Idempotency key, however long
+    the page was open before."""
+    view = visible_visit(session, user, visit_id, with_events=False)
+    return render(request, "_form_reassign.html", {
+        "f": FormState(), "view": view, "visit_id": visit_id, "target": Target.of(request.query_params),
+        "clinicians": queries.clinicians(session), "current_clinician": view.snap.spec.clinician_id})
+
+
 def _clinician_filter(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
@@ -116,7 +128,7 @@ def escalations_page(request: Request, session: SessionDep, user: SupervisorUser
 def escalations_overdue(request: Request, session: SessionDep, user: SupervisorUser, after: PageCursor,
                         clinician: str | None = None) -> Response:
     cid = _clinician_filter(clinician)
-    return render(request, "_overdue_list.html", {"clinician_id": cid, "clinicians": queries.clinicians(session),
+    return render(request, "_overdue_list.html", {"clinician_id": cid,
                                                   "overdue": queries.overdue_work(session, cid, after)})
 
 
