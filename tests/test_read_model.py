@@ -537,7 +537,7 @@ def test_a_database_with_rollups_gets_the_new_figures_when_migrated(model: Model
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalise_url(model.url))
     cfg.attributes["engine"] = model.engine
-    command.downgrade(cfg, "0011")  # the older code's `migrate` counts its own figures afresh
+    command.downgrade(cfg, "0012")  # the older code's `migrate` counts its own figures afresh
     assert model.stored_vs_rebuilt()[0] == {}
     with write_session(model.engine) as s:  # rollups as the older code kept them (here: one, off by now)
         s.add(VisitRollup(figure="state", key="documented", at=0, bucket=0, n=3))

@@ -1,18 +1,19 @@
 """The rollups gain figures (note lag by week of service; the dollars held by rule and by age; ready to bill by
-payer, service and modifiers, the fee schedule's key): a database that already has rollups gets them recounted from its visits, so the new figures are right
-from the first start after the upgrade and every projection after it changes them from a true count. (A
+payer, service and modifiers, the fee schedule's key): a database that already has rollups gets them recounted
+from its visits, so the new figures are right from the first start after the upgrade and every projection after
+it changes them from a true count. (A
 database with visits but no rollups yet gets them from `migrate`, after the last migration.)
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-30 02:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0012'
-down_revision = '0011'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
