@@ -7,6 +7,7 @@ forward, usage is one row per visit, notifications carry a dedupe key.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import threading
 from collections.abc import Callable
@@ -98,12 +99,17 @@ class _ProjectionStatements:
 
     def __init__(self) -> None:
         visit = bindparam("b_visit")
-        stored = (Visit.version, Visit.hold_count)
+        # The row's version, and what its dashboard counts depend on (rollups.VisitFacts), in one read.
+        stored = (Visit.version, Visit.hold_count, *rollups.VISIT_COLUMNS[1:])
         self.stored = select(*stored).where(Visit.id == visit).with_for_update()
         self.stored_with_snapshot = select(*stored, Visit.snapshot).where(Visit.id == visit).with_for_update()
         self.insert_visit = insert(Visit)
         self.update_visit = update(Visit).where(Visit.id == visit)
-        self.open_holds = select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == visit)
+        self.open_holds = (select(VisitHold.key, VisitHold.opened_at, VisitHold.rule_id, VisitHold.gate, VisitHold.role,
+                                  VisitHold.message, VisitHold.approvable)
+                           .where(VisitHold.visit_id == visit).order_by(VisitHold.id))
+        self.open_tasks = select(VisitTask.kind, VisitTask.escalated, VisitTask.clinician_id).where(
+            VisitTask.visit_id == visit)
         self.delete_holds = delete(VisitHold).where(VisitHold.visit_id == visit)
         self.delete_tasks = delete(VisitTask).where(VisitTask.visit_id == visit)
         self.insert_hold = insert(VisitHold)
@@ -114,6 +120,11 @@ class _ProjectionStatements:
 
 
 _PROJECTION = _ProjectionStatements()
+
+
+def _hold_content(rule_id: str, gate: str, role: Role | str, key: str, message: str, approvable: bool) -> tuple:
+    """What a hold row says, opened_at aside (it is kept from the row the hold first had)."""
+    return rule_id, gate, Role(role).value, key, message, bool(approvable)
 
 
 class VisitActivities:
@@ -133,6 +144,9 @@ class VisitActivities:
         self._project(snap, timeline_is_new_only=True)
 
     def _project(self, snap: VisitSnapshot, timeline_is_new_only: bool) -> None:
+        # Everything that does not depend on the stored row is made before the write lock is taken: on SQLite one
+        # writer at a time holds it, so its hold time caps the worker's throughput. Inside: the version check, what
+        # needs the stored row (the old dashboard counts, hold opening times, the stored timeline) and the writes.
         spec = snap.spec
         now = datetime.now(UTC)
         visit_id = spec.visit_id
@@ -147,6 +161,25 @@ class VisitActivities:
             **rollups.snapshot_columns(snap),
             "missed_reason": snap.missed.reason.value if snap.missed else None,
         }
+        holds = [{"visit_id": visit_id, "rule_id": h.rule_id, "gate": h.gate.value, "role": h.role, "key": h.key,
+                  "message": h.message, "approvable": h.approvable} for h in snap.holds]
+        hold_contents = [_hold_content(h.rule_id, h.gate.value, h.role, h.key, h.message, h.approvable)
+                         for h in snap.holds]
+        tasks = [{"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
+                  "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
+                 for t in snap.tasks]
+        events = [{"visit_id": visit_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
+                   "detail": e.detail, "state": e.state.value} for e in snap.timeline]
+        # The visit's new dashboard counts, as they are unless the stored row says otherwise (a hold opened earlier,
+        # waits that began in timeline entries this snapshot no longer carries): then they are counted again below.
+        new_facts = rollups.VisitFacts(
+            state=snap.state.value, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
+            billable_units=snap.billable_units, scheduled_end=spec.scheduled_end,
+            service_date=fields["service_date"], note_submitted_at=fields["note_submitted_at"],
+            sign_waiting_since=fields["sign_waiting_since"], ready_since=fields["ready_since"],
+            holds=[(h.role, h.rule_id, h.approvable, now) for h in snap.holds],
+            tasks=[(t.kind, t.escalated, t.clinician_id) for t in snap.tasks])
+        new_figures = rollups.figures(new_facts)
         # Locked from the first statement: the version check and the write are one step. Plain SQL statements
         # built once (_PROJECTION), values passed as parameters: this runs on every transition of every visit,
         # and building statements per call cost more CPU than running them.
@@ -157,62 +190,66 @@ class VisitActivities:
                              {"b_visit": visit_id}).first()
             if row is not None and row.version >= snap.version:
                 return  # a retried or late write never moves a visit backwards
-            # The dashboard's counts move with the visit: its old contribution out, its new one in (only when the
-            # version moves forward, so a retried or late projection counts nothing).
-            old = rollups.stored_facts(db, [visit_id]).get(visit_id) if row is not None else None
-            if row is None:
-                last_seq = 0
-            elif timeline_is_new_only:
-                # The stored snapshot's timeline and the event rows are written together: its last entry is the
-                # last event. The new snapshot keeps the entries before the first one this projection brings.
-                stored_timeline = row.snapshot.get("timeline", [])
-                last_seq = stored_timeline[-1]["seq"] if stored_timeline else 0
-                first_new = snap.timeline[0].seq if snap.timeline else last_seq + 1
-                fields["snapshot"]["timeline"][:0] = [e for e in stored_timeline if e["seq"] < first_new]
-                fields.update(rollups.timeline_columns(fields["snapshot"]["timeline"]))
-            else:
-                last_seq = db.execute(q.last_event, {"b_visit": visit_id}).scalar() or 0
             if row is None:
                 db.execute(q.insert_visit, {
                     "id": visit_id, "workflow_id": f"visit-{visit_id}", "created_at": now,
                     "patient_id": spec.patient_id, "payer_id": spec.payer_id, "service_code": spec.service_code,
                     **fields})
+                if holds:
+                    db.execute(q.insert_hold, [{**h, "opened_at": now} for h in holds])
+                if tasks:
+                    db.execute(q.insert_task, tasks)
+                delta = new_figures
+                last_seq = 0
             else:
+                # The stored holds keep their opening time; a visit without holds has no rows to read.
+                stored_holds = db.execute(q.open_holds, {"b_visit": visit_id}).all() if row.hold_count else []
+                opened = {h.key: h.opened_at for h in stored_holds}
+                if timeline_is_new_only:
+                    # The stored snapshot's timeline and the event rows are written together: its last entry is the
+                    # last event. The new snapshot keeps the entries before the first one this projection brings.
+                    stored_timeline = row.snapshot.get("timeline", [])
+                    last_seq = stored_timeline[-1]["seq"] if stored_timeline else 0
+                    first_new = snap.timeline[0].seq if snap.timeline else last_seq + 1
+                    kept = [e for e in stored_timeline if e["seq"] < first_new]
+                    if kept:
+                        fields["snapshot"]["timeline"][:0] = kept
+                        fields.update(rollups.timeline_columns(fields["snapshot"]["timeline"]))
+                    # The stored snapshot lists the task rows (they are written together), so they need no read.
+                    stored_tasks = row.snapshot.get("tasks", [])
+                    tasks_unchanged = stored_tasks == fields["snapshot"]["tasks"]
+                    old_tasks = [(t["kind"], t["escalated"], t["clinician_id"]) for t in stored_tasks]
+                else:
+                    last_seq = db.execute(q.last_event, {"b_visit": visit_id}).scalar() or 0
+                    tasks_unchanged = False
+                    old_tasks = [tuple(t) for t in db.execute(q.open_tasks, {"b_visit": visit_id})]
                 db.execute(q.update_visit, {"b_visit": visit_id, **fields})
-
-            if row is not None and (row.hold_count or snap.holds):  # a visit without holds has no rows to keep
-                opened = {key: at for key, at in db.execute(q.open_holds, {"b_visit": visit_id})}
-                db.execute(q.delete_holds, {"b_visit": visit_id})
-            else:
-                opened = {}
-            # The stored snapshot lists the task rows; a punch, for one, leaves them as they are.
-            tasks_unchanged = (row is not None and timeline_is_new_only
-                               and row.snapshot.get("tasks") == fields["snapshot"]["tasks"])
-            if row is not None and not tasks_unchanged:
-                db.execute(q.delete_tasks, {"b_visit": visit_id})
-            if snap.holds:
-                db.execute(q.insert_hold, [
-                    {"visit_id": visit_id, "rule_id": h.rule_id, "gate": h.gate.value, "role": h.role, "key": h.key,
-                     "message": h.message, "approvable": h.approvable, "opened_at": opened.get(h.key, now)}
-                    for h in snap.holds])
-            if snap.tasks and not tasks_unchanged:
-                db.execute(q.insert_task, [
-                    {"visit_id": visit_id, "kind": t.kind, "role": t.role, "clinician_id": t.clinician_id,
-                     "title": t.title, "due_at": t.due_at, "escalated": t.escalated, "hold_key": t.hold_key}
-                    for t in snap.tasks])
-            opened_at = {h.key: opened.get(h.key, now) for h in snap.holds}
-            rollups.apply(db, rollups.change(old, rollups.VisitFacts(
-                state=snap.state.value, clinician_id=spec.clinician_id, payer_id=spec.payer_id,
-                billable_units=snap.billable_units, scheduled_end=spec.scheduled_end,
-                service_date=fields["service_date"], note_submitted_at=fields["note_submitted_at"],
-                sign_waiting_since=fields["sign_waiting_since"], ready_since=fields["ready_since"],
-                holds=[(h.role, h.rule_id, h.approvable, opened_at[h.key]) for h in snap.holds],
-                tasks=[(t.kind, t.escalated, t.clinician_id) for t in snap.tasks])))
-            new_events = [{"visit_id": visit_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
-                           "detail": e.detail, "state": e.state.value}
-                          for e in snap.timeline if e.seq > last_seq]
-            if new_events:
-                db.execute(q.insert_event, new_events)
+                # Holds and tasks that say what the stored rows say are left as they are (a punch changes neither).
+                if [_hold_content(h.rule_id, h.gate, h.role, h.key, h.message, h.approvable)
+                        for h in stored_holds] != hold_contents:
+                    if stored_holds:
+                        db.execute(q.delete_holds, {"b_visit": visit_id})
+                    if holds:
+                        db.execute(q.insert_hold, [{**h, "opened_at": opened.get(h["key"], now)} for h in holds])
+                if not tasks_unchanged:
+                    if old_tasks:
+                        db.execute(q.delete_tasks, {"b_visit": visit_id})
+                    if tasks:
+                        db.execute(q.insert_task, tasks)
+                if opened or any(fields[c] != getattr(new_facts, c) for c in ("sign_waiting_since", "ready_since")):
+                    new_figures = rollups.figures(dataclasses.replace(
+                        new_facts, sign_waiting_since=fields["sign_waiting_since"], ready_since=fields["ready_since"],
+                        holds=[(h.role, h.rule_id, h.approvable, opened.get(h.key, now)) for h in snap.holds]))
+                # The dashboard's counts move with the visit: its old contribution out, its new one in (only when
+                # the version moves forward, so a retried or late projection counts nothing).
+                delta = new_figures.copy()
+                delta.subtract(rollups.figures(rollups.VisitFacts(
+                    *row[2:2 + len(rollups.VISIT_COLUMNS) - 1],
+                    holds=[(h.role, h.rule_id, h.approvable, h.opened_at) for h in stored_holds], tasks=old_tasks)))
+            rollups.apply(db, rollups.Change(delta))
+            events = [e for e in events if e["seq"] > last_seq]
+            if events:
+                db.execute(q.insert_event, events)
             if snap.state in (VisitState.cancelled, VisitState.missed):  # nothing billed: the units go back
                 db.execute(q.release_units, {"b_visit": visit_id})
             s.commit()
