@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, join, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
@@ -120,6 +120,33 @@ class _ProjectionStatements:
 
 
 _PROJECTION = _ProjectionStatements()
+
+
+class _GateStatements:
+    """The gate check's own reads and its units write, built once."""
+
+    def __init__(self) -> None:
+        patient, payer, visit = bindparam("b_patient"), bindparam("b_payer"), bindparam("b_visit")
+        # The patient and the payer in one read: a row only if both exist.
+        self.patient_and_payer = select(
+            Patient.medicaid_id, Patient.latitude, Patient.longitude, Payer.evv_required, Payer.evv_radius_m,
+            Payer.clock_tolerance_min, Payer.max_visit_hours, Payer.correction_window_days, Payer.rounding,
+            Payer.orders_required, Payer.signed_orders_before_billing,
+        ).select_from(join(Patient, Payer, Payer.id == payer)).where(Patient.id == patient)
+        self.authorizations = select(*Authorization.__table__.c).where(
+            Authorization.patient_id == patient, Authorization.payer_id == payer,
+            Authorization.service_code == bindparam("b_service")).order_by(Authorization.id).with_for_update()
+        # The units held on those authorizations, and this visit's own wherever they are.
+        self.usage = select(AuthorizationUsage.visit_id, AuthorizationUsage.authorization_id,
+                            AuthorizationUsage.service_date, AuthorizationUsage.units).where(or_(
+                                AuthorizationUsage.authorization_id.in_(bindparam("b_auths", expanding=True)),
+                                AuthorizationUsage.visit_id == visit))
+        self.insert_usage = insert(AuthorizationUsage)
+        self.update_usage = update(AuthorizationUsage).where(AuthorizationUsage.visit_id == visit)
+        self.delete_usage = delete(AuthorizationUsage).where(AuthorizationUsage.visit_id == visit)
+
+
+_GATES = _GateStatements()
 
 
 def _hold_content(rule_id: str, gate: str, role: Role | str, key: str, message: str, approvable: bool) -> tuple:
@@ -259,59 +286,61 @@ class VisitActivities:
     def evaluate_gates(self, snap: VisitSnapshot) -> GateResult:
         """Load the facts the gates need, run the pure rules, hold the units the visit uses (AUTH-02)."""
         spec = snap.spec
-        # Check-then-reserve is one locked transaction: two visits cannot both take the last units.
+        day = service_date(spec)
+        q = _GATES
+        # (Imported here: activities.orders uses this module's `heartbeating`.)
+        from visitflow.activities.orders import orders_in_effect, visits_under
+
+        # Check-then-reserve is one locked transaction: two visits cannot both take the last units. Statements are
+        # built once (_GATES): on SQLite this holds the one write lock, so only the reads and the rules are inside.
         with write_session(self.engine) as s:
-            patient = s.get(Patient, spec.patient_id)
-            payer = s.get(Payer, spec.payer_id)
-            if patient is None or payer is None:
+            db = s.connection()
+            found = db.execute(q.patient_and_payer, {"b_patient": spec.patient_id, "b_payer": spec.payer_id}).first()
+            if found is None:
                 raise ApplicationError(f"visit {spec.visit_id} refers to a missing patient or payer",
                                        non_retryable=True)
             # Lock the candidate authorizations so two visits cannot both take the last units.
-            auths = s.exec(select(Authorization).where(
-                Authorization.patient_id == spec.patient_id, Authorization.payer_id == spec.payer_id,
-                Authorization.service_code == spec.service_code).order_by(Authorization.id).with_for_update()).all()
+            auths = [AuthorizationFacts.model_validate(dict(a._mapping)) for a in db.execute(q.authorizations, {
+                "b_patient": spec.patient_id, "b_payer": spec.payer_id, "b_service": spec.service_code})]
             usage: dict[int, list[UsageEntry]] = {a.id: [] for a in auths}
-            if auths:
-                for u in s.exec(select(AuthorizationUsage).where(
-                        AuthorizationUsage.authorization_id.in_(list(usage)),
-                        AuthorizationUsage.visit_id != spec.visit_id)):
+            existing = None  # the units this visit holds now, whichever authorization they are on
+            for u in db.execute(q.usage, {"b_auths": list(usage), "b_visit": spec.visit_id}):
+                if u.visit_id == spec.visit_id:
+                    existing = u
+                else:
                     usage[u.authorization_id].append(
                         UsageEntry(visit_id=u.visit_id, service_date=u.service_date, units=u.units))
-            location = (GeoPoint(lat=patient.latitude, lon=patient.longitude)
-                        if patient.latitude is not None and patient.longitude is not None else None)
+            location = (GeoPoint(lat=found.latitude, lon=found.longitude)
+                        if found.latitude is not None and found.longitude is not None else None)
             ctx = GateInput(
                 visit=snap,
-                patient=PatientFacts(patient_id=patient.id, medicaid_id=patient.medicaid_id,
+                patient=PatientFacts(patient_id=spec.patient_id, medicaid_id=found.medicaid_id,
                                      service_location=location),
-                payer=payer_rules(payer),
-                authorizations=[AuthorizationFacts.model_validate(a, from_attributes=True) for a in auths],
+                payer=payer_rules(found),
+                authorizations=auths,
                 usage=usage, required_note_fields=spec.required_note_fields,
                 min_minutes=spec.minutes_min, max_minutes=spec.minutes_max,
                 supervision=_supervision_facts(s, spec))
             # ORD-01, ORD-02, AUTH-03: the patient's orders on the date of service and the visits they count.
-            # (Imported here: activities.orders uses this module's `heartbeating`.)
-            from visitflow.activities.orders import orders_in_effect, visits_under
-
-            ctx.orders = orders_in_effect(s, spec.patient_id, service_date(spec))
+            ctx.orders = orders_in_effect(s, spec.patient_id, day)
             ctx.ordered_visits = visits_under(s, spec.patient_id, ctx.orders)
             result = evaluate(ctx)
-            result = _route_rejected_exceptions(snap, result)
 
             authorized = result.authorization_id is not None and not any(
                 f.gate.value == "authorized" for f in result.findings)
-            existing = s.get(AuthorizationUsage, spec.visit_id)
+            held = {"visit_id": spec.visit_id, "authorization_id": result.authorization_id, "service_date": day,
+                    "units": result.billable_units or 0}
             if authorized:
                 if existing is None:
-                    existing = AuthorizationUsage(visit_id=spec.visit_id, authorization_id=result.authorization_id,
-                                                  service_date=service_date(spec), units=0)
-                existing.authorization_id = result.authorization_id
-                existing.service_date = service_date(spec)
-                existing.units = result.billable_units or 0
-                s.add(existing)
+                    db.execute(q.insert_usage, held)
+                elif (existing.authorization_id, existing.service_date, existing.units) != (
+                        held["authorization_id"], day, held["units"]):
+                    db.execute(q.update_usage, {**held, "b_visit": spec.visit_id})
             elif existing is not None:
-                s.delete(existing)
+                db.execute(q.delete_usage, {"b_visit": spec.visit_id})
             s.commit()
-            return result
+        # (After the lock: sending an exception back changes who acts on a finding, never its gate.)
+        return _route_rejected_exceptions(snap, result)
 
     @activity.defn(name="notify")
     @heartbeating
