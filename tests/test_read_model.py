@@ -21,8 +21,19 @@ from temporalio.testing import ActivityEnvironment
 
 from visitflow.activities.visits import VisitActivities
 from visitflow.db.session import get_engine, migrate, write_session
-from visitflow.db.tables import ApiToken, Clinician, Patient, Payer, PayerRate, User, Visit, VisitHold, VisitRollup, VisitTask
-from visitflow.models import as_utc
+from visitflow.db.tables import (
+    ApiToken,
+    Clinician,
+    Patient,
+    Payer,
+    PayerRate,
+    User,
+    Visit,
+    VisitEvent,
+    VisitHold,
+    VisitRollup,
+    VisitTask,
+)
 from visitflow.main import create_app
 from visitflow.models import (
     Discipline,
@@ -35,6 +46,7 @@ from visitflow.models import (
     VisitSnapshot,
     VisitSpec,
     VisitState,
+    as_utc,
 )
 from visitflow.security import hash_password, token_digest
 from visitflow.services import queries, rollups
@@ -285,6 +297,51 @@ def test_revenue_at_risk_comes_from_the_rollups_and_equals_the_visits(model: Mod
     with Session(model.engine) as s:
         r, want = revenue_at_risk(s, NOW), revenue_from_the_visits(s, NOW)
         assert (r.held_cents, r.ready_visits) == (want["held_cents"], 4)
+
+
+def test_projecting_only_the_new_timeline_entries_writes_what_the_whole_snapshot_writes(model: Model):
+    """Visits started since the lean lifecycle send `project_visit_changes` (each snapshot's timeline holds only the
+    entries the read model has not had); its rows and counts are those the whole snapshots write."""
+    rng = random.Random(11)
+    for n in range(6):
+        start = NOW - timedelta(days=rng.randint(0, 60), hours=rng.randint(0, 23))
+        whole = lifecycle(model, f"W-{n}", start, clinician=n % 2, payer=n % 2, rng=random.Random(n))
+        new_only = lifecycle(model, f"C-{n}", start, clinician=n % 2, payer=n % 2, rng=random.Random(n))
+        seen = 0
+        for w, c in zip(whole, new_only):
+            changes = c.model_copy(update={"timeline": c.timeline[seen:]})
+            seen = len(c.timeline)
+            model.project(w)
+            for _ in range(1 + rng.randint(0, 1)):  # some re-delivered (Temporal's retries)
+                model.env.run(model.activities.project_visit_changes, changes)
+            stored, rebuilt = model.stored_vs_rebuilt()
+            assert stored == +rebuilt, f"after C-{n} v{c.version}"
+            with Session(model.engine) as s:
+                def rows(visit_id: str):
+                    v = s.get(Visit, visit_id)
+                    columns = {k: val for k, val in v.model_dump().items() if k not in ("id", "workflow_id",
+                               "created_at", "updated_at", "snapshot")}
+                    snapshot = {k: val for k, val in v.snapshot.items() if k != "spec"}
+                    holds = [(h.rule_id, h.gate, h.role, h.key, h.message, h.approvable) for h in s.exec(
+                        select(VisitHold).where(VisitHold.visit_id == visit_id).order_by(VisitHold.id))]
+                    tasks = sorted((t.kind, t.role, t.clinician_id, t.title, t.due_at, t.escalated, t.hold_key)
+                                   for t in s.exec(select(VisitTask).where(VisitTask.visit_id == visit_id)))
+                    events = [(e.seq, e.kind, e.state) for e in s.exec(
+                        select(VisitEvent).where(VisitEvent.visit_id == visit_id).order_by(VisitEvent.seq))]
+                    return columns, snapshot, holds, tasks, events
+                assert rows(f"C-{n}") == rows(f"W-{n}"), f"C-{n} v{c.version}"
+    # Holds kept from one version to the next keep the time they opened (the dashboard ages them from it).
+    snaps = lifecycle(model, "KEEP-1", NOW - timedelta(days=1))
+    model.env.run(model.activities.project_visit_changes, snaps[3])
+    with Session(model.engine) as s:
+        opened = sorted(s.exec(select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == "KEEP-1")))
+    later = snaps[3].model_copy(update={"version": 9, "timeline": [], "tasks": snaps[3].tasks[:1]})
+    model.env.run(model.activities.project_visit_changes, later)
+    with Session(model.engine) as s:
+        assert sorted(s.exec(select(VisitHold.key, VisitHold.opened_at).where(VisitHold.visit_id == "KEEP-1"))) \
+            == opened
+        assert len(s.exec(select(VisitTask).where(VisitTask.visit_id == "KEEP-1")).all()) == 1
+    assert model.stored_vs_rebuilt()[0] == +model.stored_vs_rebuilt()[1]
 
 
 def test_backlog_ages_are_exact_to_the_second(model: Model):

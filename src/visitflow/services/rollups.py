@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import TextClause, delete, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from visitflow.db.tables import Visit, VisitHold, VisitRollup, VisitTask
@@ -196,30 +196,59 @@ def stored_facts(db: Connection, visit_ids: list[str]) -> dict[str, VisitFacts]:
     return facts
 
 
-def _upsert(db: Connection):
-    if db.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(VisitRollup)
-    return stmt.on_conflict_do_update(index_elements=["figure", "key", "at", "bucket"],
-                                      set_={"n": VisitRollup.n + stmt.excluded.n})
+_ROLLUP = VisitRollup.__table__.name
+_UPSERTS: dict[int, TextClause] = {}
+_DELETES: dict[int, TextClause] = {}
 
 
-def apply(db: Connection, delta: Counter[RollupKey]) -> None:
-    """Add a change to the counts (inside the projection's transaction). Rows are touched in key order, so two
-    projections at once on PostgreSQL lock them in the same order and never deadlock; rows at zero go."""
-    changes = sorted((k, n) for k, n in delta.items() if n)
-    if not changes:
-        return
-    db.execute(_upsert(db), [{"figure": f, "key": k, "at": at, "bucket": b, "n": n} for (f, k, at, b), n in changes])
-    emptied = [{"f": f, "k": k, "a": at, "b": b} for (f, k, at, b), n in changes if n < 0]
-    if emptied:
-        from sqlalchemy import bindparam
+def _upsert(rows: int) -> TextClause:
+    """One INSERT ... ON CONFLICT for `rows` rows (the same SQL on SQLite and PostgreSQL), built once per size: one
+    statement instead of one per row keeps the projection's write-lock hold short (on SQLite every statement
+    step lets go of the GIL, and getting it back can cost a thread switch interval)."""
+    if rows not in _UPSERTS:
+        values = ", ".join(f"(:f{i}, :k{i}, :a{i}, :b{i}, :n{i})" for i in range(rows))
+        _UPSERTS[rows] = text(
+            f'INSERT INTO {_ROLLUP} (figure, "key", "at", bucket, n) VALUES {values} '
+            f'ON CONFLICT (figure, "key", "at", bucket) DO UPDATE SET n = {_ROLLUP}.n + excluded.n')
+    return _UPSERTS[rows]
 
-        db.execute(delete(VisitRollup).where(
-            VisitRollup.figure == bindparam("f"), VisitRollup.key == bindparam("k"), VisitRollup.at == bindparam("a"),
-            VisitRollup.bucket == bindparam("b"), VisitRollup.n == 0), emptied)
+
+def _delete_emptied(rows: int) -> TextClause:
+    """Remove those of `rows` rows that fell to zero, in one statement (each term is a lookup by the unique key)."""
+    if rows not in _DELETES:
+        keys = " OR ".join(f'(figure = :f{i} AND "key" = :k{i} AND "at" = :a{i} AND bucket = :b{i})'
+                           for i in range(rows))
+        _DELETES[rows] = text(f"DELETE FROM {_ROLLUP} WHERE n = 0 AND ({keys})")
+    return _DELETES[rows]
+
+
+def _params(changes: list[tuple[RollupKey, int]], with_n: bool) -> dict:
+    params: dict = {}
+    for i, ((f, k, at, b), n) in enumerate(changes):
+        params.update({f"f{i}": f, f"k{i}": k, f"a{i}": at, f"b{i}": b})
+        if with_n:
+            params[f"n{i}"] = n
+    return params
+
+
+class Change:
+    """A change to the counts, its statements and parameters made ready before the projection takes the lock."""
+
+    def __init__(self, delta: Counter[RollupKey]) -> None:
+        # Rows are touched in key order, so two projections at once on PostgreSQL lock them in the same order and
+        # never deadlock.
+        changes = sorted((k, n) for k, n in delta.items() if n)
+        emptied = [(k, n) for k, n in changes if n < 0]
+        self.upsert = (_upsert(len(changes)), _params(changes, with_n=True)) if changes else None
+        self.delete = (_delete_emptied(len(emptied)), _params(emptied, with_n=False)) if emptied else None
+
+
+def apply(db: Connection, delta: Counter[RollupKey] | Change) -> None:
+    """Add a change to the counts (inside the projection's transaction); rows at zero go."""
+    ready = delta if isinstance(delta, Change) else Change(delta)
+    for statement in (ready.upsert, ready.delete):
+        if statement is not None:
+            db.execute(*statement)
 
 
 def change(old: VisitFacts | None, new: VisitFacts) -> Counter[RollupKey]:
