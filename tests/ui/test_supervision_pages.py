@@ -158,6 +158,7 @@ async def test_each_person_reads_their_own_notices(web, agency, nurse, engine):
     mine = await web.get("/notices")
     assert mine.status_code == 200
     assert f"Supervisory visit due</strong>: {name}" in mine.text
+    assert f"Supervisory visit for {name} is due by" in mine.text and "SUP-01" not in mine.text  # her words
     assert "/supervision?patient=" not in mine.text  # not a clinician's page
     assert re.search(r'href="/notices"[^>]*>Notices <span class="nav-count">\d+', mine.text)
 
@@ -166,6 +167,7 @@ async def test_each_person_reads_their_own_notices(web, agency, nurse, engine):
     theirs = await web.get("/notices")
     assert f"Supervisory visit due</strong>: {name}" in theirs.text
     assert f'href="/supervision?patient={agency.patient.id}#set-title"' in theirs.text
+    assert f"SUP-01 supervisory visit for {name} is due by" in theirs.text  # a supervisor works by rule ids
 
     for who in ("clinician", "other", "biller", "admin"):  # not addressed to them
         web.cookies.clear()

@@ -4,6 +4,7 @@ at a time after a keyset cursor."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +40,7 @@ class Notice:
     patient: str | None  # whose supervisory visit (SUP-01 notices name no visit)
     link: str | None
     link_words: str
+    message: str  # as the workflow wrote it, the patient named where it says "patient <id>"
 
 
 @router.get("/notices")
@@ -72,7 +74,9 @@ def _notice(n: Notification, user: User, names: dict[int, str]) -> Notice:
     if patient_id is not None:
         name = names.get(patient_id, f"patient {patient_id}")
         link = f"/supervision?patient={patient_id}#set-title" if user.role in OFFICE else None
-        return Notice(n, title, name, link, f"{name}'s supervision")
+        message = re.sub(rf"\bpatient {patient_id}\b", lambda _: name, n.message)
+        return Notice(n, title, name, link, f"{name}'s supervision", message)
     if n.visit_id.startswith(ORDER_PREFIX):
-        return Notice(n, title, None, "/orders" if user.role in OFFICE else None, "Orders pending signature")
-    return Notice(n, title, None, f"/visits/{n.visit_id}", f"Visit {n.visit_id}")
+        return Notice(n, title, None, "/orders" if user.role in OFFICE else None, "Orders pending signature",
+                      n.message)
+    return Notice(n, title, None, f"/visits/{n.visit_id}", f"Visit {n.visit_id}", n.message)
