@@ -33,6 +33,8 @@ _SIGN_IN_FORM_BYTES = 16_384  # a sign-in form is a few dozen bytes; read no mor
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _NOT_AUDITED = ("/static/", "/healthz", "/docs", "/redoc", "/openapi.json")
 _MAX_ROW_ID = 2_147_483_647
+# A page's form that names its patient in the form, not the path, puts the patient's id here on request.state.
+PATIENT_STATE = "audit_patient_id"
 
 # Reads that show a patient's information. Every other GET (lists of work, dashboards, polling) is not
 # recorded: it would bury the views that matter under page refreshes.
@@ -71,6 +73,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/visits/{visit_id}/send-back"): "sent_back_visit",
     ("POST", "/api/visits/{visit_id}/missed"): "marked_visit_missed",
     ("PUT", "/api/patients/{item_id}/supervision"): "set_aide_supervision",
+    ("POST", "/supervision"): "set_aide_supervision",
     ("POST", "/api/releases"): "released_visits",
     ("POST", "/api/claims/check"): "checked_claim_file",
     ("POST", "/api/claims/{claim_id}/state"): "recorded_claim_answer",
@@ -198,6 +201,8 @@ class AuditMiddleware:
         visit_id = params.get("visit_id")
         visit_id = _text(visit_id, 64) if visit_id and len(visit_id) <= 64 else None  # longer: no visit has it
         patient_id = _row_id(params.get("item_id")) if route and route.startswith("/api/patients/") else None
+        if patient_id is None:
+            patient_id = _row_id(scope["state"].get(PATIENT_STATE))
         return {
             "at": datetime.now(UTC), "user_id": user_id,
             "username": _text(username or attempted_username, 80), "action": action[:40],

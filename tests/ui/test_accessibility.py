@@ -21,8 +21,8 @@ AXE = Path(__file__).parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 SERIOUS = ("serious", "critical")
 
 PAGES = {  # who opens which pages ("{visit}" is a visit on hold with an EVV exception)
-    "clinician": ["/tasks", "/visits/{visit}"],
-    "supervisor": ["/escalations", "/holds", "/dashboard", "/visits", "/visits/{visit}", "/supervision"],
+    "clinician": ["/tasks", "/visits/{visit}", "/notices"],
+    "supervisor": ["/escalations", "/holds", "/dashboard", "/visits", "/visits/{visit}", "/supervision", "/notices"],
     "biller": ["/billing", "/holds", "/claims", "/claim-files", "/dashboard", "/visits", "/visits/{visit}",
                "/changes"],
     "admin": ["/dashboard", "/visits?patient=Alice", "/admin/users", "/admin/audit", "/orders", "/intake",

@@ -33,10 +33,10 @@ BUDGET_MS = 100.0
 RUNS = 7
 
 PAGES = {  # who looks at what, as in the demo
-    "devon": ["/tasks", "/tasks/list", "/visits/V-1006", "/visits/V-1006/status", "/visits/V-1006/work"],
+    "devon": ["/tasks", "/tasks/list", "/visits/V-1006", "/visits/V-1006/status", "/visits/V-1006/work", "/notices"],
     "carla": ["/tasks", "/visits/V-1005"],
     "sam": ["/escalations", "/escalations/overdue", "/escalations/exceptions", "/escalations/team",
-            "/holds", "/dashboard", "/visits/V-1002", "/visits/V-1008", "/visits/V-1009"],
+            "/holds", "/dashboard", "/visits/V-1002", "/visits/V-1008", "/visits/V-1009", "/supervision", "/notices"],
     "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001",
             "/changes", "/visits/V-1010"],
     "olivia": ["/orders", "/dashboard", "/visits?patient=alice", "/visits?visit_id=V-10", "/visits?state=on_hold"],

@@ -145,6 +145,19 @@ async def claim_idempotency(
 IdempotencyDep = Annotated[Idempotency, Depends(claim_idempotency)]
 
 
+async def claim_form_key(request: Request, user_id: int, key: str | None) -> None:
+    """A page's form sent with its form key (drawn into the form when it is shown): held and answered like an API
+    request's Idempotency-Key, so a double click or a resend after a lost answer gets the first answer again and
+    acts once. For actions that are not a workflow Update (whose key is the Update id). Call `request.body()`
+    before `request.form()` so the body is kept to compare a resend with."""
+    if key is None:
+        return
+    digest = _digest(await request.body())
+    record_id = await run_in_threadpool(_claim, request.app.state.engine, user_id, request.method,
+                                        request.url.path, key, digest)
+    setattr(request.state, _STATE_KEY, record_id)
+
+
 def replay(_request: Request, exc: Replay) -> Response:
     return Response(exc.body or "", status_code=exc.status, media_type=exc.content_type,
                     headers={"Idempotent-Replayed": "true"})

@@ -767,8 +767,16 @@ class IdempotentRequest(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """Reminders and escalations sent by the workflows (the in-app inbox)."""
+    """Reminders and escalations sent by the workflows (the in-app inbox).
 
+    Read newest first a page at a time: by role (office roles) or by clinician (a clinician's own), each index
+    ending in (created_at, id) so the notices page and the nav's count seek, never sort or scan.
+    """
+
+    __table_args__ = (
+        Index("ix_notification_role_created_at_id", "role", "created_at", "id"),
+        Index("ix_notification_clinician_created_at_id", "clinician_id", "created_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     visit_id: str = Field(index=True, max_length=64)
     role: Role

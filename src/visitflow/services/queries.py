@@ -620,13 +620,29 @@ class SearchPage:
     next_after: str | None  # the keyset cursor of the next page ("date|visit id"), None on the last
 
 
+def _named(words: str) -> list[Any]:
+    """Each word starts the patient's first or last name (any case)."""
+    return [or_(func.lower(Patient.first_name).startswith(w), func.lower(Patient.last_name).startswith(w))
+            for w in words.lower().split()]
+
+
 def _patients_named(session: Session, words: str) -> list[int]:
     # The patient table (an agency's clients, never its visits) is read by name; its ids then pick visits
     # through the visit table's patient index.
-    parts = words.lower().split()
-    conditions = [or_(func.lower(Patient.first_name).startswith(w), func.lower(Patient.last_name).startswith(w))
-                  for w in parts]
-    return list(session.exec(select(Patient.id).where(*conditions)).all())
+    return list(session.exec(select(Patient.id).where(*_named(words))).all())
+
+
+def patients_matching(session: Session, words: str, limit: int = 20) -> list[Patient]:
+    """A type-ahead's choices: patients whose names start with the words typed (or the patient with the number
+    typed), by name, at most `limit` (a picker never lists every client of the agency)."""
+    words = words.strip()[:80]
+    if not words:
+        return []
+    if words.isdigit():
+        found = session.get(Patient, int(words)) if int(words) <= 2_147_483_647 else None
+        return [found] if found is not None else []
+    return list(session.exec(select(Patient).where(*_named(words))
+                             .order_by(Patient.last_name, Patient.first_name, Patient.id).limit(limit)).all())
 
 
 def search_visits(session: Session, search: VisitSearch, after: str | None, size: int = PAGE_SIZE) -> SearchPage:
@@ -1077,16 +1093,34 @@ def decode_work_cursor(after: str) -> tuple | None:
     return cursor if tasks_ok and holds_ok else None
 
 
-def notifications_for(session: Session, user: User, limit: int) -> list[Notification]:
-    """Reminders and escalations sent to this person's role (a clinician: only about visits still theirs)."""
-    query = select(Notification).where(Notification.role == user.role)
+def _notices_of(user: User, query):
+    query = query.where(Notification.role == user.role)
     if user.role == Role.clinician:
         # After a reassign, the reminder stays with the visit, not with the former clinician. A notice about no
         # visit (a patient's supervisory visit due, SUP-01) is read by the clinician it is addressed to.
         query = query.outerjoin(Visit, Visit.id == Notification.visit_id).where(
             Notification.clinician_id == user.clinician_id,
             or_(Visit.clinician_id == user.clinician_id, Visit.id.is_(None)))
+    return query
+
+
+def notifications_for(session: Session, user: User, limit: int,
+                      before: tuple[datetime, int] | None = None) -> list[Notification]:
+    """Reminders and escalations sent to this person's role (a clinician: only about visits still theirs), newest
+    first; `before`: the (sent at, id) of the last one already shown, so the next page starts after it (the
+    role's or the clinician's notice index seeks there, never an offset)."""
+    query = _notices_of(user, select(Notification))
+    if before is not None:
+        query = query.where(_after([(Notification.created_at, True, datetime), (Notification.id, True, int)],
+                                   before))
     return list(session.exec(query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)))
+
+
+def recent_notice_count(session: Session, user: User, since: datetime, cap: int = 99) -> tuple[int, bool]:
+    """How many notices this person got since `since`, counted up to `cap`, and whether there are more (the nav
+    shows "99+", never a count of everything)."""
+    return capped_count(session, _notices_of(user, select(Notification.id)).where(Notification.created_at >= since),
+                        cap)
 
 
 def clinician(session: Session, clinician_id: int) -> Clinician | None:

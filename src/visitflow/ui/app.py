@@ -36,6 +36,7 @@ from visitflow.ui.routes import (
     dashboard,
     events,
     missed,
+    notices,
     orders,
     remittances,
     revenue,
@@ -161,7 +162,7 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     ui = UIState(settings, htmx)
     app.state.ui = ui
     for pages in (signin, clinician, visit, supervisor, billing, claims, remittances, revenue, dashboard, admin,
-                  audit, orders, missed, changes, events):
+                  audit, orders, missed, changes, events, notices):
         app.include_router(pages.router)
     app.include_router(router)  # htmx itself
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")

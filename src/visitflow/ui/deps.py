@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,7 +70,7 @@ HTMX_FILE = Path("node_modules") / "htmx.org" / "dist" / "htmx.min.js"
 HTMX_URL = "/static/vendor/htmx.min.js"
 
 
-NAV = {  # each role's pages, its home first
+NAV = {  # each role's pages, its home first (and everyone's notices last)
     Role.clinician: [("My tasks", "/tasks")],
     Role.supervisor: [("Escalations", "/escalations"), ("Holds", "/holds"), ("Visits", "/visits"),
                       ("Dashboard", "/dashboard"), ("Orders", "/orders"), ("Supervision", "/supervision"),
@@ -83,6 +83,10 @@ NAV = {  # each role's pages, its home first
                  ("Orders", "/orders"), ("Supervision", "/supervision"), ("What changed", "/changes"),
                  ("Load CSV", "/intake"), ("Event endpoints", "/admin/events")],
 }
+NOTICES = "/notices"
+for _pages in NAV.values():
+    _pages.append(("Notices", NOTICES))
+RECENT_NOTICES = timedelta(days=7)  # the nav counts the notices of the last week
 
 
 # htmx swaps 4xx answers too: they carry the form again with the problem next to the field.
@@ -150,7 +154,16 @@ class UIState:
     def common_context(request: Request) -> dict[str, Any]:
         user: User | None = getattr(request.state, "user", None)
         nav = NAV.get(user.role, []) if user else []
-        return {"user": user, "nav": nav, "csrf": csrf_token(request), "path": request.url.path}
+        return {"user": user, "nav": nav, "csrf": csrf_token(request), "path": request.url.path,
+                "notice_count": lambda: _recent_notices(request, user)}
+
+
+def _recent_notices(request: Request, user: User) -> str:
+    """The nav's count of this person's notices of the last week ("" for none, "99+" past that): read only when a
+    whole page with the nav is drawn (never for a fragment), from the notice index, at most 100 entries."""
+    with Session(request.app.state.engine) as session:
+        n, more = queries.recent_notice_count(session, user, datetime.now(UTC) - RECENT_NOTICES)
+    return f"{n}+" if more else str(n) if n else ""
 
 
 def _hours_in_words(hours: float | None) -> str:

@@ -91,7 +91,7 @@ class Clock:
 _UTC_SPAN = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})-(\d{2}:\d{2}) UTC")
 _UTC_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC")
 _ROUTED = re.compile(r" -> (" + "|".join(r.value for r in ROLE_LABELS) + r")$")
-_RULE_ID = re.compile(r"\b(?:DOC|SIG|AUTH|EVV|REL)-\d{2}\b")
+_RULE_ID = re.compile(r"\b(?:DOC|SIG|AUTH|EVV|REL|SUP|MV|ORD)-\d{2}\b")
 # Enum values only where the workflow writes them, so plain words ("other", "manual") are left alone.
 _PUNCH = re.compile(r"\b(" + "|".join(PUNCH_LABELS) + r")\b")
 _METHOD = re.compile(r"\bvia (" + "|".join(METHOD_LABELS) + r")\b")
