@@ -279,7 +279,8 @@ async def test_a_supervisor_decides_an_evv_exception_from_the_list(web, agency, 
     assert visit_id not in (await web.get(f"/escalations/exceptions?clinician={agency.clinician.id}")).text
     # A page left open still shows the exception; opening its form now says it was decided.
     late = await web.get(fragment, headers=htmx(token))
-    assert late.status_code == 200 and "no longer waiting for a decision" in late.text and 'name="decision"' not in late.text
+    assert late.status_code == 200 and "no longer waiting for a decision" in late.text
+    assert 'name="decision"' not in late.text
 
     visit_page = await web.get(f"/visits/{visit_id}")
     assert "Exception approved" in visit_page.text and "Caregiver parked at the clinic lot" in visit_page.text
@@ -380,7 +381,8 @@ async def test_a_supervisor_finds_a_clinician_by_typing_the_start_of_a_name(web,
 
     both = await web.get("/escalations", params={"who": f"Aide{tag}"})
     assert both.status_code == 200 and "2 clinicians match" in both.text
-    links = re.findall(r'<a href="/escalations\?clinician=(\d+)">([^<]+)</a>', both.text.split('id="esc-who-matches"')[1])
+    listed = both.text.split('id="esc-who-matches"')[1]
+    links = re.findall(r'<a href="/escalations\?clinician=(\d+)">([^<]+)</a>', listed)
     assert links[:2] == [(str(agency.other_clinician.id), f"Casey Aide{tag} (PCA)"),
                          (str(agency.clinician.id), f"Devon Aide{tag} (PCA)")]
 
