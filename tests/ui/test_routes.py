@@ -406,6 +406,14 @@ async def test_a_supervisor_finds_a_clinician_by_typing_the_start_of_a_name(web,
         s.add(Clinician(first_name="Maeve", last_name=f"O'Neil-{tag}", discipline=Discipline.RN))
         s.commit()
     assert f"Maeve O&#39;Neil-{tag}" in (await web.get("/escalations/clinicians", params={"who": f"o'neil-{tag}"})).text
+    # Whatever is typed gets an answer, never a 500: wildcards are letters here, odd characters too (a NUL is
+    # refused with a 422 before any route, as everywhere in the app).
+    for odd in ("%", "_", "\U0010ffff", "\ud7ff", "x" * 500):
+        answer = await web.get("/escalations/clinicians", params={"who": odd})
+        assert answer.status_code == 200 and "Zed" not in answer.text, odd
+        page = await web.get("/escalations", params={"who": odd})  # nobody by that name, or nothing left to match
+        assert page.status_code in (200, 422) and "Overdue notes and signatures" in page.text, odd
+    assert (await web.get("/escalations/clinicians", params={"who": "a\x00b"})).status_code == 422
 
 
 # --- biller -------------------------------------------------------------------------------------------

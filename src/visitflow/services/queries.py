@@ -126,8 +126,13 @@ def clinicians_named(session: Session, typed: str, limit: int = CLINICIANS_MATCH
 
     def starts(column, word: str):
         key = name_key(column)
-        # The next string after every string starting with `word`, byte by byte: its last character moved on one.
-        return and_(key >= word, key < word[:-1] + chr(ord(word[-1]) + 1))
+        # The next string after every string starting with `word`, byte by byte: its last character moved on one
+        # (past the surrogates, which no text holds; after the last code point there is no bound to give).
+        following = ord(word[-1]) + 1
+        following = 0xE000 if 0xD800 <= following <= 0xDFFF else following
+        if following > 0x10FFFF:
+            return key >= word
+        return and_(key >= word, key < word[:-1] + chr(following))
 
     query = select(Clinician).where(or_(starts(Clinician.first_name, words[0]), starts(Clinician.last_name, words[0])))
     for word in words[1:]:

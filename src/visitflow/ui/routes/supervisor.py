@@ -156,7 +156,8 @@ def _matches(session, typed: str) -> dict:
 
 
 def _typed(who: str | None) -> str:
-    return " ".join((who or "").split())[:80]
+    """What was typed, as words: spaces collapsed, no control characters (a NUL is not text to PostgreSQL)."""
+    return " ".join("".join(ch for ch in (who or "") if ch.isprintable() or ch.isspace()).split())[:80]
 
 
 @router.get("/escalations")
