@@ -403,16 +403,19 @@ def time_routes(url: str, loaded: Loaded, rounds: int, log=print, explain: bool 
                 log(f"  {label}: {line}")
         client.get(path)  # and once more, warm
         times = []
+        size = 0
         for _ in range(rounds):
             t0 = time.perf_counter()
             answer = client.get(path)
             times.append((time.perf_counter() - t0) * 1000)
             status = answer.status_code
+            size = len(answer.content)
         times.sort()
         p50 = statistics.median(times)
         p95 = times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)]
         results.append((label, p50, p95, goal, status))
-        log(f"  {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({status})")
+        # The answer's size too: a page's HTML is much of what it costs to render (and to send).
+        log(f"  {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({status}, {size / 1024:.1f} KB)")
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     return results
 

@@ -179,13 +179,14 @@ async def test_a_visit_goes_from_note_to_release_through_the_ui(live_url, browse
     supervisor = await Person.sign_in(browser, live_url, agency.users["supervisor"].username)
     page = supervisor.page
     await expect(page.get_by_role("heading", name="Escalations", exact=True)).to_be_visible()
-    await page.get_by_label("Clinician", exact=True).select_option(
-        label=f"{agency.clinician.first_name} {agency.clinician.last_name} (PCA)")
+    await page.get_by_label("Clinician", exact=True).fill(f"{agency.clinician.first_name} {agency.clinician.last_name}")
     await page.get_by_role("button", name="Show", exact=True).click()
+    await expect(page).to_have_url(re.compile(rf"/escalations\?clinician={agency.clinician.id}$"))
     row = page.locator("#exceptions-list li").filter(has_text=f"Visit {visit_id}")
     await expect(row).to_contain_text("EVV-02")
     team_row = page.locator("#team tr").filter(has_text=agency.clinician.last_name)
     await expect(team_row.locator('td[data-label="Exceptions"]')).to_have_text("1")
+    await row.locator("summary", has_text="Approve or reject").click()  # the form arrives as it opens
     await row.get_by_label("Reason for your decision").fill("Parked at the clinic lot across the street")
     await supervisor.shot("supervisor-escalations")
     await row.get_by_role("button", name=re.compile(r"^Approve")).click()

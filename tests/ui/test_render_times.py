@@ -36,6 +36,8 @@ PAGES = {  # who looks at what, as in the demo
     "devon": ["/tasks", "/tasks/list", "/visits/V-1006", "/visits/V-1006/status", "/visits/V-1006/work", "/notices"],
     "carla": ["/tasks", "/visits/V-1005"],
     "sam": ["/escalations", "/escalations/overdue", "/escalations/exceptions", "/escalations/team",
+            "/escalations/clinicians?who=d", "/visits/V-1006/deadline", "/visits/V-1006/reassign",
+            "/visits/V-1002/decision?key=EVV-02%3Apunch-1",
             "/holds", "/dashboard", "/visits/V-1002", "/visits/V-1008", "/visits/V-1009", "/supervision", "/notices"],
     "bea": ["/billing", "/billing/list", "/holds", "/holds/list", "/dashboard", "/dashboard/charts", "/visits/V-1001",
             "/changes", "/visits/V-1010"],

@@ -247,6 +247,23 @@ async def test_a_supervisor_decides_an_evv_exception_from_the_list(web, agency, 
     assert page.status_code == 200 and "EVV-02" in page.text and visit_id in page.text
     row = re.search(rf'<li id="(exception-{re.escape(visit_id)}-[^"]+)"', page.text).group(1)
 
+    # The list carries no decision forms: each arrives when its disclosure opens, for this exception and row.
+    assert f'hx-post="/visits/{visit_id}/decision"' not in page.text
+    fragment = f"/visits/{visit_id}/decision?key=EVV-02%3Apunch-1&context=row&row={row}"
+    assert f'hx-get="{fragment.replace("&", "&amp;")}"' in page.text
+    form = await web.get(fragment, headers=htmx(token))
+    assert form.status_code == 200 and f'id="decide-{visit_id}-EVV-02-punch-1-{row}"' in form.text
+    assert 'name="key" value="EVV-02:punch-1"' in form.text and f'name="row" value="{row}"' in form.text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text).group(1)
+    again = await web.get(fragment, headers=htmx(token))  # opened again an hour later: a key of its own
+    assert re.search(r'name="idempotency_key" value="([^"]+)"', again.text).group(1) != key
+    assert (await web.get("/visits/no-such-visit/decision?key=EVV-02%3Apunch-1", headers=htmx(token))
+            ).status_code == 404
+    assert (await web.get(f"/visits/{visit_id}/decision", headers=htmx(token))).status_code == 422  # which one?
+    unknown = await web.get(f"/visits/{visit_id}/decision?key=EVV-09%3Anothing", headers=htmx(token))
+    assert unknown.status_code == 200 and "no longer waiting for a decision" in unknown.text
+    assert 'name="decision"' not in unknown.text and f'href="/visits/{visit_id}"' in unknown.text
+
     no_reason = await web.post(f"/visits/{visit_id}/decision", headers=htmx(token), data={
         "key": "EVV-02:punch-1", "decision": "approved", "reason": " ", "context": "row", "row": row})
     assert no_reason.status_code == 422
@@ -260,6 +277,10 @@ async def test_a_supervisor_decides_an_evv_exception_from_the_list(web, agency, 
     assert f'<li id="{row}" class="card done">' in approved.text and "Approved: EVV-02" in approved.text
     await visits.projected(visit_id, "claim_ready")
     assert visit_id not in (await web.get(f"/escalations/exceptions?clinician={agency.clinician.id}")).text
+    # A page left open still shows the exception; opening its form now says it was decided.
+    late = await web.get(fragment, headers=htmx(token))
+    assert late.status_code == 200 and "no longer waiting for a decision" in late.text
+    assert 'name="decision"' not in late.text
 
     visit_page = await web.get(f"/visits/{visit_id}")
     assert "Exception approved" in visit_page.text and "Caregiver parked at the clinic lot" in visit_page.text
@@ -296,6 +317,18 @@ async def test_a_supervisor_sees_overdue_work_and_extends_or_reassigns_it(web, a
         too_early.text, f"extend-{visit_id}-{row}-new_deadline")
     assert 'value="Caregiver ill"' in too_early.text
 
+    # The list carries no forms; the extend-deadline form comes when its disclosure opens, for this row and the
+    # deadline the visit waits on now, with a fresh key each time it is fetched.
+    assert 'name="new_deadline"' not in html
+    assert f'hx-get="/visits/{visit_id}/deadline?context=row&amp;row={row}"' in html
+    extend = await web.get(f"/visits/{visit_id}/deadline?context=row&row={row}", headers=htmx(token))
+    assert extend.status_code == 200 and f'id="extend-{visit_id}-{row}"' in extend.text
+    assert 'name="stage" value="note"' in extend.text and f'name="row" value="{row}"' in extend.text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', extend.text).group(1)
+    extend_again = await web.get(f"/visits/{visit_id}/deadline?context=row&row={row}", headers=htmx(token))
+    assert re.search(r'name="idempotency_key" value="([^"]+)"', extend_again.text).group(1) != key
+    assert (await web.get("/visits/no-such-visit/deadline", headers=htmx(token))).status_code == 404
+
     # The list carries no clinicians; the reassign form comes when its disclosure opens, for this row.
     assert 'name="clinician_id"' not in html and f'hx-get="/visits/{visit_id}/reassign?context=row&amp;row={row}"' in html
     form = await web.get(f"/visits/{visit_id}/reassign?context=row&row={row}", headers=htmx(token))
@@ -312,8 +345,13 @@ async def test_a_supervisor_sees_overdue_work_and_extends_or_reassigns_it(web, a
 
     later = (zone_now + timedelta(days=2)).astimezone(zone).strftime("%Y-%m-%dT%H:%M")
     extended = await web.post(f"/visits/{visit_id}/deadline", headers=htmx(token), data={
-        "stage": "note", "new_deadline": later, "reason": "Caregiver ill", "context": "row", "row": row})
+        "stage": "note", "new_deadline": later, "reason": "Caregiver ill", "context": "row", "row": row,
+        "idempotency_key": key})
     assert extended.status_code == 200 and "is now due" in extended.text
+    resent = await web.post(f"/visits/{visit_id}/deadline", headers=htmx(token), data={  # an answer lost: sent again
+        "stage": "note", "new_deadline": later, "reason": "Caregiver ill", "context": "row", "row": row,
+        "idempotency_key": key})
+    assert resent.status_code == 200 and "is now due" in resent.text
 
     moved = await web.post(f"/visits/{visit_id}/reassign", headers=htmx(token), data={
         "clinician_id": str(agency.other_clinician.id), "reason": "Devon is on leave", "context": "row",
@@ -321,6 +359,61 @@ async def test_a_supervisor_sees_overdue_work_and_extends_or_reassigns_it(web, a
     assert moved.status_code == 200 and f"is now assigned to Casey Aide{agency.tag}" in moved.text
     row_now = await visits.projected(visit_id)
     assert row_now.clinician_id == agency.other_clinician.id
+
+
+async def test_a_supervisor_finds_a_clinician_by_typing_the_start_of_a_name(web, agency, engine):
+    """The filter on /escalations takes a name, not a pick from every clinician: one match opens their list
+    (the `clinician` URL parameter, as the team table's links use), several are listed (at most 20), none is
+    said at the field."""
+    from visitflow.db.tables import Clinician
+    from visitflow.models import Discipline
+
+    await sign_in(web, agency.users["supervisor"].username)
+    tag = agency.tag
+    # In any case, first name or last, one word or two: the one match goes to their list.
+    for typed in (f"CASEY aide{tag}", f"  casey   Aide{tag.upper()} ", f"aide{tag} cas"):
+        one = await web.get("/escalations", params={"who": typed})
+        assert one.status_code == 303, typed
+        assert one.headers["location"] == f"/escalations?clinician={agency.other_clinician.id}"
+    page = await web.get(f"/escalations?clinician={agency.other_clinician.id}")
+    assert page.status_code == 200 and f'name="who" value="Casey Aide{tag}"' in page.text
+    assert "<select" not in page.text.split('role="search"')[1].split("</form>")[0]  # no list of every clinician
+
+    both = await web.get("/escalations", params={"who": f"Aide{tag}"})
+    assert both.status_code == 200 and "2 clinicians match" in both.text
+    listed = both.text.split('id="esc-who-matches"')[1]
+    links = re.findall(r'<a href="/escalations\?clinician=(\d+)">([^<]+)</a>', listed)
+    assert links[:2] == [(str(agency.other_clinician.id), f"Casey Aide{tag} (PCA)"),
+                         (str(agency.clinician.id), f"Devon Aide{tag} (PCA)")]
+
+    nobody = await web.get("/escalations", params={"who": f"Nobody{tag}"})
+    assert nobody.status_code == 422
+    assert f"No clinician&#39;s first or last name starts with “Nobody{tag}”." in field_block(nobody.text, "esc-who")
+
+    # The type-ahead, as it is typed: the same matches, at most 20 of them, by last name.
+    with Session(engine) as s:
+        s.add_all([Clinician(first_name=f"Zed{i:02d}", last_name=f"Many{tag}{i:02d}", discipline=Discipline.RN)
+                   for i in range(22)])
+        s.commit()
+    typed = await web.get("/escalations/clinicians", params={"who": f"many{tag}"}, headers=htmx(""))
+    assert typed.status_code == 200 and f"More than 20 clinicians match “many{tag}”" in typed.text
+    names = re.findall(r'>Zed(\d\d) Many', typed.text)
+    assert names == [f"{i:02d}" for i in range(20)]
+    assert "No clinician" in (await web.get("/escalations/clinicians", params={"who": "qqq-no-one"})).text
+    assert (await web.get("/escalations/clinicians", params={"who": ""})).text.strip() == ""
+    # Characters a name can hold (an apostrophe, a hyphen) are read as text.
+    with Session(engine) as s:
+        s.add(Clinician(first_name="Maeve", last_name=f"O'Neil-{tag}", discipline=Discipline.RN))
+        s.commit()
+    assert f"Maeve O&#39;Neil-{tag}" in (await web.get("/escalations/clinicians", params={"who": f"o'neil-{tag}"})).text
+    # Whatever is typed gets an answer, never a 500: wildcards are letters here, odd characters too (a NUL is
+    # refused with a 422 before any route, as everywhere in the app).
+    for odd in ("%", "_", "\U0010ffff", "\ud7ff", "x" * 500):
+        answer = await web.get("/escalations/clinicians", params={"who": odd})
+        assert answer.status_code == 200 and "Zed" not in answer.text, odd
+        page = await web.get("/escalations", params={"who": odd})  # nobody by that name, or nothing left to match
+        assert page.status_code in (200, 422) and "Overdue notes and signatures" in page.text, odd
+    assert (await web.get("/escalations/clinicians", params={"who": "a\x00b"})).status_code == 422
 
 
 # --- biller -------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from visitflow.db.tables import (
     VisitHold,
     VisitRollup,
     VisitTask,
+    name_key,
 )
 from visitflow.models import Role, VisitSnapshot, VisitState, as_utc
 from visitflow.services import rollups
@@ -109,6 +110,34 @@ def clinician_label(c: Clinician) -> str:
 
 def clinicians(session: Session) -> list[Clinician]:
     return list(session.exec(select(Clinician).order_by(Clinician.last_name, Clinician.first_name)))
+
+
+CLINICIANS_MATCHED = 20  # a name typed into a filter lists at most this many clinicians
+
+
+def clinicians_named(session: Session, typed: str, limit: int = CLINICIANS_MATCHED) -> list[Clinician]:
+    """Clinicians whose first or last name starts with what was typed, in any case ("mar", "Mar", "MAR"); with
+    several words ("ana ga"), each word starts one of the names. At most `limit` (+1, so the caller can say there
+    are more), by last name. The first word is one index range on each name (`name_key`), so this reads the
+    clinicians it finds, not the agency's whole staff."""
+    words = typed.lower().split()[:4]
+    if not words:
+        return []
+
+    def starts(column, word: str):
+        key = name_key(column)
+        # The next string after every string starting with `word`, byte by byte: its last character moved on one
+        # (past the surrogates, which no text holds; after the last code point there is no bound to give).
+        following = ord(word[-1]) + 1
+        following = 0xE000 if 0xD800 <= following <= 0xDFFF else following
+        if following > 0x10FFFF:
+            return key >= word
+        return and_(key >= word, key < word[:-1] + chr(following))
+
+    query = select(Clinician).where(or_(starts(Clinician.first_name, words[0]), starts(Clinician.last_name, words[0])))
+    for word in words[1:]:
+        query = query.where(or_(starts(Clinician.first_name, word), starts(Clinician.last_name, word)))
+    return list(session.exec(query.order_by(Clinician.last_name, Clinician.first_name, Clinician.id).limit(limit + 1)))
 
 
 def payers(session: Session) -> list[Payer]:
@@ -218,13 +247,15 @@ class OverdueRow:
 
 def overdue_work(session: Session, clinician_id: int | None, after: str | None) -> Page[OverdueRow]:
     """Notes and signatures past their deadline (the clinician was reminded), the latest first."""
-    late = [VisitTask.role == Role.clinician, VisitTask.escalated == true(),
-            VisitTask.kind.in_(["write_note", "sign_note"])]
+    late = [VisitTask.kind.in_(["write_note", "sign_note"]), VisitTask.escalated == true()]
     query = (select(VisitTask, Visit, Patient, Clinician).options(defer(Visit.snapshot))
              .join(Visit, Visit.id == VisitTask.visit_id)
              .join(Patient, Patient.id == Visit.patient_id)
              .join(Clinician, Clinician.id == Visit.clinician_id)
-             .where(*late))
+             .where(VisitTask.role == Role.clinician, *late))
+    # Counted by kind alone (notes and signatures are only ever a clinician's tasks, so it is the same set):
+    # an index-only read of (kind, escalated, due_at, id), where the role, not in that index, made PostgreSQL
+    # read the whole task table.
     count = select(VisitTask.id).where(*late)
     if clinician_id:
         query = query.where(Visit.clinician_id == clinician_id)

@@ -17,6 +17,7 @@ from visitflow.catalogue import MISSED_REASON_LABELS, TASK_LABELS, send_back_can
 from visitflow.db.tables import User
 from visitflow.models import (
     END_STATES,
+    Finding,
     PunchKind,
     ReasonCode,
     Role,
@@ -30,23 +31,37 @@ from visitflow.ui.forms import FormState, Target, note_field_name, place_rejecti
 from visitflow.ui.present import readable
 
 
+def deadline_stage(snap: VisitSnapshot) -> str | None:
+    """The deadline a supervisor can move on this visit now: the note's, else the signature's (None when the
+    visit has both, or has ended)."""
+    if snap.state in END_STATES:
+        return None
+    return "note" if snap.note is None else "signature" if snap.signature is None else None
+
+
+def open_decisions(snap: VisitSnapshot) -> list[Finding]:
+    """The exceptions on this visit waiting for a supervisor's decision. A decision stays on the hold until the
+    workflow's re-check drops it; it is never offered twice."""
+    if snap.state in END_STATES:
+        return []
+    decided = {a.key for a in snap.acknowledgements}
+    return [h for h in snap.holds if h.approvable and h.role == Role.supervisor and h.key not in decided]
+
+
 def work_context(session: Session, user: User, view: queries.VisitView, **extra: Any) -> dict[str, Any]:
     """What this person can do on this visit now; each form starts empty unless `extra` says otherwise."""
     snap = view.snap
     is_open = snap.state not in END_STATES
     own = user.role == Role.clinician and user.clinician_id == snap.spec.clinician_id
-    waiting_stage = ("note" if snap.note is None else "signature" if snap.signature is None else None)
-    # A decision stays on the hold until the workflow's re-check drops it; it is never offered twice.
     decided = {a.key for a in snap.acknowledgements}
     ctx: dict[str, Any] = {
         "view": view, "snap": snap, "is_open": is_open, "draft_key": f"{user.id}:{snap.spec.visit_id}",
         "can_note": own and is_open and snap.signature is None,
         "can_sign": own and is_open and snap.note is not None and snap.signature is None,
         "can_punch": is_open and (own or user.role == Role.supervisor),
-        "decisions": [h for h in snap.holds if h.approvable and h.role == Role.supervisor and h.key not in decided]
-        if user.role == Role.supervisor and is_open else [],
+        "decisions": open_decisions(snap) if user.role == Role.supervisor else [],
         "rechecking": [h for h in snap.holds if h.key in decided and h.approvable],
-        "extend_stage": waiting_stage if user.role == Role.supervisor and is_open else None,
+        "extend_stage": deadline_stage(snap) if user.role == Role.supervisor else None,
         "can_reassign": user.role == Role.supervisor and is_open and snap.signature is None,
         # Held only by what billing, the office or a supervisor must resolve: a send-back would change nothing.
         "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
 
 from visitflow.deps import SessionDep, TemporalDep
 from visitflow.models import (
@@ -15,7 +15,7 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.changes import act_recording_change
 from visitflow.services.commands import act, actor_of
-from visitflow.ui.actions import finish, perform
+from visitflow.ui.actions import deadline_stage, finish, open_decisions, perform
 from visitflow.ui.deps import PageCursor, SupervisorUser, UIDep, render, visible_visit
 from visitflow.ui.forms import FORM, FormState, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
@@ -92,16 +92,52 @@ async def reassign(visit_id: str, request: Request, session: SessionDep, tempora
                 f"Visit {visit_id} is now assigned to {queries.clinician_label(clinician)}.")
 
 
+# The forms of /escalations' rows arrive when their disclosure opens (the `opened_form` macro), so the list page
+# carries none of them: 25 late notes and 25 exceptions would otherwise be ~140 KB of forms, and the reassign
+# form alone lists every clinician. Fetched at the moment it opens, a form shows the visit as it is then and
+# carries a fresh Idempotency key, however long the page was open before; the POST routes above are unchanged.
+
+
+def _opened_form(request: Request, template: str, view, **context) -> Response:
+    return render(request, template, {"f": FormState(), "view": view, "visit_id": view.snap.spec.visit_id,
+                                      "target": Target.of(request.query_params), **context})
+
+
+def _nothing_to_do(request: Request, visit_id: str, message: str) -> Response:
+    """In place of a form the visit no longer needs (someone else acted while the page was open)."""
+    return render(request, "_form_unavailable.html", {"visit_id": visit_id, "message": message})
+
+
 @router.get("/visits/{visit_id}/reassign")
 def reassign_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
-    """The reassign form, fetched when a supervisor opens a late note's "Reassign": a list page carries no
-    clinician list of its own (an agency has hundreds of clinicians and a page 25 late notes). Fetched at the
-    moment it opens, it lists the clinicians as they are now and carries a fresh Idempotency key, however long
-    the page was open before."""
+    """The reassign form, with the clinicians as they are now."""
     view = visible_visit(session, user, visit_id, with_events=False)
-    return render(request, "_form_reassign.html", {
-        "f": FormState(), "view": view, "visit_id": visit_id, "target": Target.of(request.query_params),
-        "clinicians": queries.clinicians(session), "current_clinician": view.snap.spec.clinician_id})
+    return _opened_form(request, "_form_reassign.html", view, clinicians=queries.clinicians(session),
+                        current_clinician=view.snap.spec.clinician_id)
+
+
+@router.get("/visits/{visit_id}/deadline")
+def extend_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
+    """The extend-deadline form for what the visit waits for now (the note, or the signature once the note is
+    in)."""
+    view = visible_visit(session, user, visit_id, with_events=False)
+    stage = deadline_stage(view.snap)
+    if stage is None:
+        return _nothing_to_do(request, visit_id, f"Visit {visit_id} is no longer waiting for a note or a signature.")
+    return _opened_form(request, "_form_extend.html", view, stage=stage)
+
+
+@router.get("/visits/{visit_id}/decision")
+def decision_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser,
+                  key: str = Query(..., min_length=1, max_length=200,
+                                   description="the exception's key on the visit, e.g. EVV-02:punch-1")) -> Response:
+    """The approve-or-reject form for one exception on the visit, while it still waits for a decision."""
+    view = visible_visit(session, user, visit_id, with_events=False)
+    hold = next((h for h in open_decisions(view.snap) if h.key == key), None)
+    if hold is None:
+        return _nothing_to_do(request, visit_id, f"{key.split(':')[0]} on visit {visit_id} is no longer waiting "
+                              "for a decision: it was decided, or cleared by a fix.")
+    return _opened_form(request, "_form_decision.html", view, hold=hold, hold_key=hold.key)
 
 
 def _clinician_filter(value: str | None) -> int | None:
@@ -113,15 +149,45 @@ def _team(session, clinician_id: int | None) -> dict:
     return {"team": team, "team_more": more}
 
 
+def _matches(session, typed: str) -> dict:
+    found = queries.clinicians_named(session, typed) if typed else []
+    return {"typed": typed, "matches": found[:queries.CLINICIANS_MATCHED],
+            "more": len(found) > queries.CLINICIANS_MATCHED}
+
+
+def _typed(who: str | None) -> str:
+    """What was typed, as words: spaces collapsed, no control characters (a NUL is not text to PostgreSQL)."""
+    return " ".join("".join(ch for ch in (who or "") if ch.isprintable() or ch.isspace()).split())[:80]
+
+
 @router.get("/escalations")
 def escalations_page(request: Request, session: SessionDep, user: SupervisorUser,
-                     clinician: str | None = None) -> Response:
+                     clinician: str | None = None, who: str | None = None) -> Response:
+    """`clinician` (an id) narrows the page to one clinician; `who` (what was typed in the filter) finds them
+    by the start of a name: one match goes to their list, several are listed to choose from."""
     cid = _clinician_filter(clinician)
+    chosen = queries.clinician(session, cid) if cid else None
+    f = FormState(values={"who": _typed(who)})
+    matches = _matches(session, f.v("who") if chosen is None else "")
+    if chosen is None and f.v("who"):
+        if len(matches["matches"]) == 1 and not matches["more"]:
+            return RedirectResponse(f"/escalations?clinician={matches['matches'][0].id}", status_code=303)
+        if not matches["matches"]:
+            f.errors["who"] = f"No clinician's first or last name starts with “{f.v('who')}”."
+    if chosen is not None:
+        f.values["who"] = queries.person(chosen)
     return render(request, "escalations.html", {
-        "clinician_id": cid, "clinicians": queries.clinicians(session),
+        "f": f, "clinician_id": cid, **matches,
         "overdue": queries.overdue_work(session, cid, None),
         "exceptions": queries.exceptions_to_decide(session, cid, None),
-        **_team(session, cid)})
+        **_team(session, cid)}, status=422 if f.errors else 200)
+
+
+@router.get("/escalations/clinicians")
+def escalations_clinicians(request: Request, session: SessionDep, user: SupervisorUser,
+                           who: str | None = None) -> Response:
+    """The filter's type-ahead: the clinicians whose name starts with what has been typed so far."""
+    return render(request, "_clinician_matches.html", {"f": FormState(), **_matches(session, _typed(who))})
 
 
 @router.get("/escalations/overdue")

@@ -198,6 +198,14 @@
     }
     window.htmx.onLoad(afterLoad)
     document.body.addEventListener('htmx:beforeSwap', function (event) {
+      // A live list's refresh that comes back after someone began using the list (opened a row's form while it
+      // was on its way) is dropped: swapping it in would close what they opened. The next one comes when done.
+      var live = event.detail.requestConfig && event.detail.requestConfig.elt
+      if (live && live.hasAttribute && live.hasAttribute('data-live') && event.detail.target === live &&
+          vf.editing(live)) {
+        event.detail.shouldSwap = false
+        return
+      }
       // A release answered: what was ticked is released or told why not, so the new list starts unticked.
       var elt = event.detail.requestConfig && event.detail.requestConfig.elt
       if (elt && elt.id === 'release-form' && event.detail.xhr.status === 200) ticked.clear()
