@@ -135,11 +135,7 @@ async def claim_idempotency(
     authenticated. Reads (GET) have nothing to repeat and ignore the key."""
     if key is None or request.method in ("GET", "HEAD", "OPTIONS"):
         return Idempotency()
-    digest = _digest(await request.body())
-    record_id = await run_in_threadpool(_claim, request.app.state.engine, user.id, request.method,
-                                        request.url.path, key, digest)
-    setattr(request.state, _STATE_KEY, record_id)
-    return Idempotency(key=key, record_id=record_id)
+    return Idempotency(key=key, record_id=await _hold(request, user.id, key))
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(claim_idempotency)]
@@ -150,12 +146,17 @@ async def claim_form_key(request: Request, user_id: int, key: str | None) -> Non
     request's Idempotency-Key, so a double click or a resend after a lost answer gets the first answer again and
     acts once. For actions that are not a workflow Update (whose key is the Update id). Call `request.body()`
     before `request.form()` so the body is kept to compare a resend with."""
-    if key is None:
-        return
+    if key is not None:
+        await _hold(request, user_id, key)
+
+
+async def _hold(request: Request, user_id: int, key: str) -> int:
+    """Take `key` for this request (or raise what a retry should hear); `StoreAnswers` keeps the answer under it."""
     digest = _digest(await request.body())
     record_id = await run_in_threadpool(_claim, request.app.state.engine, user_id, request.method,
                                         request.url.path, key, digest)
     setattr(request.state, _STATE_KEY, record_id)
+    return record_id
 
 
 def replay(_request: Request, exc: Replay) -> Response:

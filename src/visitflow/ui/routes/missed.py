@@ -23,7 +23,7 @@ from visitflow.services.errors import ServiceError
 from visitflow.services.supervision import agency_today, set_supervision, supervision_board
 from visitflow.ui.actions import done, perform
 from visitflow.ui.deps import UIDep, UIState, render, role_page, visible_visit
-from visitflow.ui.forms import FORM, FormState, Target, read_form
+from visitflow.ui.forms import FORM, FormState, Target, place_rejection, read_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -140,7 +140,7 @@ async def change_supervision(request: Request, session: SessionDep, temporal: Te
         if isinstance(err, ValidationError):
             f.errors[FORM] = "; ".join(str(e["msg"]) for e in err.errors())
         else:
-            f.errors[err.field if err.field in SUPERVISION_FIELDS else FORM] = _sentence(err.message)
+            f.errors.update(place_rejection(err, f))
         return _form_again(request, session, ui, f, chosen, err.status if isinstance(err, ServiceError) else 422)
     session.rollback()  # read the board as the change left it
     name = queries.person(chosen)
@@ -159,8 +159,3 @@ def _form_again(request: Request, session: Session, ui: UIState, f: FormState, c
     status = status if status < 500 else 503
     return render(request, "_form_supervision.html", _form(session, ui, f, chosen), status=status)
 
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
