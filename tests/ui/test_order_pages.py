@@ -8,14 +8,16 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from tests.ui.conftest import end_order_chases, htmx, recent_start, sign_in
+from tests.ui.conftest import end_order_chases, htmx, sign_in
 from visitflow.db.session import write_session
 from visitflow.db.tables import ChangeRecord, PhysicianOrder, PhysicianOrderCreate
 from visitflow.services import orders
 
 
 async def enter(visits, sent_days_ago: int, frequency: str = "PCA 3W4") -> int:
-    agency, today = visits.agency, recent_start().date()
+    # The agency's today: the page counts an order's age in the agency's days (UTC's date is a day ahead in the
+    # Chicago evening).
+    agency, today = visits.agency, datetime.now(ZoneInfo(visits.settings.agency_timezone)).date()
     with write_session(visits.engine) as s:
         s.expire_on_commit = False
         order = orders.new_order(s, PhysicianOrderCreate(
@@ -84,7 +86,7 @@ async def test_the_office_enters_an_order_from_the_page(web, visits, engine):
     token = await sign_in(web, agency.users["admin"].username)
     page = await web.get("/orders")
     assert page.status_code == 200 and "Enter an order sent for signature" in page.text
-    today = recent_start(0).date()
+    today = datetime.now(ZoneInfo(visits.settings.agency_timezone)).date()  # the agency's day
     form = {"csrf_token": token, "kind": "plan_of_care", "patient_id": str(agency.patient.id),
             "practitioner_name": "Dr. Rivera", "practitioner_npi": "1234567890", "frequencies": "HHA 3W2, 2Q2",
             "effective_from": (today - timedelta(days=3)).isoformat(), "sent_on": today.isoformat()}
