@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -271,6 +272,7 @@ class World:
             s.add_all([self.stranger, self.account])
             s.commit()
         self.start = recent_start(3)
+        self.day = self.start.astimezone(ZoneInfo(Settings().agency_timezone)).date()  # its day at the agency
         self.authorization = agency.authorize(self.start.date() - timedelta(days=30),
                                               self.start.date() + timedelta(days=30))
         self.shared: dict[str, str] = {}
@@ -309,9 +311,8 @@ class World:
         bodies: dict[str, dict[str, Any]] = {
             "/api/orders": {"kind": "verbal", "patient_id": self.agency.patient.id, "practitioner_npi": "1234567893",
                             "practitioner_name": "Dr. Rivera", "frequencies": ["PCA 3W2"],
-                            "effective_from": self.start.date().isoformat(),
-                            "sent_on": self.start.date().isoformat()},
-            "{order_id}/signature": {"signed_on": self.start.date().isoformat()},
+                            "effective_from": self.day.isoformat(), "sent_on": self.day.isoformat()},
+            "{order_id}/signature": {"signed_on": self.day.isoformat()},
             "{order_id}/return": {"reason": "wrong patient"},
             "/api/visits": {"patient_id": self.agency.patient.id, "clinician_id": self.agency.clinician.id,
                             "payer_id": self.agency.payer.id, "service_code": "T1019", "scheduled_start": later,
