@@ -356,7 +356,7 @@ def time_routes(url: str, loaded: Loaded, rounds: int, log=print, explain: bool 
     """(route, p50 ms, p95 ms, goal ms, status) for each route of the issue's table."""
     from fastapi.testclient import TestClient
 
-    from visitflow.main import create_app
+    from visitflow.main import create_app, settle_for_serving
     from visitflow.services.queries import encode_cursor
     from visitflow.settings import Settings
 
@@ -378,6 +378,7 @@ def time_routes(url: str, loaded: Loaded, rounds: int, log=print, explain: bool 
     settings = Settings(database_url=url, secret_key="bench-secret-" + uuid.uuid4().hex,
                         data_dir=tempfile.mkdtemp(prefix="visitflow-reads-data-"), agency_timezone=ZONE)
     app = create_app(settings, temporal=None)  # reads only: no route timed here talks to Temporal
+    settle_for_serving(app)  # what a server's start-up does (its lifespan, which would also connect to Temporal)
     clients = {}
     for role in ("admin", "supervisor", "biller", "clinician"):
         client = TestClient(app, raise_server_exceptions=True)

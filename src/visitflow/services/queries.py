@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, true, union_all
+from sqlalchemy import Integer, and_, case, cast, func, or_, true, union_all
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
@@ -344,36 +344,29 @@ TEAM_SHOWN = 25  # the team table shows the clinicians most behind; a large agen
 
 def team_overdue(session: Session, selected: int | None = None) -> tuple[list[TeamRow], int]:
     """The clinicians with the most overdue work first (the first TEAM_SHOWN, and the selected one wherever
-    it ranks); returns them and how many more have open work."""
-    team: dict[int, TeamRow] = {}
+    it ranks); returns them and how many more have open work. The database sums the team rollups (a row per
+    clinician and column, kept by the projection) and ranks them, so only the rows shown come back."""
+    R = VisitRollup
+    per_clinician = select(R.key.label("clinician_key"), *[
+        func.sum(case((R.bucket == i, R.n), else_=0)).label(column) for i, column in enumerate(rollups.TEAM_COLUMNS)
+    ]).where(R.figure == "team").group_by(R.key).subquery()
+    t = per_clinician.c
+    ranked = (select(t.clinician_key, Clinician, *[t[column] for column in rollups.TEAM_COLUMNS])
+              .select_from(per_clinician)
+              .outerjoin(Clinician, Clinician.id == cast(t.clinician_key, Integer))
+              .order_by((t.late_notes + t.late_signatures).desc(), t.escalated.desc(), t.exceptions.desc(),
+                        Clinician.first_name, Clinician.last_name, t.clinician_key))
 
-    def row(cid: int) -> TeamRow:
-        return team.setdefault(cid, TeamRow(clinician_id=cid, clinician=""))
+    def row(found) -> TeamRow:
+        key, known, *counts = found
+        return TeamRow(clinician_id=int(key), clinician=clinician_label(known) if known else f"clinician {key}",
+                       **dict(zip(rollups.TEAM_COLUMNS, map(int, counts), strict=True)))
 
-    # From the rollups the projection keeps: a row per clinician and kind of task, not a row per task.
-    for (cid, kind, escalated), n in _task_counts(session).items():
-        if cid is None:
-            continue
-        r = row(cid)
-        if kind == "write_note":
-            r.late_notes += n if escalated else 0
-            r.on_time += 0 if escalated else n
-        elif kind == "sign_note":
-            r.late_signatures += n if escalated else 0
-            r.on_time += 0 if escalated else n
-        elif kind in ("note_overdue", "signature_overdue"):
-            r.escalated += n
-        elif kind in ("fix_evv", "fix_note"):
-            r.fixes += n
-    for (cid, _), n in _exception_counts(session).items():
-        row(cid).exceptions += n
-    names = {c.id: c for c in session.exec(select(Clinician).where(Clinician.id.in_(list(team)))).all()}
-    for r in team.values():
-        known = names.get(r.clinician_id)
-        r.clinician = clinician_label(known) if known else f"clinician {r.clinician_id}"
-    ranked = sorted(team.values(), key=lambda r: (-r.overdue, -r.escalated, -r.exceptions, r.clinician))
-    shown = ranked[:TEAM_SHOWN] + [r for r in ranked[TEAM_SHOWN:] if r.clinician_id == selected]
-    return shown, len(ranked) - len(shown)
+    shown = [row(found) for found in session.exec(ranked.limit(TEAM_SHOWN)).all()]
+    if selected is not None and selected not in {r.clinician_id for r in shown}:
+        shown += [row(found) for found in session.exec(ranked.where(t.clinician_key == str(selected))).all()]
+    everyone = session.exec(select(func.count()).select_from(per_clinician)).one()
+    return shown, everyone - len(shown)
 
 
 # --- biller: ready to bill and holds ---------------------------------------------------------------
@@ -875,11 +868,11 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
     for (rule_id, _), n in _rollup_by_rule(session, "holds", None).items():
         by_rule[rule_id] = by_rule.get(rule_id, 0) + n
     hold_counts = sorted(by_rule.items(), key=lambda kn: (-kn[1], kn[0]))
-    tasks = _task_counts(session)
+    tasks = _task_counts(session, "task_total")
     kinds: dict[tuple[str, bool], int] = {}
     for (_, kind, escalated), n in tasks.items():
         kinds[(kind, escalated)] = kinds.get((kind, escalated), 0) + n
-    exceptions = sum(n for (_, approvable), n in _exception_counts(session).items() if approvable)
+    exceptions = session.exec(select(R.n).where(R.figure == "exception_total", R.key == "1")).first() or 0
 
     def count(kind: str, escalated: bool | None = None) -> int:
         return sum(n for (k, e), n in kinds.items() if k == kind and escalated in (None, e))
@@ -897,22 +890,13 @@ def dashboard(session: Session, now: datetime, note_due: timedelta, escalate_aft
         holds=[(rule, RULES.get(rule, ""), n) for rule, n in hold_counts], escalations=escalations)
 
 
-def _task_counts(session: Session) -> dict[tuple[int | None, str, bool], int]:
-    """Open tasks by (clinician, kind, escalated), from the rollups."""
+def _task_counts(session: Session, figure: str = "task") -> dict[tuple[int | None, str, bool], int]:
+    """Open tasks by (clinician, kind, escalated) from the rollups; with figure "task_total", by (None, kind,
+    escalated): the same tasks in a row per kind."""
     out = {}
-    for key, n in session.exec(select(VisitRollup.key, VisitRollup.n).where(VisitRollup.figure == "task")).all():
+    for key, n in session.exec(select(VisitRollup.key, VisitRollup.n).where(VisitRollup.figure == figure)).all():
         clinician_id, kind, escalated = key.split("|")
         out[(int(clinician_id) if clinician_id else None, kind, escalated == "1")] = n
-    return out
-
-
-def _exception_counts(session: Session) -> dict[tuple[int, bool], int]:
-    """Holds awaiting a supervisor by (the visit's clinician, approvable), from the rollups."""
-    out = {}
-    for key, n in session.exec(select(VisitRollup.key, VisitRollup.n)
-                               .where(VisitRollup.figure == "exception")).all():
-        clinician_id, approvable = key.split("|")
-        out[(int(clinician_id), approvable == "1")] = n
     return out
 
 

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, union_all
+from sqlalchemy import case, func, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, delete, select
@@ -144,8 +144,9 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
     held = sorted((RuleMoney(rule, RULES.get(rule, rule), n, c) for rule, (n, c) in by_rule.items()),
                   key=lambda r: (-r.cents, r.rule_id))
 
-    # By how long the visit has been held: whole days fall in one bucket each; a day an edge falls in is read by
-    # the second, payer by payer (one index seek each).
+    # By how long the visit has been held: whole days fall in one bucket each; in a day an edge falls in, the
+    # database sums the visits' seconds into buckets (index ranges on payer and second; a few rows come back,
+    # however many visits were held that day).
     now_s = now.timestamp()
     edges = [now_s - 2 * rollups.DAY, now_s - 7 * rollups.DAY, now_s - 30 * rollups.DAY]
 
@@ -160,10 +161,15 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
         else:
             held_by_age[bucket(day)] += cents(payer, n)
     if cut and rates:
-        seeks = [select(R.key, R.at, R.n).where(R.figure == "held_at_value", R.key == str(payer), R.at >= day,
-                                                R.at < day + rollups.DAY) for payer in sorted(rates) for day in sorted(cut)]
-        for payer, at, n in session.exec(union_all(*seeks)).all():
-            held_by_age[bucket(at)] += cents(payer, n)
+        # The same edges as _hold_bucket: under 2 days, up to 7, up to 30, older.
+        age = case((R.at > edges[0], 0), (R.at >= edges[1], 1), (R.at >= edges[2], 2), else_=3).label("age")
+        in_cut_days = union_all(*[
+            select(R.key, age, R.n).where(R.figure == "held_at_value", R.key.in_([str(p) for p in sorted(rates)]),
+                                          R.at >= day, R.at < day + rollups.DAY) for day in sorted(cut)]).subquery()
+        for payer, bucket_index, n in session.exec(
+                select(in_cut_days.c.key, in_cut_days.c.age, func.sum(in_cut_days.c.n))
+                .group_by(in_cut_days.c.key, in_cut_days.c.age)).all():
+            held_by_age[bucket_index] += cents(payer, n)
 
     ready = queries.ready_totals(session, queries.BillingFilter())  # as the billing page totals them
     ready_visits, ready_cents = sum(n for n, _ in ready.values()), sum(c for _, c in ready.values())
@@ -191,31 +197,38 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
 
 def _median_days_held(session: Session, now_s: float) -> float | None:
     """The median of how long the held visits have been held: the day (or two) the middle visits' holds began
-    in, from the day rows, then the seconds within that day."""
+    in, from the day rows, then the second within that day, found by the database's running sum over it."""
     R = VisitRollup
     days = session.exec(select(R.at, R.n).where(R.figure == "held_day_visits", R.key == "").order_by(R.at)).all()
     total = sum(n for _, n in days)
     if not total:
         return None
 
-    def nth(rank: int) -> int:  # the second the rank-th longest-held visit (0-based) was first held
+    def seconds(ranks: list[int]) -> list[int]:
+        """The second each rank-th longest-held visit (0-based, ranks ascending) was first held: the day rows
+        find each rank's day, the database's running sum over that day's seconds finds the second."""
+        found: list[int] = []
         before = 0
         for day, n in days:
-            if rank < before + n:
-                seconds = session.exec(select(R.at, R.n).where(
-                    R.figure == "held_at_visits", R.key == "", R.at >= day, R.at < day + rollups.DAY)
-                    .order_by(R.at)).all()
-                for at, k in seconds:
-                    before += k
-                    if rank < before:
-                        return at
-                # A projection committed between the two reads (PostgreSQL reads each statement afresh): the
-                # day's last second is as near as this moment allows.
-                return seconds[-1][0] if seconds else day
+            in_day = [rank - before for rank in ranks[len(found):] if rank < before + n]
+            if in_day:
+                where = (R.figure == "held_at_visits", R.key == "", R.at >= day, R.at < day + rollups.DAY)
+                running = select(R.at, func.sum(R.n).over(order_by=R.at).label("through")).where(*where).subquery()
+                rows = session.exec(select(running.c.at, running.c.through).where(running.c.through > in_day[0])
+                                    .order_by(running.c.at).limit(len(in_day))).all()
+                for rank in in_day:
+                    at = next((at for at, through in rows if through > rank), None)
+                    if at is None:
+                        # A projection committed between the two reads (PostgreSQL reads each statement afresh):
+                        # the day's last second is as near as this moment allows.
+                        at = session.exec(select(func.max(R.at)).where(*where)).first()
+                    found.append(at if at is not None else day)
+                if len(found) == len(ranks):
+                    return found
             before += n
-        return days[-1][0]
+        return found + [days[-1][0]] * (len(ranks) - len(found))
 
-    middle = [nth((total - 1) // 2), nth(total // 2)]
+    middle = seconds(sorted({(total - 1) // 2, total // 2}))
     return statistics.mean((now_s - at) / rollups.DAY for at in middle)
 
 

@@ -103,6 +103,22 @@ def task_key(clinician_id: int | None, kind: str, escalated: bool) -> str:
     return f"{clinician_id or ''}|{kind}|{int(bool(escalated))}"
 
 
+# The supervisors' team table: a row per clinician and column (`bucket` is the column's index), so the database
+# ranks the clinicians and hands back only the rows shown.
+TEAM_COLUMNS = ("late_notes", "late_signatures", "escalated", "on_time", "fixes", "exceptions")
+
+
+def team_column(kind: str, escalated: bool) -> str | None:
+    """Which column of the team table an open task of a clinician counts in."""
+    if kind in ("write_note", "sign_note"):
+        return "on_time" if not escalated else "late_notes" if kind == "write_note" else "late_signatures"
+    if kind in ("note_overdue", "signature_overdue"):
+        return "escalated"
+    if kind in ("fix_evv", "fix_note"):
+        return "fixes"
+    return None
+
+
 def figures(v: VisitFacts) -> Counter[RollupKey]:
     """The counts one visit adds to the rollups."""
     out: Counter[RollupKey] = Counter()
@@ -115,7 +131,10 @@ def figures(v: VisitFacts) -> Counter[RollupKey]:
 
     out[("state", v.state, 0, 0)] += 1
     for kind, escalated, clinician_id in v.tasks:
-        out[("task", task_key(clinician_id, kind, escalated), 0, 0)] += 1
+        out[("task_total", task_key(None, kind, escalated), 0, 0)] += 1
+        column = team_column(kind, escalated)
+        if clinician_id and column:
+            out[("team", str(clinician_id), 0, TEAM_COLUMNS.index(column))] += 1
         if kind == "write_note":
             backlog(NOTES_TO_WRITE, v.scheduled_end)  # counted once the visit has ended (the reader's clock)
         elif kind == "sign_note" and v.sign_waiting_since is not None:
@@ -124,15 +143,16 @@ def figures(v: VisitFacts) -> Counter[RollupKey]:
         out[("holds", f"{rule_id}|{v.payer_id}", 0, 0)] += 1
         backlog(hold_backlog(role), opened_at)
         if Role(role) == Role.supervisor:
-            out[("exception", f"{v.clinician_id}|{int(bool(approvable))}", 0, 0)] += 1
+            out[("team", str(v.clinician_id), 0, TEAM_COLUMNS.index("exceptions"))] += 1
+            out[("exception_total", str(int(bool(approvable))), 0, 0)] += 1
     for rule_id in {rule_id for _, rule_id, _, _ in v.holds}:  # a visit held twice by one rule counts once
         out[("held_visits", f"{rule_id}|{v.payer_id}", 0, 0)] += 1
         out[("held_units", f"{rule_id}|{v.payer_id}", 0, 0)] += v.billable_units or 0
         out[("held_value", f"{rule_id}|{v.payer_id}", 0, 0)] += held_value(v)
     if v.holds:
         # Revenue at risk: a held visit's value (in units; the payer's rate turns them into dollars when read)
-        # by when its first open hold began, by the day (read whole) and by the second (read only in the days
-        # an age bucket's edge or the median falls in), as the backlogs are.
+        # by when its first open hold began, by the day (read whole) and by the second (summed by the database
+        # only in the days an age bucket's edge or the median falls in), as the backlogs are.
         at = epoch(min(opened_at for *_, opened_at in v.holds))
         out[("held_day_visits", "", at - at % DAY, 0)] += 1
         out[("held_day_value", str(v.payer_id), at - at % DAY, 0)] += held_value(v)
