@@ -513,6 +513,7 @@ async def run_benchmark(settings: Settings, visits: int = 100, concurrency: int 
     """
     from visitflow.db.session import get_engine, migrate
     from visitflow.devserver import DevServer
+    from visitflow.process import freeze_what_startup_built
     from visitflow.temporal import build_worker, connect
 
     if visits < 1 or concurrency < 1:
@@ -551,8 +552,9 @@ async def run_benchmark(settings: Settings, visits: int = 100, concurrency: int 
             "VisitFlow": lambda tag: _visitflow_visit(client, bench_settings, engine, agency, tag, read_pool),
         }
         totals = {name: PhaseResult(name, 0, 0.0, [], 0) for name in drivers}
-        async with (_running(_bare_worker(client, bare_queue)),
-                    _running(build_worker(client, bench_settings.task_queue, engine))):
+        workers = (_bare_worker(client, bare_queue), build_worker(client, bench_settings.task_queue, engine))
+        freeze_what_startup_built()  # as `visitflow worker` does once its worker is built
+        async with _running(workers[0]), _running(workers[1]):
             for name, driver in drivers.items():
                 await _run_phase(f"{name} warm-up", 0, WARMUP_VISITS, concurrency, driver(f"w{run_tag}"))
             first = 0

@@ -14,6 +14,7 @@ import uvicorn
 from visitflow.claims.cli import check_837_command
 from visitflow.db.session import get_engine, migrate
 from visitflow.remittance_cli import import_835_command
+from visitflow.process import freeze_what_startup_built
 from visitflow.services.users import count_users
 from visitflow.settings import Settings, get_settings
 from visitflow.users_cli import users_app
@@ -71,6 +72,7 @@ async def serve(settings: Settings, run_api: bool = True, run_worker: bool = Tru
                            timezone=settings.agency_timezone)
               if run_worker else None)
     if worker:
+        freeze_what_startup_built()
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
         from visitflow.services.commands import resume_unfinished_releases
 

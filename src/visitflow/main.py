@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -21,6 +20,7 @@ from visitflow.api.text_guard import reject_unstorable_text
 from visitflow.audit import AuditMiddleware
 from visitflow.db.session import get_engine
 from visitflow.services.errors import ServiceError
+from visitflow.process import freeze_what_startup_built, thaw
 from visitflow.settings import Settings, get_settings
 from visitflow.temporal import connect
 from visitflow.ui.app import mount_ui
@@ -30,14 +30,11 @@ log = logging.getLogger("visitflow.api")
 
 def settle_for_serving(app: FastAPI) -> None:
     """Once a serving process has started: compile every page's template now rather than on its first request,
-    then leave what start-up built (modules, routes, templates: ~190,000 objects that live as long as the
-    process) out of the garbage collector's full passes. Each full pass otherwise walks all of them, which added
-    ~90 ms to one request in ten on the busiest pages (bench/README.md, "The garbage collector")."""
+    then freeze what start-up built, templates included, out of the garbage collector's way."""
     env = app.state.ui.templates.env
     for name in env.list_templates(extensions=["html"]):
         env.get_template(name)
-    gc.collect()
-    gc.freeze()
+    freeze_what_startup_built()
 
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
@@ -51,7 +48,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         settle_for_serving(app)
         yield
         housekeeping.cancel()
-        gc.unfreeze()  # a process that goes on (the tests) collects what this app leaves behind
+        thaw()
 
     app = FastAPI(title="VisitFlow", version="0.1.0", lifespan=lifespan,
                   description="Every home care visit from schedule to claim. Authenticate with "
