@@ -49,6 +49,7 @@ from visitflow.services.commands import (
     act,
     actor_of,
     as_utc,
+    decide_hold,
     now_utc,
     release_visits,
     schedule_visit,
@@ -326,12 +327,15 @@ async def sign_note(visit_id: str, body: SignatureBody, temporal: TemporalDep, s
 
 
 @router.post("/visits/{visit_id}/exceptions", response_model=VisitPublic)
-async def decide_exception(visit_id: str, body: ExceptionDecisionBody, temporal: TemporalDep,
+async def decide_exception(visit_id: str, body: ExceptionDecisionBody, session: SessionDep, temporal: TemporalDep,
                            settings: SettingsDep, user: CurrentUser,
                            idempotency: IdempotencyDep):
-    """A supervisor approves or rejects an EVV or visit-time exception, with a reason."""
-    return await _run(temporal, settings, visit_id, VisitWorkflow.resolve_hold,
-                      ResolveHold(actor=actor_of(user), **body.model_dump()), idempotency)
+    """Decide a hold, as the role it names (its "who must act"), with a reason: a supervisor approves or rejects an
+    EVV or visit-time exception; billing (a supervisor, for EVV codes) clears a payer's denial once it is fixed
+    (DEN-01, `"decision": "approved"`). Answers with the visit after the re-check the decision causes."""
+    snap = await decide_hold(session, temporal, visit_id, ResolveHold(actor=actor_of(user), **body.model_dump()),
+                             idempotency.key)
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/deadline", response_model=VisitPublic)
