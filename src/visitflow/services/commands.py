@@ -325,10 +325,11 @@ async def release_visits(engine: Engine, client: Client, settings: Settings, vis
     whose API process died is finished by Temporal anyway.
     """
     batch_id = release_batch_id(actor, idempotency_key)
-    visit_ids = list(dict.fromkeys(visit_ids))  # keep order, drop repeats
     with write_session(engine) as writer:
         batch = writer.get(ReleaseBatch, batch_id)
         if batch is None:
+            stored = queries.visit_ids_as_stored(writer, visit_ids)  # v-8001 is the visit V-8001
+            visit_ids = list(dict.fromkeys(stored[v] for v in visit_ids))  # keep order, drop repeats
             batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
             writer.add(batch)
             writer.commit()

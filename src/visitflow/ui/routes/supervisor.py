@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from visitflow.deps import SessionDep, TemporalDep
+from visitflow.deps import SessionDep, TemporalDep, VisitId
 from visitflow.catalogue import ROLE_LABELS
 from visitflow.models import (
     ExtendDeadline,
@@ -26,7 +26,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.post("/visits/{visit_id}/decision")
-async def decide_exception(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def decide_exception(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                            user: DeciderUser) -> Response:
     """A decision on a hold this person's role must act on: an exception (approve or reject), or a payer's denial
     (cleared once fixed). The workflow checks the hold names the person's role."""
@@ -59,7 +59,7 @@ async def decide_exception(visit_id: str, request: Request, session: SessionDep,
 
 
 @router.post("/visits/{visit_id}/deadline")
-async def extend_deadline(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def extend_deadline(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                           user: SupervisorUser, ui: UIDep) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
@@ -81,7 +81,7 @@ async def extend_deadline(visit_id: str, request: Request, session: SessionDep, 
 
 
 @router.post("/visits/{visit_id}/reassign")
-async def reassign(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def reassign(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                    user: SupervisorUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
@@ -121,7 +121,7 @@ def _nothing_to_do(request: Request, visit_id: str, message: str) -> Response:
 
 
 @router.get("/visits/{visit_id}/reassign")
-def reassign_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
+def reassign_form(visit_id: VisitId, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
     """The reassign form, with the clinicians as they are now."""
     view = visible_visit(session, user, visit_id, with_events=False)
     return _opened_form(request, "_form_reassign.html", view, clinicians=queries.clinicians(session),
@@ -129,7 +129,7 @@ def reassign_form(visit_id: str, request: Request, session: SessionDep, user: Su
 
 
 @router.get("/visits/{visit_id}/deadline")
-def extend_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
+def extend_form(visit_id: VisitId, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
     """The extend-deadline form for what the visit waits for now (the note, or the signature once the note is
     in)."""
     view = visible_visit(session, user, visit_id, with_events=False)
@@ -140,7 +140,7 @@ def extend_form(visit_id: str, request: Request, session: SessionDep, user: Supe
 
 
 @router.get("/visits/{visit_id}/decision")
-def decision_form(visit_id: str, request: Request, session: SessionDep, user: DeciderUser,
+def decision_form(visit_id: VisitId, request: Request, session: SessionDep, user: DeciderUser,
                   key: str = Query(..., min_length=1, max_length=200,
                                    description="the hold's key on the visit, e.g. EVV-02:punch-1")) -> Response:
     """The decision form for one hold on the visit that waits for this person's role: approve or reject an
