@@ -45,7 +45,8 @@ def test_visit_ids_are_indexed_as_the_lookup_reads_them(engine):
     """v-8001 finds V-8001 by one index read: the index holds the id as `name_key` writes it."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'visit'")).all())
+            defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes "
+                                          "WHERE tablename = 'visit'")).all())
             assert 'lower((id)::text) COLLATE "C"' in defs["ix_visit_id_key"], defs
         else:
             defs = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
