@@ -11,10 +11,11 @@ import visitflow.db.tables  # noqa: F401
 # `lower(x::text)` (the collation dropped) and cannot reflect expression indexes on SQLite at all, so autogenerate
 # cannot compare them; the test below checks them by name and definition instead.
 NAME_KEYS = {"ix_clinician_first_name_key": "first_name", "ix_clinician_last_name_key": "last_name"}
+VISIT_KEYS = {"ix_visit_id_key": "id"}  # a visit found by its id in any case
 
 
 def _comparable(obj, name, type_, reflected, compare_to) -> bool:
-    return not (type_ == "index" and name in NAME_KEYS)
+    return not (type_ == "index" and (name in NAME_KEYS or name in VISIT_KEYS))
 
 
 def test_migrations_match_the_tables(engine):
@@ -38,3 +39,16 @@ def test_clinician_names_are_indexed_as_the_filter_reads_them(engine):
                                           "AND tbl_name = 'clinician'")).all())
             for index, column in NAME_KEYS.items():
                 assert f"lower({column})" in defs[index].replace('"', ""), defs
+
+
+def test_visit_ids_are_indexed_as_the_lookup_reads_them(engine):
+    """v-8001 finds V-8001 by one index read: the index holds the id as `name_key` writes it."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes "
+                                          "WHERE tablename = 'visit'")).all())
+            assert 'lower((id)::text) COLLATE "C"' in defs["ix_visit_id_key"], defs
+        else:
+            defs = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                          "AND tbl_name = 'visit'")).all())
+            assert "lower(id)" in defs["ix_visit_id_key"].replace('"', ""), defs

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from visitflow.db.session import write_session
 from visitflow.db.tables import User
 from visitflow.models import Role, roles_phrase
+from visitflow.services import queries
 from visitflow.services.sessions import session_user
 from visitflow.services.users import token_user
 from visitflow.settings import Settings
@@ -58,6 +59,22 @@ def get_write_session(request: Request) -> Iterator[Session]:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+
+
+def stored_visit_id(visit_id: str, session: SessionDep, request: Request) -> str:
+    """A visit id from a route's path, as stored, for reading: v-8001 finds V-8001 (queries.visit_id_as_stored).
+    An action goes to the id as typed: a visit scheduled a moment ago is not in the read model yet, and if another
+    visit had its id in another case (V-1 and v-1) the action would land on that one. The release, which only
+    takes visits the read model shows claim-ready, looks its ids up itself. The connection goes back to the pool
+    before the route waits on Temporal."""
+    stored = queries.visit_id_as_stored(session, visit_id) if request.method in ("GET", "HEAD") else visit_id
+    let_go(session)
+    return stored
+
+
+VisitId = Annotated[str, Depends(stored_visit_id)]
+
+
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 _bearer = HTTPBearer(auto_error=False, description="API token of a VisitFlow user")

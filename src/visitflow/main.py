@@ -70,7 +70,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+            # A check of ours says what is wrong in words; pydantic's "Value error, " in front of it says nothing.
+            msg = str(err.get("msg")).removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}" if where else msg)
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems),
                                                       "errors": jsonable_errors(exc)})
 

@@ -297,7 +297,12 @@ class Finding(BaseModel):
     message: str  # a person's words: "punch 2.3 km from the service address"
     role: Role  # who must act
     key: str  # stable identity, e.g. "EVV-02:punch-1"; acknowledgements refer to it
-    approvable: bool = False  # a supervisor may accept it with a reason
+    approvable: bool = False  # whoever `role` names may accept it with a reason (clear it, for DEN-01)
+
+
+# The roles that decide holds, each only the holds that name them (Finding.role): a supervisor an exception,
+# billing a payer's denial of its own (DEN-01; EVV denials name the supervisor).
+HOLD_DECIDERS = (Role.supervisor, Role.biller)
 
 
 class Acknowledgement(BaseModel):

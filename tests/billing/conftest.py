@@ -75,11 +75,13 @@ def as_user(agency: Agency, who: str, key: str | None = None) -> dict:
 
 
 async def claim_ready_visit(api, agency: Agency, start: datetime, service_code: str = "T1019",
-                            modifiers: list[str] | None = None) -> str:
-    """Scheduled, punched, documented and signed through the API, then waited on until claim-ready."""
+                            modifiers: list[str] | None = None, visit_id: str | None = None) -> str:
+    """Scheduled (with the source system's `visit_id`, if given), punched, documented and signed through the API,
+    then waited on until claim-ready."""
     import asyncio
 
     r = await api.post("/api/visits", headers=as_user(agency, "admin"), json={
+        **({"id": visit_id} if visit_id else {}),
         "patient_id": agency.patient.id, "clinician_id": agency.clinician.id, "payer_id": agency.payer.id,
         "service_code": service_code, "modifiers": modifiers or [], "scheduled_start": start.isoformat(),
         "scheduled_end": (start + timedelta(hours=2)).isoformat()})

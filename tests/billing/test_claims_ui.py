@@ -116,13 +116,20 @@ async def test_a_claim_missing_the_patients_diagnoses_blocks_its_file_until_fixe
                        headers=as_user(agency, "biller", f"k-{uuid.uuid4().hex}"))
     file = r.json()["files"][0]
     assert not file["valid"]
-    assert any("the patient's diagnosis codes (ICD-10)" in f for f in file["findings"]), file["findings"]
+    assert any(f.endswith(": The patient has no diagnosis code (ICD-10); add one on the patient's record")
+               for f in file["findings"]), file["findings"]
+    assert not any("should have at least" in f for f in file["findings"]), file["findings"]  # pydantic's words
     assert any("the patient's birth date is missing" in f for f in file["findings"]), file["findings"]
     token = await sign_in(web, agency.users["biller"].username)
     page = (await web.get(f"/claim-files/{file['id']}")).text
-    assert "Blocked" in page and "Write the file again" in page and "diagnosis codes" in page
+    assert "Blocked" in page and "Write the file again" in page and "no diagnosis code (ICD-10)" in page
+    # A code that is not ICD-10 is named; one typed in lower case is the same code (ICD-10 ignores case).
+    wrong = await api.patch(f"/api/patients/{agency.patient.id}", headers=as_user(agency, "admin"),
+                            json={"diagnosis_codes": ["R26.89", "XYZ"]})
+    assert wrong.status_code == 422 and "'XYZ' is not an ICD-10 code" in wrong.json()["detail"], wrong.text
+    assert "[A-Z]" not in wrong.json()["detail"]  # no pattern quoted at the caller
     fixed = await api.patch(f"/api/patients/{agency.patient.id}", headers=as_user(agency, "admin"),
-                            json={"birth_date": "1941-03-02", "diagnosis_codes": ["R26.89"], "gender": "F"})
+                            json={"birth_date": "1941-03-02", "diagnosis_codes": [" r26.89"], "gender": "F"})
     assert fixed.status_code == 200 and fixed.json()["diagnosis_codes"] == ["R2689"], fixed.text
     done = await web.post(f"/claim-files/{file['id']}/rewrite", headers={"X-CSRF-Token": token})
     assert done.status_code == 303

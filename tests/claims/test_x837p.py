@@ -66,7 +66,7 @@ def test_money_is_written_without_trailing_zeros():
     (lambda: claim(frequency=ClaimFrequency.replacement), "needs the payer's original_claim_number"),
     (lambda: claim(original_claim_number="123"), "original claim (frequency 1) has no original_claim_number"),
     (lambda: claim(subscriber=MEMBER.model_copy(update={"last_name": "O*NEIL"}).model_dump()), "X12 delimiters"),
-    (lambda: claim(diagnosis_codes=["not a code"]), "String should match pattern"),
+    (lambda: claim(diagnosis_codes=["not a code"]), "'not a code' is not an ICD-10 code"),
     (lambda: claim_file(claim("C-1"), claim("C-2", lines=[line()])), "visit V-2001 is billed twice"),
     (lambda: claim_file(claim("C-1"), claim("C-2", lines=[line("V-9")])), "split across claims C-1 and C-2"),
     (lambda: claim_file(claim("C-1"), claim("C-1", lines=[line("V-9", date(2026, 11, 1))])),

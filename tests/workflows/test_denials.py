@@ -97,3 +97,23 @@ async def test_only_a_released_visit_can_come_back_denied(client, agency, t0):
     with pytest.raises(ServiceError) as missing:
         await reopen_denied_visit(client, "visits-test", "no-such-visit", denial(DenialKind.billing))
     assert missing.value.status == 404
+
+
+async def test_an_evv_denial_is_the_supervisors_to_clear_and_never_rejected(client, agency, t0):
+    handle, spec = await released_visit(client, agency, t0)
+    den = denial(DenialKind.evv, key=f"9:{spec.visit_id}", reasons=["N699: EVV data does not match"])
+    assert await reopen_denied_visit(client, "visits-test", spec.visit_id, den) is True
+    fresh = client.get_workflow_handle_for(VisitWorkflow.run, handle.id)
+    snap = await until(fresh, lambda s: s.state == VisitState.on_hold)
+    [hold] = snap.holds
+    assert hold.rule_id == "DEN-01" and hold.role.value == "supervisor"
+
+    err = await rejection(fresh.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
+        actor=agency.actor("biller"), key=hold.key, decision="approved", reason="fixed")))
+    assert err.type == "Forbidden" and "for a supervisor to decide" in err.message
+    err = await rejection(fresh.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
+        actor=agency.actor("supervisor"), key=hold.key, decision="rejected", reason="no")))
+    assert err.type == "Invalid" and "never rejected" in err.message
+    await fresh.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
+        actor=agency.actor("supervisor"), key=hold.key, decision="approved", reason="punches corrected"))
+    await until(fresh, lambda s: s.state == VisitState.claim_ready)

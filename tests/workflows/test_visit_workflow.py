@@ -293,6 +293,10 @@ async def test_evv_exception_approved_by_a_supervisor_clears_the_hold(client, ag
     err = await rejection(handle.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
         actor=agency.actor("clinician"), key=hold.key, decision="approved", reason="ok")))
     assert err.type == "Forbidden"
+    # Billers decide the holds routed to billing (DEN-01), not a supervisor's exception.
+    err = await rejection(handle.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
+        actor=agency.actor("biller"), key=hold.key, decision="approved", reason="ok")))
+    assert err.type == "Forbidden" and "EVV-02 on this visit is for a supervisor to decide" in err.message
     await handle.execute_update(VisitWorkflow.resolve_hold, ResolveHold(
         actor=agency.actor("supervisor"), key=hold.key, decision="approved", reason="Client was at day program"))
     snap = await until(handle, in_state(VisitState.claim_ready))

@@ -415,6 +415,12 @@ _FIELD_WORDS = {
 }
 
 
+# A list the claim needs at least one of, left empty: what to do, in the biller's words.
+_EMPTY_WORDS = {
+    "diagnosis_codes": "The patient has no diagnosis code (ICD-10); add one on the patient's record",
+}
+
+
 def explain(err: ValidationError) -> list[str]:
     """A claim model's refusal, one sentence per problem, naming the record to fix."""
     out = []
@@ -424,6 +430,11 @@ def explain(err: ValidationError) -> list[str]:
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] in ("missing", "string_type", "date_type") and problem.get("input") is None:
             message = "is missing"
+        elif problem["type"] == "too_short":  # pydantic's "List should have at least 1 item after validation"
+            if names and names[-1] in _EMPTY_WORDS:
+                out.append(_EMPTY_WORDS[names[-1]])
+                continue
+            message = f"needs at least {problem.get('ctx', {}).get('min_length', 1)}, and has none"
         out.append(f"{field} {message}")
     return out
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from visitflow.api.idempotency import IdempotencyDep
 from visitflow.api.visits import VisitPublic
 from visitflow.db.tables import PatientSupervisionCreate, PatientSupervisionPublic, User
-from visitflow.deps import RowId, SessionDep, SettingsDep, TemporalDep, let_go, require_role
+from visitflow.deps import RowId, SessionDep, SettingsDep, TemporalDep, VisitId, let_go, require_role
 from visitflow.models import MissedReason, Role
 from visitflow.services import missed, supervision
 from visitflow.services.commands import actor_of
@@ -34,7 +34,7 @@ class MissedWeek(BaseModel):
 
 
 @router.post("/visits/{visit_id}/missed", response_model=VisitPublic)
-async def mark_missed(visit_id: str, body: MissedBody, temporal: TemporalDep, settings: SettingsDep,
+async def mark_missed(visit_id: VisitId, body: MissedBody, temporal: TemporalDep, settings: SettingsDep,
                       user: OfficeUser, idempotency: IdempotencyDep):
     """MV-02: the visit did not happen. It ends non-billable (state `missed`, never released) and the supervisor,
     the office and whoever the payer requires are told. Only before any clock-in or note."""

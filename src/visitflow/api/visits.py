@@ -11,7 +11,17 @@ from pydantic import BaseModel, Field
 
 from visitflow.api.idempotency import Idempotency, IdempotencyDep
 from visitflow.services.orders import frequency_warnings, recheck_order_neighbours
-from visitflow.deps import MAX_ROW_ID, BillerUser, CurrentUser, RefId, SessionDep, SettingsDep, TemporalDep, let_go
+from visitflow.deps import (
+    MAX_ROW_ID,
+    BillerUser,
+    CurrentUser,
+    RefId,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    VisitId,
+    let_go,
+)
 from visitflow.models import (
     Acknowledgement,
     AdjustPunch,
@@ -49,6 +59,7 @@ from visitflow.services.commands import (
     act,
     actor_of,
     as_utc,
+    decide_hold,
     now_utc,
     release_visits,
     schedule_visit,
@@ -277,7 +288,7 @@ def list_visits(request: Request, session: SessionDep, user: CurrentUser, settin
 
 
 @router.get("/visits/{visit_id}", response_model=VisitPublic)
-async def get_visit(visit_id: str, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
+async def get_visit(visit_id: VisitId, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
                     user: CurrentUser):
     """Current state, open holds and tasks, and the timeline of every transition."""
     snap = queries.projected_snapshot(session, visit_id)
@@ -290,7 +301,7 @@ async def get_visit(visit_id: str, session: SessionDep, temporal: TemporalDep, s
 
 
 @router.post("/visits/{visit_id}/punches", response_model=VisitPublic)
-async def record_punch(visit_id: str, body: PunchInput, temporal: TemporalDep, settings: SettingsDep,
+async def record_punch(visit_id: VisitId, body: PunchInput, temporal: TemporalDep, settings: SettingsDep,
                        user: CurrentUser, idempotency: IdempotencyDep):
     """Record an EVV clock-in or clock-out. A manual entry needs a reason code (EVV-04)."""
     body = body.model_copy(update={"at": as_utc(body.at)})
@@ -299,7 +310,7 @@ async def record_punch(visit_id: str, body: PunchInput, temporal: TemporalDep, s
 
 
 @router.post("/visits/{visit_id}/punches/{seq}/adjustments", response_model=VisitPublic)
-async def adjust_punch(visit_id: str, seq: Annotated[int, Path(ge=1, le=1000)], body: AdjustmentBody,
+async def adjust_punch(visit_id: VisitId, seq: Annotated[int, Path(ge=1, le=1000)], body: AdjustmentBody,
                        temporal: TemporalDep,
                        settings: SettingsDep, user: CurrentUser,
                        idempotency: IdempotencyDep):
@@ -310,7 +321,7 @@ async def adjust_punch(visit_id: str, seq: Annotated[int, Path(ge=1, le=1000)], 
 
 
 @router.post("/visits/{visit_id}/note", response_model=VisitPublic)
-async def submit_note(visit_id: str, body: NoteBody, temporal: TemporalDep, settings: SettingsDep,
+async def submit_note(visit_id: VisitId, body: NoteBody, temporal: TemporalDep, settings: SettingsDep,
                       user: CurrentUser,
                       idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.submit_note,
@@ -318,7 +329,7 @@ async def submit_note(visit_id: str, body: NoteBody, temporal: TemporalDep, sett
 
 
 @router.post("/visits/{visit_id}/signature", response_model=VisitPublic)
-async def sign_note(visit_id: str, body: SignatureBody, temporal: TemporalDep, settings: SettingsDep,
+async def sign_note(visit_id: VisitId, body: SignatureBody, temporal: TemporalDep, settings: SettingsDep,
                     user: CurrentUser,
                     idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.sign_note,
@@ -326,16 +337,19 @@ async def sign_note(visit_id: str, body: SignatureBody, temporal: TemporalDep, s
 
 
 @router.post("/visits/{visit_id}/exceptions", response_model=VisitPublic)
-async def decide_exception(visit_id: str, body: ExceptionDecisionBody, temporal: TemporalDep,
+async def decide_exception(visit_id: VisitId, body: ExceptionDecisionBody, session: SessionDep, temporal: TemporalDep,
                            settings: SettingsDep, user: CurrentUser,
                            idempotency: IdempotencyDep):
-    """A supervisor approves or rejects an EVV or visit-time exception, with a reason."""
-    return await _run(temporal, settings, visit_id, VisitWorkflow.resolve_hold,
-                      ResolveHold(actor=actor_of(user), **body.model_dump()), idempotency)
+    """Decide a hold, as the role it names (its "who must act"), with a reason: a supervisor approves or rejects an
+    EVV or visit-time exception; billing (a supervisor, for EVV codes) clears a payer's denial once it is fixed
+    (DEN-01, `"decision": "approved"`). Answers with the visit after the re-check the decision causes."""
+    snap = await decide_hold(session, temporal, visit_id, ResolveHold(actor=actor_of(user), **body.model_dump()),
+                             idempotency.key)
+    return VisitPublic.of(snap, settings)
 
 
 @router.post("/visits/{visit_id}/deadline", response_model=VisitPublic)
-async def extend_deadline(visit_id: str, body: DeadlineBody, temporal: TemporalDep, settings: SettingsDep,
+async def extend_deadline(visit_id: VisitId, body: DeadlineBody, temporal: TemporalDep, settings: SettingsDep,
                           user: CurrentUser,
                           idempotency: IdempotencyDep):
     return await _run(temporal, settings, visit_id, VisitWorkflow.extend_deadline, ExtendDeadline(
@@ -344,7 +358,7 @@ async def extend_deadline(visit_id: str, body: DeadlineBody, temporal: TemporalD
 
 
 @router.post("/visits/{visit_id}/reassign", response_model=VisitPublic)
-async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, temporal: TemporalDep,
+async def reassign(visit_id: VisitId, body: ReassignBody, session: SessionDep, temporal: TemporalDep,
                    settings: SettingsDep, user: CurrentUser,
                    idempotency: IdempotencyDep):
     if queries.clinician(session, body.clinician_id) is None:
@@ -357,7 +371,7 @@ async def reassign(visit_id: str, body: ReassignBody, session: SessionDep, tempo
 
 
 @router.post("/visits/{visit_id}/reschedule", response_model=VisitPublic)
-async def reschedule(visit_id: str, body: RescheduleBody, request: Request, session: SessionDep,
+async def reschedule(visit_id: VisitId, body: RescheduleBody, request: Request, session: SessionDep,
                      temporal: TemporalDep, settings: SettingsDep, user: CurrentUser,
                      idempotency: IdempotencyDep):
     let_go(session)
@@ -371,7 +385,7 @@ async def reschedule(visit_id: str, body: RescheduleBody, request: Request, sess
 
 
 @router.post("/visits/{visit_id}/cancel", response_model=VisitPublic)
-async def cancel(visit_id: str, body: ReasonBody, request: Request, temporal: TemporalDep, settings: SettingsDep,
+async def cancel(visit_id: VisitId, body: ReasonBody, request: Request, temporal: TemporalDep, settings: SettingsDep,
                  user: CurrentUser,
                  idempotency: IdempotencyDep):
     """Cancel a visit; a cancelled visit never becomes claim-ready."""
@@ -383,7 +397,7 @@ async def cancel(visit_id: str, body: ReasonBody, request: Request, temporal: Te
 
 
 @router.post("/visits/{visit_id}/send-back", response_model=VisitPublic)
-async def send_back(visit_id: str, body: SendBackBody, temporal: TemporalDep, settings: SettingsDep,
+async def send_back(visit_id: VisitId, body: SendBackBody, temporal: TemporalDep, settings: SettingsDep,
                     user: CurrentUser,
                     idempotency: IdempotencyDep):
     """Send a signed visit back to its clinician with a message; they revise and sign again."""

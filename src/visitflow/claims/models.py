@@ -9,6 +9,7 @@ lines by construction (CLM-01).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -44,9 +45,20 @@ def Text(max_length: int, min_length: int = 1):  # noqa: N802 - reads like a typ
 Npi = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_npi)]
 Cents = Annotated[int, Field(ge=0, le=99_999_999_99)]  # X12 monetary amounts hold at most 10 digits
 # ICD-10-CM: a letter, two more characters, then up to four; written without the dot on the claim.
-Icd10 = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
-                                          pattern=r"^[A-Z][0-9][0-9A-Z]\.?[0-9A-Z]{0,4}$"),
-                  AfterValidator(lambda code: code.replace(".", ""))]
+ICD10_PATTERN = re.compile(r"[A-Z][0-9][0-9A-Z]\.?[0-9A-Z]{0,4}")
+
+
+def icd10_code(code: str) -> str:
+    """An ICD-10 code as the claim writes it: upper case (the codes ignore case, people type r26.89), no dot.
+    Anything else is refused in words, naming what was typed."""
+    upper = code.strip().upper()
+    if not ICD10_PATTERN.fullmatch(upper):
+        raise ValueError(f"'{code.strip()[:20]}' is not an ICD-10 code (a letter, a digit, then up to five letters "
+                         "or digits, e.g. R26.89)")
+    return upper.replace(".", "")
+
+
+Icd10 = Annotated[str, AfterValidator(icd10_code)]
 Hcpcs = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z0-9][0-9]{3}[A-Z0-9]$")]
 Modifier = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z0-9]{2}$")]
 

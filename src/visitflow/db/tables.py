@@ -429,6 +429,11 @@ class Visit(SQLModel, table=True):
     snapshot: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+# Visit ids are written by the source systems that schedule them, in their own case: a visit asked for as v-8001
+# is found as V-8001 (queries.visit_id_as_stored) by one index read of the lower-cased id.
+Index("ix_visit_id_key", name_key(Visit.__table__.c.id))
+
+
 class VisitEvent(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("visit_id", "seq"),)
     id: int | None = Field(default=None, primary_key=True)

@@ -44,11 +44,13 @@ from visitflow.models import (
     ReferenceDataChanged,
     ReleaseOutcome,
     ReleaseRequest,
+    ResolveHold,
     VisitSnapshot,
     VisitSpec,
     VisitState,
     as_utc,
 )
+from visitflow.services import queries
 from visitflow.services.claims import record_new_claim, set_claim_state
 from visitflow.services.errors import ServiceError
 from visitflow.settings import Settings
@@ -221,6 +223,44 @@ async def act(client: Client, visit_id: str, update: Any, arg: BaseModel, idempo
                             "Idempotency-Key")
 
 
+# How long an action's answer waits for the workflow's re-check to reach the read model. A decision always
+# changes the holds, so its re-check shows up in milliseconds; a re-check that finds nothing new writes nothing,
+# and then the answer is the action's own result when this runs out.
+RECHECK_WAIT = 2.0
+
+
+def rechecks(snap: VisitSnapshot) -> bool:
+    """Whether the workflow checks the gates again after this action (every action on a signed, open visit)."""
+    return snap.signature is not None and snap.state not in END_STATES
+
+
+async def settled(session: Session, snap: VisitSnapshot, wait: float = RECHECK_WAIT) -> VisitSnapshot:
+    """The visit after the action's re-check: the action's Update answers before the workflow re-checks the
+    gates, so its snapshot still shows the holds as they were. Waits (bounded) for the read model to move past
+    the version the action returned, and answers with that; the action's own snapshot when nothing moved."""
+    if not rechecks(snap):
+        return snap
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        newer = queries.newer_snapshot(session, snap.spec.visit_id, snap.version)
+        session.rollback()  # a fresh read each time, never a transaction held across the wait
+        if newer is not None:
+            return newer
+        if loop.time() >= deadline:
+            return snap
+        await asyncio.sleep(0.05)
+
+
+async def decide_hold(session: Session, client: Client, visit_id: str, req: ResolveHold,
+                      idempotency_key: str | None = None) -> VisitSnapshot:
+    """Approve or reject an exception, or clear a payer's denial once it is fixed (DEN-01), as the role the hold
+    names; the answer is the visit after the re-check the decision causes (held still, or ready to bill)."""
+    session.rollback()  # hold no read transaction across the call to Temporal
+    snap = await act(client, visit_id, VisitWorkflow.resolve_hold, req, idempotency_key=idempotency_key)
+    return await settled(session, snap)
+
+
 class VisitClosed(ServiceError):
     """The visit's workflow has ended (released, cancelled or missed); nothing more can be done to it."""
 
@@ -285,10 +325,11 @@ async def release_visits(engine: Engine, client: Client, settings: Settings, vis
     whose API process died is finished by Temporal anyway.
     """
     batch_id = release_batch_id(actor, idempotency_key)
-    visit_ids = list(dict.fromkeys(visit_ids))  # keep order, drop repeats
     with write_session(engine) as writer:
         batch = writer.get(ReleaseBatch, batch_id)
         if batch is None:
+            stored = queries.visit_ids_as_stored(writer, visit_ids)  # v-8001 is the visit V-8001
+            visit_ids = list(dict.fromkeys(stored[v] for v in visit_ids))  # keep order, drop repeats
             batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
             writer.add(batch)
             writer.commit()

@@ -1023,6 +1023,28 @@ def list_visits(session: Session, user: User, wanted: VisitFilter, limit: int, a
     return VisitList(rows[:limit], encode_cursor(last.scheduled_start, last.id) if last else None, total, capped)
 
 
+def visit_ids_as_stored(session: Session, typed: list[str]) -> dict[str, str]:
+    """Each visit id asked for, as stored, in any case: source systems write their own ids, and a v-8001 sent back
+    by one of them is the visit V-8001. One index read (`ix_visit_id_key`) for them all. An id stays as typed
+    when it is stored as typed, when no visit has it in any case (the caller's 404 names it; a visit scheduled a
+    moment ago is not in the read model yet), or when several do (V-1 and v-1: never guessed between)."""
+    wanted = sorted({t.lower() for t in typed if 0 < len(t) <= 200})
+    found: dict[str, list[str]] = {}
+    if wanted:
+        for stored in session.exec(select(Visit.id).where(name_key(Visit.id).in_(wanted))):
+            found.setdefault(stored.lower(), []).append(stored)
+    out = {}
+    for t in typed:
+        same = found.get(t.lower(), [])
+        out[t] = same[0] if len(same) == 1 else t
+    return out
+
+
+def visit_id_as_stored(session: Session, typed: str) -> str:
+    """One visit id asked for, as stored (`visit_ids_as_stored`)."""
+    return visit_ids_as_stored(session, [typed])[typed]
+
+
 def visit_row(session: Session, visit_id: str) -> Visit | None:
     return session.get(Visit, visit_id)
 

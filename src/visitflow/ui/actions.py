@@ -4,7 +4,6 @@ answer comes back (the updated panel or row, or the same form with the problem n
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from visitflow.models import (
     VisitState,
 )
 from visitflow.services import queries
+from visitflow.services.commands import settled
 from visitflow.services.errors import ServiceError
 from visitflow.ui.deps import get_ui, render
 from visitflow.ui.forms import FormState, Target, note_field_name, place_rejection
@@ -39,13 +39,13 @@ def deadline_stage(snap: VisitSnapshot) -> str | None:
     return "note" if snap.note is None else "signature" if snap.signature is None else None
 
 
-def open_decisions(snap: VisitSnapshot) -> list[Finding]:
-    """The exceptions on this visit waiting for a supervisor's decision. A decision stays on the hold until the
-    workflow's re-check drops it; it is never offered twice."""
+def open_decisions(snap: VisitSnapshot, role: Role) -> list[Finding]:
+    """The holds on this visit waiting for this role's decision: a supervisor's exceptions, billing's denials
+    (DEN-01). A decision stays on the hold until the workflow's re-check drops it; it is never offered twice."""
     if snap.state in END_STATES:
         return []
     decided = {a.key for a in snap.acknowledgements}
-    return [h for h in snap.holds if h.approvable and h.role == Role.supervisor and h.key not in decided]
+    return [h for h in snap.holds if h.approvable and h.role == role and h.key not in decided]
 
 
 def work_context(session: Session, user: User, view: queries.VisitView, **extra: Any) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         "can_note": own and is_open and snap.signature is None,
         "can_sign": own and is_open and snap.note is not None and snap.signature is None,
         "can_punch": is_open and (own or user.role == Role.supervisor),
-        "decisions": open_decisions(snap) if user.role == Role.supervisor else [],
+        "decisions": open_decisions(snap, user.role),
         "rechecking": [h for h in snap.holds if h.key in decided and h.approvable],
         "extend_stage": deadline_stage(snap) if user.role == Role.supervisor else None,
         "can_reassign": user.role == Role.supervisor and is_open and snap.signature is None,
@@ -99,35 +99,6 @@ def form_again(request: Request, template: str, context: dict[str, Any], f: Form
     if user is not None and user.role == Role.clinician:
         f.errors = {name: readable(message, get_ui(request).clock) for name, message in f.errors.items()}
     return render(request, template, {**context, "f": f}, status=status)
-
-
-# How long an action's answer waits for the workflow's re-check to reach the read model. A decision always
-# changes the holds, so its re-check shows up in milliseconds; a re-check that finds nothing new writes nothing,
-# and then the panel answers with the action's own result when this runs out.
-RECHECK_WAIT = 2.0
-
-
-def rechecks(snap: VisitSnapshot) -> bool:
-    """Whether the workflow checks the gates again after this action (every action on a signed, open visit)."""
-    return snap.signature is not None and snap.state not in END_STATES
-
-
-async def settled(session: Session, snap: VisitSnapshot, wait: float = RECHECK_WAIT) -> VisitSnapshot:
-    """The visit after the action's re-check: the action's Update answers before the workflow re-checks the
-    gates, so its snapshot still shows the holds as they were. Waits (bounded) for the read model to move past
-    the version the action returned, and answers with that; the action's own snapshot when nothing moved."""
-    if not rechecks(snap):
-        return snap
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while True:
-        newer = queries.newer_snapshot(session, snap.spec.visit_id, snap.version)
-        session.rollback()  # a fresh read each time, never a transaction held across the wait
-        if newer is not None:
-            return newer
-        if loop.time() >= deadline:
-            return snap
-        await asyncio.sleep(0.05)
 
 
 def done(request: Request, session: Session, user: User, target: Target, snap: VisitSnapshot, message: str,

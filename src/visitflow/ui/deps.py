@@ -37,6 +37,7 @@ from visitflow.catalogue import (
 from visitflow.db.tables import User
 from visitflow.deps import SessionDep, let_go
 from visitflow.models import (
+    HOLD_DECIDERS,
     Role,
 )
 from visitflow.services import queries
@@ -243,6 +244,10 @@ ActingUser = Annotated[User, role_page(Role.clinician, Role.supervisor)]
 
 
 SendBackUser = Annotated[User, role_page(Role.supervisor, Role.biller)]
+
+
+# Holds are decided by the role they name (HOLD_DECIDERS): supervisors the exceptions, billing its denials.
+DeciderUser = Annotated[User, role_page(*HOLD_DECIDERS)]
 
 
 def page_cursor(after: Annotated[str | None, Query(max_length=300)] = None) -> str | None:

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from visitflow.activities.visits import VisitActivities
     from visitflow.models import (
         END_STATES,
+        HOLD_DECIDERS,
         REASONS_NEEDING_TEXT,
         SKILLED_DISCIPLINES,
         Acknowledgement,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         AuthorizationChanged,
         Cancel,
         ChangeOutcomeReport,
+        Decision,
         DenialKind,
         ExtendDeadline,
         Finding,
@@ -538,13 +540,21 @@ class VisitWorkflow:
     @resolve_hold.validator
     def _validate_resolve_hold(self, req: ResolveHold) -> None:
         self._require_open()
+        self._require_role(req.actor, *HOLD_DECIDERS)
         hold = next((h for h in self._visit.holds if h.key == req.key), None)
-        # Supervisors decide exceptions; a payer's denial is cleared by whoever it was routed to.
-        self._require_role(req.actor, hold.role if hold is not None and hold.rule_id == "DEN-01" else Role.supervisor)
         if hold is None:
             raise _reject(CONFLICT, f"no open hold {req.key!r} on this visit", "key")
         if not hold.approvable:
             raise _reject(CONFLICT, f"{hold.rule_id} cannot be approved; it must be fixed: {hold.message}", "key")
+        # The role the hold names decides it: supervisors the exceptions; a payer's denial whoever it was routed to.
+        if req.actor.role != hold.role:
+            raise _reject(FORBIDDEN, f"{hold.rule_id} on this visit is for {roles_phrase([hold.role])} to decide "
+                                     f"(you are {roles_phrase([req.actor.role])})", "key")
+        if hold.rule_id == "DEN-01" and req.decision == Decision.rejected:
+            # A rejected exception goes back to the clinician; a denial has nothing to reject, only a fix to confirm.
+            raise _reject(INVALID, "DEN-01 a payer's denial is cleared once its cause is fixed, never rejected: fix "
+                                   "it, then clear the hold (decision \"approved\") to bill the visit again",
+                          "decision")
         if not req.reason.strip():
             raise _reject(INVALID, "a decision on an exception needs a reason", "reason")
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from visitflow.catalogue import ROLE_LABELS, RULES, clinician_can_fix, hold_words, send_back_can_help, service_label
-from visitflow.deps import SessionDep, TemporalDep
+from visitflow.deps import SessionDep, TemporalDep, VisitId
 from visitflow.models import (
     SendBack,
 )
@@ -31,7 +31,7 @@ WORDS = {"service_label": service_label, "hold_words": hold_words, "clinician_ca
 
 
 @router.post("/visits/{visit_id}/send-back")
-async def send_back(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def send_back(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                     user: SendBackUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     if not send_back_can_help(view.snap.holds):

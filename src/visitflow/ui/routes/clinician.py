@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from visitflow.deps import SessionDep, TemporalDep
+from visitflow.deps import SessionDep, TemporalDep, VisitId
 from visitflow.models import (
     AdjustPunch,
     PunchInput,
@@ -48,7 +48,7 @@ def tasks_list(request: Request, session: SessionDep, user: ClinicianUser, after
 
 
 @router.post("/visits/{visit_id}/note")
-async def submit_note(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def submit_note(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                       user: ClinicianUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     required = view.snap.spec.required_note_fields
@@ -67,7 +67,7 @@ async def submit_note(visit_id: str, request: Request, session: SessionDep, temp
 
 
 @router.post("/visits/{visit_id}/sign")
-async def sign_note(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def sign_note(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                     user: ClinicianUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
@@ -84,7 +84,7 @@ async def sign_note(visit_id: str, request: Request, session: SessionDep, tempor
 
 
 @router.post("/visits/{visit_id}/punches/adjust")
-async def adjust_punch(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def adjust_punch(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                        user: ActingUser, ui: UIDep) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
@@ -106,7 +106,7 @@ async def adjust_punch(visit_id: str, request: Request, session: SessionDep, tem
 
 
 @router.post("/visits/{visit_id}/punches/add")
-async def add_punch(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def add_punch(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                     user: ActingUser, ui: UIDep) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()

@@ -15,7 +15,7 @@ from visitflow.api.idempotency import claim_form_key
 from visitflow.audit import PATIENT_STATE
 from visitflow.catalogue import MISSED_REASON_LABELS
 from visitflow.db.tables import Patient, PatientSupervision, PatientSupervisionCreate, User
-from visitflow.deps import MAX_ROW_ID, SessionDep, TemporalDep, let_go
+from visitflow.deps import MAX_ROW_ID, SessionDep, TemporalDep, VisitId, let_go
 from visitflow.models import SKILLED_DISCIPLINES, MissedReason, Role
 from visitflow.services import missed, queries
 from visitflow.services.commands import actor_of
@@ -31,7 +31,7 @@ OfficeUser = Annotated[User, role_page(Role.admin, Role.supervisor)]
 
 
 @router.post("/visits/{visit_id}/missed")
-async def mark_missed(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def mark_missed(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                       user: OfficeUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()

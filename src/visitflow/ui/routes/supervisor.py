@@ -6,17 +6,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from visitflow.deps import SessionDep, TemporalDep
+from visitflow.deps import SessionDep, TemporalDep, VisitId
+from visitflow.catalogue import ROLE_LABELS
 from visitflow.models import (
     ExtendDeadline,
     Reassign,
     ResolveHold,
+    VisitState,
 )
 from visitflow.services import queries
 from visitflow.services.changes import act_recording_change
-from visitflow.services.commands import act, actor_of
-from visitflow.ui.actions import deadline_stage, finish, open_decisions, perform
-from visitflow.ui.deps import PageCursor, SupervisorUser, UIDep, render, visible_visit
+from visitflow.services.commands import act, actor_of, decide_hold
+from visitflow.ui.actions import deadline_stage, done, finish, open_decisions, perform
+from visitflow.ui.deps import DeciderUser, PageCursor, SupervisorUser, UIDep, render, visible_visit
 from visitflow.ui.forms import FORM, FormState, Target, read_form
 from visitflow.workflows.visit import VisitWorkflow
 
@@ -24,30 +26,40 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.post("/visits/{visit_id}/decision")
-async def decide_exception(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
-                           user: SupervisorUser) -> Response:
+async def decide_exception(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
+                           user: DeciderUser) -> Response:
+    """A decision on a hold this person's role must act on: an exception (approve or reject), or a payer's denial
+    (cleared once fixed). The workflow checks the hold names the person's role."""
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
     f = read_form(form, ["key", "decision", "reason"])
     target = Target.of(form)
-    reason = f.need("reason", "Give a reason for your decision; it goes on the visit's record.")
-    if f.v("decision") not in ("approved", "rejected"):
-        f.errors["decision"] = "Choose Approve or Reject."
     hold = next((h for h in view.snap.holds if h.key == f.v("key")), None)
+    denial = f.v("key").startswith("DEN-01:")
+    reason = f.need("reason", "Say what was fixed; it goes on the visit's record." if denial
+                    else "Give a reason for your decision; it goes on the visit's record.")
+    if f.v("decision") not in ("approved", "rejected"):
+        f.errors["decision"] = "Choose Fixed — bill again." if denial else "Choose Approve or Reject."
     ctx = {"view": view, "visit_id": visit_id, "hold": hold, "hold_key": f.v("key"), "target": target}
     result = await perform(request, "_form_decision.html", ctx, f,
-                           lambda: act(temporal, visit_id, VisitWorkflow.resolve_hold, ResolveHold(
+                           lambda: decide_hold(session, temporal, visit_id, ResolveHold(
                                actor=actor_of(user), key=f.v("key"), decision=f.v("decision"), reason=reason),
-                               idempotency_key=f.key))
+                               f.key))
     if isinstance(result, Response):
         return result
-    verb = "Approved" if f.v("decision") == "approved" else "Rejected (sent back to the clinician)"
     rule = hold.rule_id if hold else f.v("key")
-    return await finish(request, session, user, target, result, f"{verb}: {rule} on visit {visit_id}.")
+    if denial:
+        message = f"Cleared: {rule} on visit {visit_id}. " + (
+            "It is ready to bill again." if result.state == VisitState.claim_ready
+            else "It is checked again before it can be billed.")
+    else:
+        verb = "Approved" if f.v("decision") == "approved" else "Rejected (sent back to the clinician)"
+        message = f"{verb}: {rule} on visit {visit_id}."
+    return done(request, session, user, target, result, message)  # decide_hold waited for the re-check
 
 
 @router.post("/visits/{visit_id}/deadline")
-async def extend_deadline(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def extend_deadline(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                           user: SupervisorUser, ui: UIDep) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
@@ -69,7 +81,7 @@ async def extend_deadline(visit_id: str, request: Request, session: SessionDep, 
 
 
 @router.post("/visits/{visit_id}/reassign")
-async def reassign(visit_id: str, request: Request, session: SessionDep, temporal: TemporalDep,
+async def reassign(visit_id: VisitId, request: Request, session: SessionDep, temporal: TemporalDep,
                    user: SupervisorUser) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     form = await request.form()
@@ -109,7 +121,7 @@ def _nothing_to_do(request: Request, visit_id: str, message: str) -> Response:
 
 
 @router.get("/visits/{visit_id}/reassign")
-def reassign_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
+def reassign_form(visit_id: VisitId, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
     """The reassign form, with the clinicians as they are now."""
     view = visible_visit(session, user, visit_id, with_events=False)
     return _opened_form(request, "_form_reassign.html", view, clinicians=queries.clinicians(session),
@@ -117,7 +129,7 @@ def reassign_form(visit_id: str, request: Request, session: SessionDep, user: Su
 
 
 @router.get("/visits/{visit_id}/deadline")
-def extend_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
+def extend_form(visit_id: VisitId, request: Request, session: SessionDep, user: SupervisorUser) -> Response:
     """The extend-deadline form for what the visit waits for now (the note, or the signature once the note is
     in)."""
     view = visible_visit(session, user, visit_id, with_events=False)
@@ -128,14 +140,20 @@ def extend_form(visit_id: str, request: Request, session: SessionDep, user: Supe
 
 
 @router.get("/visits/{visit_id}/decision")
-def decision_form(visit_id: str, request: Request, session: SessionDep, user: SupervisorUser,
+def decision_form(visit_id: VisitId, request: Request, session: SessionDep, user: DeciderUser,
                   key: str = Query(..., min_length=1, max_length=200,
-                                   description="the exception's key on the visit, e.g. EVV-02:punch-1")) -> Response:
-    """The approve-or-reject form for one exception on the visit, while it still waits for a decision."""
+                                   description="the hold's key on the visit, e.g. EVV-02:punch-1")) -> Response:
+    """The decision form for one hold on the visit that waits for this person's role: approve or reject an
+    exception; clear a payer's denial once it is fixed."""
     view = visible_visit(session, user, visit_id, with_events=False)
-    hold = next((h for h in open_decisions(view.snap) if h.key == key), None)
-    if hold is None:
-        return _nothing_to_do(request, visit_id, f"{key.split(':')[0]} on visit {visit_id} is no longer waiting "
+    hold = next((h for h in view.snap.holds if h.key == key), None)
+    rule = hold.rule_id if hold else key.split(":")[0]
+    if hold is not None and hold.role != user.role and hold in open_decisions(view.snap, hold.role):
+        # Open, but another role's to decide (a denial routed to billing, opened by a supervisor): say whose.
+        return _nothing_to_do(request, visit_id, f"{rule} on visit {visit_id} waits for "
+                              f"{ROLE_LABELS[hold.role].lower()} to act, not for you.")
+    if hold is None or hold not in open_decisions(view.snap, user.role):
+        return _nothing_to_do(request, visit_id, f"{rule} on visit {visit_id} is no longer waiting "
                               "for a decision: it was decided, or cleared by a fix.")
     return _opened_form(request, "_form_decision.html", view, hold=hold, hold_key=hold.key)
 

@@ -15,7 +15,7 @@ from visitflow.catalogue import (
     GATES,
 )
 from visitflow.db.tables import User
-from visitflow.deps import SessionDep
+from visitflow.deps import SessionDep, VisitId
 from visitflow.models import (
     PunchKind,
     Role,
@@ -130,13 +130,13 @@ def visit_search(request: Request, session: SessionDep, user: StaffUser) -> Resp
 
 
 @router.get("/visits/{visit_id}")
-def visit_page(visit_id: str, request: Request, session: SessionDep, user: UserDep) -> Response:
+def visit_page(visit_id: VisitId, request: Request, session: SessionDep, user: UserDep) -> Response:
     view = visible_visit(session, user, visit_id)
     return render(request, "visit.html", visit_page_context(request, session, user, view))
 
 
 @router.get("/visits/{visit_id}/status")
-def visit_status(visit_id: str, request: Request, session: SessionDep, user: UserDep,
+def visit_status(visit_id: VisitId, request: Request, session: SessionDep, user: UserDep,
                  since: int | None = None) -> Response:
     view = visible_visit(session, user, visit_id)
     if since is not None and view.snap.version <= since:
@@ -145,7 +145,7 @@ def visit_status(visit_id: str, request: Request, session: SessionDep, user: Use
 
 
 @router.get("/visits/{visit_id}/work")
-def visit_work(visit_id: str, request: Request, session: SessionDep, user: UserDep,
+def visit_work(visit_id: VisitId, request: Request, session: SessionDep, user: UserDep,
                since: int | None = None) -> Response:
     view = visible_visit(session, user, visit_id, with_events=False)
     if since is not None and view.snap.version <= since:
