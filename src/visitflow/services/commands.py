@@ -54,6 +54,7 @@ from visitflow.models import (
 )
 from visitflow.services.claims import (
     ALL_VOIDED,
+    claim_billing_visits_of,
     record_new_claim,
     rewrite_blocked_file,
     set_claim_state,
@@ -531,6 +532,14 @@ async def bill_held_claim(engine: Engine, client: Client, settings: Settings, cl
                 raise ServiceError(409, f"these visits' days are billed on claim {original.control_number}, "
                                         f"and {wait}")
             s.commit()
+        else:
+            # Asked again: an unsent original that took the lines and whose file a crash left unwritten is
+            # written now (it is blocked meanwhile, saying so).
+            billed_on = s.get(Claim, claim_billing_visits_of(s, held.id) or 0)
+            file = s.get(ClaimFile, billed_on.claim_file_id) if billed_on and billed_on.claim_file_id else None
+            if (billed_on is not None and billed_on.state == "created" and file is not None and not file.valid
+                    and not file.content and file.submitted_at is None):
+                merged_into = file.id
         by_file = s.get(ReleaseBatch, batch_id)
         request = _release_request(settings, by_file, actor) if by_file is not None else None
     if merged_into is not None:
