@@ -117,6 +117,7 @@ class EventKind(StrEnum):
     signature_reminder = "signature_reminder"
     signature_escalation = "signature_escalation"
     claim_denied = "claim_denied"
+    back_to_billing = "back_to_billing"
     late_alert = "late_alert"
     late_alert_cleared = "late_alert_cleared"
     missed = "missed"
@@ -371,6 +372,15 @@ class Denial(BaseModel):
     denied_on: date | None = None
 
 
+class BackToBilling(BaseModel):
+    """A released visit whose claim was cancelled before the payer had it (a held claim voided): it is billable
+    again, so it goes back to claim-ready through its gates, like a visit a denial reopens (a new run)."""
+
+    key: str  # "void:<claim id>": voiding again never sends a visit back twice
+    claim_control_number: str
+    reason: str
+
+
 class MarkMissed(BaseModel):
     """MV-02: the visit did not happen; it ends non-billable."""
 
@@ -558,6 +568,8 @@ class VisitProgress(BaseModel):
     earlier_actions: list[str] = []
     denial: Denial | None = None  # set when a payer's denial sent the released visit back into work
     denials_seen: list[str] = []  # keys of every denial that reopened this visit
+    back_to_billing: BackToBilling | None = None  # set when its unsent claim was voided (read once, then cleared)
+    returns_seen: list[str] = []  # keys of every BackToBilling that reopened this visit
     missed: MarkMissed | None = None
     late_alert_at: datetime | None = None
     # CHG-01: change records that reached this visit and wait for its next gate check to say what they did.

@@ -42,7 +42,10 @@ def test_findings_exit_1_and_are_listed_in_words(check):
 
 def test_the_filing_limit_is_the_payers(check):
     late = str(FILES / "clm07_late.txt")
-    assert check(late).exit_code == 1
+    result = check(late)
+    assert result.exit_code == 1
+    # Past the limit it says how far past, never a negative count of days left.
+    assert "first filing deadline 2026-11-04 (25 days past the filing limit))" in result.output
     assert check(late, "--filing-limit-days", "365").exit_code == 0  # Medicare's year
 
 

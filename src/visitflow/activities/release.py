@@ -172,63 +172,10 @@ class ReleaseActivities:
             if todo:
                 self._make_claims(s, req, todo)
             for claim_id, fixed in sorted(rebilled.items()):
-                self._replace_claim(s, req, s.get(Claim, claim_id), fixed)
+                replace_claim(s, req.batch_id, req.actor.username, s.get(Claim, claim_id), fixed)
             if todo or rebilled:
                 s.commit()
             return self._claims_of(s, req.batch_id)
-
-    def _replace_claim(self, s: Session, req: ReleaseRequest, old: Claim, fixed: dict[str, Visit]) -> None:
-        """A frequency 7 claim in place of `old`, naming the payer's number for it: every line `old` billed, the
-        fixed visits as they are now and the others as they were, so the payer readjudicates the whole claim.
-        The old lines give up their visits in the same transaction (a visit stays on exactly one live line)."""
-        now = datetime.now(UTC)
-        payer = s.get(Payer, old.payer_id)
-        auth_ids = {v.authorization_id for v in fixed.values() if v.authorization_id}
-        auths = dict(s.exec(select(Authorization.id, Authorization.auth_number)
-                            .where(Authorization.id.in_(auth_ids))).all()) if auth_ids else {}
-        npis = dict(s.exec(select(Clinician.id, Clinician.npi)
-                           .where(Clinician.id.in_({v.clinician_id for v in fixed.values()}))).all())
-        old_lines = s.exec(select(ClaimLine).where(ClaimLine.claim_id == old.id, ClaimLine.live)
-                           .order_by(ClaimLine.line_number)).all()
-        lines = []
-        for number, line in enumerate(old_lines, start=1):
-            v = fixed.get(line.visit_id)
-            if v is None:
-                lines.append(ClaimLine(
-                    claim_id=0, line_number=number, visit_id=line.visit_id, patient_id=line.patient_id,
-                    service_date=line.service_date, hcpcs=line.hcpcs, modifiers=list(line.modifiers),
-                    units=line.units, charge_cents=line.charge_cents, authorization_number=line.authorization_number,
-                    rendering_npi=line.rendering_npi))
-            else:
-                units = v.billable_units or 0
-                lines.append(ClaimLine(
-                    claim_id=0, line_number=number, visit_id=v.id, patient_id=old.patient_id,
-                    service_date=v.service_date, hcpcs=v.service_code, modifiers=list(v.modifiers), units=units,
-                    charge_cents=charge_for(s, payer, v.service_code, list(v.modifiers), units),
-                    authorization_number=auths.get(v.authorization_id), rendering_npi=npis.get(v.clinician_id)))
-            line.live = False
-            s.add(line)
-        s.flush()  # the old lines let go of their visits before the new ones take them
-        frequency = "7"
-        claim = Claim(
-            control_number=control_number(req.batch_id, payer.id, old.patient_id, old.period_start, frequency,
-                                          old.id),
-            release_batch_id=req.batch_id, payer_id=payer.id, patient_id=old.patient_id,
-            period_start=old.period_start, period_end=old.period_end, frequency=frequency, replaces_claim_id=old.id,
-            state=ClaimState.created.value, total_cents=sum(x.charge_cents for x in lines), created_at=now,
-            created_by=req.actor.username, state_changed_at=now)
-        s.add(claim)
-        s.flush()
-        for line in lines:
-            line.claim_id = claim.id
-            s.add(line)
-        payer_number = f" (the payer's {old.payer_claim_number})" if old.payer_claim_number else ""
-        record_new_claim(s, claim, req.actor.username,
-                         f"replaces claim {old.control_number}{payer_number} after the payer's denial of visit"
-                         f"{'s' if len(fixed) > 1 else ''} {', '.join(sorted(fixed))} was fixed")
-        set_claim_state(s, old.id, ClaimState.replaced, req.actor.username,
-                        f"replaced by claim {claim.control_number} (frequency 7)", at=now)
-        s.flush()
 
     def _make_claims(self, s: Session, req: ReleaseRequest, visits: list[Visit]) -> None:
         # Locked patient by patient (in id order: no deadlocks): two batches billing one patient check CLM-05 one
@@ -372,6 +319,64 @@ class ReleaseActivities:
         return [self.release_batch_visits, self.create_claims, self.write_claim_files, self.complete_release_batch]
 
 
+def replace_claim(s: Session, batch_id: str, actor: str, old: Claim, fixed: dict[str, Visit],
+                  carried: list[ClaimLine] = (), why: str | None = None) -> Claim:
+    """A frequency 7 claim in place of `old`, naming the payer's number for it: every line `old` billed, the
+    fixed visits as they are now and the others as they were, so the payer readjudicates the whole claim; then
+    the `carried` lines (a held claim's, CLM-05: the same days of service go on this one claim). The lines it
+    takes over give up their visits in the same transaction (a visit stays on exactly one live line)."""
+    now = datetime.now(UTC)
+    payer = s.get(Payer, old.payer_id)
+    auth_ids = {v.authorization_id for v in fixed.values() if v.authorization_id}
+    auths = dict(s.exec(select(Authorization.id, Authorization.auth_number)
+                        .where(Authorization.id.in_(auth_ids))).all()) if auth_ids else {}
+    npis = dict(s.exec(select(Clinician.id, Clinician.npi)
+                       .where(Clinician.id.in_({v.clinician_id for v in fixed.values()}))).all()) if fixed else {}
+    old_lines = s.exec(select(ClaimLine).where(ClaimLine.claim_id == old.id, ClaimLine.live)
+                       .order_by(ClaimLine.line_number)).all()
+    lines = []
+    for number, line in enumerate([*old_lines, *carried], start=1):
+        v = fixed.get(line.visit_id)
+        if v is None:
+            lines.append(ClaimLine(
+                claim_id=0, line_number=number, visit_id=line.visit_id, patient_id=line.patient_id,
+                service_date=line.service_date, hcpcs=line.hcpcs, modifiers=list(line.modifiers),
+                units=line.units, charge_cents=line.charge_cents, authorization_number=line.authorization_number,
+                rendering_npi=line.rendering_npi))
+        else:
+            units = v.billable_units or 0
+            lines.append(ClaimLine(
+                claim_id=0, line_number=number, visit_id=v.id, patient_id=old.patient_id,
+                service_date=v.service_date, hcpcs=v.service_code, modifiers=list(v.modifiers), units=units,
+                charge_cents=charge_for(s, payer, v.service_code, list(v.modifiers), units),
+                authorization_number=auths.get(v.authorization_id), rendering_npi=npis.get(v.clinician_id)))
+        line.live = False
+        s.add(line)
+    s.flush()  # the old lines let go of their visits before the new ones take them
+    frequency = "7"
+    dates = [x.service_date for x in lines]
+    claim = Claim(
+        control_number=control_number(batch_id, payer.id, old.patient_id, old.period_start, frequency, old.id),
+        release_batch_id=batch_id, payer_id=payer.id, patient_id=old.patient_id,
+        period_start=min([old.period_start, *dates]), period_end=max([old.period_end, *dates]),
+        frequency=frequency, replaces_claim_id=old.id, state=ClaimState.created.value,
+        total_cents=sum(x.charge_cents for x in lines), created_at=now, created_by=actor, state_changed_at=now)
+    s.add(claim)
+    s.flush()
+    for line in lines:
+        line.claim_id = claim.id
+        s.add(line)
+    payer_number = f" (the payer's {old.payer_claim_number})" if old.payer_claim_number else ""
+    if why is None:
+        why = (f"after the payer's denial of visit{'s' if len(fixed) > 1 else ''} {', '.join(sorted(fixed))} "
+               "was fixed")
+    record_new_claim(s, claim, actor, f"replaces claim {old.control_number}{payer_number} {why}")
+    set_claim_state(s, old.id, ClaimState.replaced, actor, f"replaced by claim {claim.control_number} (frequency 7)",
+                    at=now)
+    s.flush()
+    return claim
+
+
 def write_file(s: Session, file: ClaimFile, agency: dict | None, blocker: str | None,
                timezone: str) -> tuple[str, list[str]]:
     """(X12 text, findings in words) of a file's claims: written with its fixed control numbers, then checked
@@ -379,7 +384,9 @@ def write_file(s: Session, file: ClaimFile, agency: dict | None, blocker: str | 
     if blocker or agency is None:
         return "", [blocker or "The agency's billing identity is not configured."]
     payer = s.get(Payer, file.payer_id)
-    claims = s.exec(select(Claim).where(Claim.claim_file_id == file.id).order_by(Claim.id)).all()
+    # A claim voided before the file went out stays linked to it (its page says where it was) but is not sent.
+    claims = s.exec(select(Claim).where(Claim.claim_file_id == file.id, Claim.state != ClaimState.voided.value)
+                    .order_by(Claim.id)).all()
     built, problems = [], []
     for claim in claims:
         try:

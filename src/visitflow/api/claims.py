@@ -29,7 +29,7 @@ from visitflow.deps import (
     let_go,
 )
 from visitflow.models import ReleaseOutcome
-from visitflow.services.commands import actor_of, void_claim
+from visitflow.services.commands import actor_of, bill_held_claim, void_claim
 from visitflow.services import claims as claim_service
 from visitflow.services.claims import ClaimDetail, ClaimFilter, ClaimPage, FileDetail, FilePage
 
@@ -119,6 +119,27 @@ async def void_a_claim(claim_id: RowId, body: ClaimVoid, request: Request, sessi
     void = await void_claim(request.app.state.engine, temporal, settings, claim_id, actor_of(user), body.reason)
     with Session(request.app.state.engine) as fresh:
         return VoidOutcome(claim=claim_service.claim_detail(fresh, claim_id), void=void)
+
+
+class HeldClaimBilled(BaseModel):
+    claim: ClaimDetail  # the held claim, now replaced
+    billed_on: int | None  # the claim that bills its visits now: the replacement, or the unsent original
+    replacement: ReleaseOutcome | None  # the frequency 7 claim and its file; None when the original took the lines
+
+
+@router.post("/{claim_id}/bill-on-replacement", response_model=HeldClaimBilled)
+async def bill_a_held_claim(claim_id: RowId, request: Request, session: SessionDep, temporal: TemporalDep,
+                            settings: SettingsDep, user: BillingUser) -> HeldClaimBilled:
+    """Bill a claim held for CLM-05 on the claim that already bills those days of service: a replacement
+    (frequency 7, REF*F8 the payer's number) carrying that claim's lines and the held ones, in a checked 837P of
+    its own; or, when that claim was never sent, its own lines plus the held ones in its file written again. The
+    held claim becomes replaced. Asking again changes nothing more and gives the same answer."""
+    let_go(session)
+    replacement = await bill_held_claim(request.app.state.engine, temporal, settings, claim_id, actor_of(user))
+    with Session(request.app.state.engine) as fresh:
+        return HeldClaimBilled(claim=claim_service.claim_detail(fresh, claim_id),
+                               billed_on=claim_service.claim_billing_visits_of(fresh, claim_id),
+                               replacement=replacement)
 
 
 @files_router.get("", response_model=FilePage)

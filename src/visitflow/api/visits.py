@@ -52,6 +52,7 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.access import sees_visit_of
+from visitflow.services.claims import VisitClaim, visit_claims
 from visitflow.services.changes import act_recording_change
 from visitflow.services.commands import (
     ReleaseOutcome,
@@ -127,6 +128,9 @@ class VisitPublic(BaseModel):
     temporal_url: str
     # Said when scheduling, the visit is scheduled all the same: e.g. AUTH-03, over the ordered frequency.
     warnings: list[str] = []
+    # The claims it was billed on, oldest first, with their state and the payer's answer for its line; for those
+    # who see claims (admin, biller), empty for the others.
+    claims: list[VisitClaim] = []
 
     @classmethod
     def of(cls, snap: VisitSnapshot, settings: Settings) -> VisitPublic:
@@ -297,7 +301,10 @@ async def get_visit(visit_id: VisitId, session: SessionDep, temporal: TemporalDe
         snap = await visit_snapshot(temporal, visit_id)
     if not sees_visit_of(user, snap.spec.clinician_id):
         raise HTTPException(404, f"visit {visit_id} not found")
-    return VisitPublic.of(snap, settings)
+    answer = VisitPublic.of(snap, settings)
+    if user.role in (Role.admin, Role.biller):
+        answer.claims = visit_claims(session, visit_id)
+    return answer
 
 
 @router.post("/visits/{visit_id}/punches", response_model=VisitPublic)

@@ -62,8 +62,11 @@ def _read(path: Path) -> str:
 def _print(path: Path, report: CheckReport) -> None:
     size = f"{report.kind}, {report.claims} claim(s), {report.lines} line(s)"
     if report.timely_filing and report.timely_filing.soonest_deadline:
-        size += (f"; first filing deadline {report.timely_filing.soonest_deadline} "
-                 f"({report.timely_filing.days_left} days left)")
+        left = report.timely_filing.days_left
+        # Past the limit, a negative count of days "left" reads as nonsense: say how far past it is.
+        when = (f"{left} day{'' if left == 1 else 's'} left" if left >= 0
+                else f"{-left} day{'' if left == -1 else 's'} past the filing limit")
+        size += f"; first filing deadline {report.timely_filing.soonest_deadline} ({when})"
     if report.clean:
         typer.echo(f"{path}: clean ({size})")
         return

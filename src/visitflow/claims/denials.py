@@ -68,3 +68,13 @@ def denial_kind(said: Iterable[str], documentation_codes: Iterable[str] = DOCUME
     if found & set(evv_codes):
         return DenialKind.evv
     return DenialKind.billing
+
+
+def code_in_words(code: str) -> str:
+    """A stored code ("CO-252", "N29") with its words, as a line's adjustments are shown to people."""
+    from visitflow.claims.remittance import ADJUSTMENT_REASONS, REMARKS
+
+    if "-" in code:
+        number = code.split("-", 1)[1]
+        return f"{code}: {ADJUSTMENT_REASONS.get(number, f'CARC {number}')}"
+    return f"{code}: {REMARKS.get(code, f'RARC {code}')}"

@@ -2,7 +2,9 @@
 
 created ─submitted─▶ submitted ─▶ accepted ─▶ paid | partially_paid | denied
                           └──────▶ rejected (the 999 or 277CA refused it: fix and send a new claim)
-held: made but kept out of the file (CLM-05: the service is already billed on another live claim).
+held: made but kept out of the file (CLM-05: the service is already billed on another live claim). It closes as
+  replaced when its visits are billed on that claim (its replacement, or the claim itself while never sent), or
+  voided, its visits going back to billing.
 replaced / voided: what a frequency 7 or 8 claim does to the claim it replaces.
 """
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from pydantic import BaseModel
+from sqlalchemy import func
 from sqlmodel import Session, select
 
+from visitflow.claims.denials import code_in_words
 from visitflow.claims.states import SET_BY_BILLER, ClaimState, refusal
 from visitflow.db.tables import (
     Claim,
@@ -71,10 +73,15 @@ def record_new_claim(session: Session, claim: Claim, actor: str, note: str) -> N
 
 
 def set_claim_state_by_biller(session: Session, claim_id: int, to_state: str, actor: str, note: str) -> Claim:
-    """What the 999 / 277CA said (accepted, rejected); payments come from the 835 only."""
-    if to_state not in {s.value for s in SET_BY_BILLER} - {ClaimState.submitted.value}:
-        raise ServiceError(422, "a biller sets a claim accepted or rejected (the 999 / 277CA answer); the file's "
-                                "'submitted' button sends it, and payments come from the 835", "state")
+    """What the 999 / 277CA said (accepted, rejected); payments come from the 835 only. The state is read
+    whatever its capitalisation ("Accepted" is accepted)."""
+    to_state = to_state.strip().lower()
+    allowed = sorted(s.value for s in SET_BY_BILLER - {ClaimState.submitted})
+    if to_state not in allowed:
+        what = repr(to_state) if to_state else "an empty state"
+        raise ServiceError(422, f"{what} is not a state a biller sets: the 999 / 277CA "
+                                f"answer is one of {', '.join(allowed)}; the file's 'submitted' button sends a "
+                                "claim, and payments come from the 835", "state")
     if to_state == ClaimState.rejected.value and not note.strip():
         raise ServiceError(422, "say why the claim was rejected (the 999 / 277CA reason)", "note")
     return set_claim_state(session, claim_id, to_state, actor, note.strip())
@@ -100,6 +107,31 @@ def mark_file_submitted(session: Session, file_id: int, actor: str) -> ClaimFile
     return file
 
 
+ALL_VOIDED = "every claim in this file was voided before it was sent: there is nothing to send"
+
+
+def take_voided_claim_off_file(session: Session, claim: Claim) -> ClaimFile | None:
+    """A claim voided before its file was sent must not go out with that file: the file drops it from its counts
+    and is blocked until written again without it (the caller writes it after committing). A file left with no
+    claim says so and stays blocked. Returns the file to write again, if any; None when there is nothing to do
+    (no file, already sent, or nothing left in it)."""
+    if claim.claim_file_id is None:
+        return None
+    file = session.exec(select(ClaimFile).where(ClaimFile.id == claim.claim_file_id).with_for_update()).one()
+    if file.submitted_at is not None:
+        return None  # sent: the payer has it, so the claim was not voided in place (services.commands.void_claim)
+    file.claim_count = max(file.claim_count - 1, 0)
+    file.total_cents -= claim.total_cents
+    left = session.exec(select(func.count(Claim.id)).where(Claim.claim_file_id == file.id, Claim.id != claim.id,
+                                                           Claim.state != ClaimState.voided.value)).one()
+    file.valid, file.content = False, ""
+    file.findings = ([ALL_VOIDED] if not left else
+                     [f"claim {claim.control_number} was voided before the file was sent: the file must be written "
+                      "again without it (press Write the file again if this stays)"])
+    session.add(file)
+    return file if left else None
+
+
 def rewrite_blocked_file(engine, file_id: int, settings) -> None:
     """Write a blocked file again, after what it named was fixed (a patient's diagnosis, the agency's identity):
     the same claims and control numbers, checked again. The caller reads the result."""
@@ -114,6 +146,9 @@ def rewrite_blocked_file(engine, file_id: int, settings) -> None:
             raise ServiceError(404, f"claim file {file_id} not found")
         if file.valid:
             raise ServiceError(409, f"claim file {file_id} is valid already; nothing to write again")
+        if not s.exec(select(Claim.id).where(Claim.claim_file_id == file.id,
+                                             Claim.state != ClaimState.voided.value)).first():
+            raise ServiceError(409, f"claim file {file_id}: {ALL_VOIDED}")
         agency = settings.agency.model_dump(mode="json") if settings.agency else None
         content, findings = write_file(s, file, agency, settings.claim_file_blocker(), settings.agency_timezone)
     with write_session(engine) as s:
@@ -168,9 +203,18 @@ def list_claims(session: Session, wanted: ClaimFilter, after: int | None = None,
     if after is not None:
         query = query.where(Claim.id < after)
     rows = session.exec(query.order_by(Claim.id.desc()).limit(limit + 1)).all()
-    items = [ClaimRow(**c.model_dump(), payer=payer, patient=f"{first} {last}")
+    counts = line_counts(session, [c.id for c, *_ in rows[:limit]])
+    items = [ClaimRow(**c.model_dump(), payer=payer, patient=f"{first} {last}", lines=counts.get(c.id, 0))
              for c, payer, first, last in rows[:limit]]
     return ClaimPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+def line_counts(session: Session, claim_ids: list[int]) -> dict[int, int]:
+    """Lines per claim for a page of claims: one grouped query by the line's claim index, not one per claim."""
+    if not claim_ids:
+        return {}
+    return dict(session.exec(select(ClaimLine.claim_id, func.count(ClaimLine.id))
+                             .where(ClaimLine.claim_id.in_(claim_ids)).group_by(ClaimLine.claim_id)).all())
 
 
 class ClaimLineView(ClaimLinePublic):
@@ -201,6 +245,43 @@ def claim_detail(session: Session, claim_id: int) -> ClaimDetail:
         history=[ClaimEventPublic.model_validate(e, from_attributes=True) for e in history],
         file=ClaimFilePublic.model_validate(file, from_attributes=True) if file else None,
         segments=claim_segments(file.content, claim.control_number) if file and file.content else [])
+
+
+class VisitClaim(BaseModel):
+    """A claim a visit was billed on, as its page and the API show it (oldest first)."""
+
+    claim_id: int
+    control_number: str
+    claim_state: str
+    frequency: str
+    live: bool  # False once a replacement or a void took the visit off this claim
+    line_state: str  # billed, paid, denied, adjusted
+    charge_cents: int
+    paid_cents: int | None = None  # what the payer paid for the visit's line, once paid
+    denial: list[str] = []  # the payer's codes in words, when it denied or cut the line
+
+
+def visit_claims(session: Session, visit_id: str) -> list[VisitClaim]:
+    """Every claim the visit was on, by the claim lines' visit index (one query, no scan)."""
+    rows = session.exec(select(ClaimLine, Claim.control_number, Claim.state, Claim.frequency)
+                        .join(Claim, Claim.id == ClaimLine.claim_id)
+                        .where(ClaimLine.visit_id == visit_id).order_by(ClaimLine.id)).all()
+    return [VisitClaim(claim_id=line.claim_id, control_number=number, claim_state=state, frequency=frequency,
+                       live=line.live, line_state=line.state, charge_cents=line.charge_cents,
+                       paid_cents=line.paid_cents if line.state in ("paid", "adjusted") else None,
+                       denial=[code_in_words(c) for c in line.adjustments] if line.state in ("denied", "adjusted")
+                       else [])
+            for line, number, state, frequency in rows]
+
+
+def claim_billing_visits_of(session: Session, claim_id: int) -> int | None:
+    """The claim that bills this claim's visits now (itself, its replacement, or the claim that took its lines):
+    the live line of its first visit, by the visit's line index."""
+    visit_id = session.exec(select(ClaimLine.visit_id).where(ClaimLine.claim_id == claim_id)
+                            .order_by(ClaimLine.line_number)).first()
+    if visit_id is None:
+        return None
+    return session.exec(select(ClaimLine.claim_id).where(ClaimLine.visit_id == visit_id, ClaimLine.live)).first()
 
 
 def claim_segments(content: str, control_number: str) -> list[str]:
@@ -256,10 +337,11 @@ def file_detail(session: Session, file_id: int) -> FileDetail:
     claims = session.exec(select(Claim, Patient.first_name, Patient.last_name)
                           .join(Patient, Patient.id == Claim.patient_id)
                           .where(Claim.claim_file_id == file.id).order_by(Claim.id)).all()
+    counts = line_counts(session, [c.id for c, *_ in claims])
     return FileDetail(**ClaimFilePublic.model_validate(file, from_attributes=True).model_dump(), payer=payer,
                       file_name=file_name(file),
-                      claims=[ClaimRow(**c.model_dump(), payer=payer, patient=f"{first} {last}")
-                              for c, first, last in claims])
+                      claims=[ClaimRow(**c.model_dump(), payer=payer, patient=f"{first} {last}",
+                                       lines=counts.get(c.id, 0)) for c, first, last in claims])
 
 
 def file_download(session: Session, file_id: int) -> tuple[str, str]:

@@ -25,6 +25,8 @@ from visitflow.claims.billing import control_number
 from visitflow.db.tables import (
     Authorization,
     Claim,
+    ClaimEvent,
+    ClaimFile,
     ClaimLine,
     Clinician,
     Patient,
@@ -39,6 +41,7 @@ from visitflow.models import (
     SKILLED_DISCIPLINES,
     Actor,
     AuthorizationChanged,
+    BackToBilling,
     Denial,
     DenialKind,
     ReferenceDataChanged,
@@ -51,8 +54,16 @@ from visitflow.models import (
     as_utc,
 )
 from visitflow.services import queries
-from visitflow.services.claims import record_new_claim, set_claim_state
+from visitflow.services.claims import (
+    ALL_VOIDED,
+    claim_billing_visits_of,
+    record_new_claim,
+    rewrite_blocked_file,
+    set_claim_state,
+    take_voided_claim_off_file,
+)
 from visitflow.services.errors import ServiceError
+from visitflow.services.revenue import count_receivable
 from visitflow.settings import Settings
 from visitflow.workflows.release import ReleaseWorkflow, release_workflow_id
 from visitflow.workflows.visit import (
@@ -303,6 +314,34 @@ async def reopen_denied_visit(client: Client, task_queue: str, visit_id: str, de
     return True
 
 
+async def send_back_to_billing(client: Client, task_queue: str, visit_id: str, back: BackToBilling,
+                               released_in: str) -> bool:
+    """Make a released visit claim-ready again after the unsent claim billing it was voided: a new run of its
+    workflow from everything it knew (see VisitWorkflow._back_to_billing). Safe to repeat: a visit already sent
+    back for this void, or released again since, is left alone. Returns whether this call sent it back."""
+    handle = client.get_workflow_handle(visit_workflow_id(visit_id))
+    try:
+        progress = await handle.query(VisitWorkflow.progress)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False  # no workflow (a visit from before workflows kept it): nothing to reopen
+        raise ServiceError(503, f"visit {visit_id} could not be sent back to billing just now; void the claim "
+                                "again to finish it") from None
+    if (back.key in progress.returns_seen or progress.state != VisitState.released
+            or progress.release is None or progress.release.batch_id != released_in):
+        return False
+    progress.back_to_billing = back
+    try:
+        await client.start_workflow(
+            VisitWorkflow.run, progress, id=visit_workflow_id(visit_id), task_queue=task_queue,
+            task_timeout=WORKFLOW_TASK_TIMEOUT, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=search_attributes_for(progress.spec, VisitState.signed))
+    except WorkflowAlreadyStartedError:
+        return False  # sent back by a concurrent void a moment ago
+    return True
+
+
 def release_batch_id(actor: Actor, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return "b" + uuid.uuid4().hex[:16]
@@ -373,10 +412,20 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
         raise ServiceError(422, "say why the claim is voided", "reason")
     batch_id = f"void-{claim_id}"
     with write_session(engine) as s:
+        # Its file first, then the claim: the order marking a file submitted takes them in (no deadlock).
+        file_id = s.exec(select(Claim.claim_file_id).where(Claim.id == claim_id)).first()
+        if file_id is not None:
+            s.exec(select(ClaimFile.id).where(ClaimFile.id == file_id).with_for_update()).one()
         claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
         if claim is None:
             raise ServiceError(404, f"claim {claim_id} not found")
         done = claim.state == "voided" or s.get(ReleaseBatch, batch_id) is not None
+        if not done and claim.state == "replaced":
+            newer = s.exec(select(Claim.id, Claim.control_number).where(Claim.replaces_claim_id == claim.id,
+                                                                       Claim.frequency == "7")).first()
+            where = f"claim {newer[1]} (#{newer[0]})" if newer else "a newer claim"
+            raise ServiceError(409, f"claim {claim.control_number} was replaced by {where}, which bills its "
+                                    "visits now: void that one instead")
         if not done and claim.state not in VOID_BY_FILE | VOID_IN_PLACE:
             raise ServiceError(409, f"claim {claim.control_number} is {claim.state}: wait for the payer's answer "
                                     "(a void must name the payer's number for the claim)")
@@ -405,10 +454,37 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
                                     charge_cents=line.charge_cents, authorization_number=line.authorization_number,
                                     rendering_npi=line.rendering_npi, live=False))
                 record_new_claim(s, void, actor.username, f"voids claim {claim.control_number}: {reason.strip()}")
+            was = claim.state
             set_claim_state(s, claim.id, "voided", actor.username, reason.strip())
+            if was == "created":
+                take_voided_claim_off_file(s, claim)
             s.commit()
         by_file = s.get(ReleaseBatch, batch_id)
         request = _release_request(settings, by_file, actor) if by_file is not None else None
+        # Voided while held (its history says so): the payer never had it, and its visits were on no other claim.
+        going_back = s.exec(select(ClaimLine.visit_id).where(ClaimLine.claim_id == claim.id)
+                            .order_by(ClaimLine.line_number)).all() if s.exec(
+            select(ClaimEvent.id).where(ClaimEvent.claim_id == claim.id, ClaimEvent.from_state == "held",
+                                        ClaimEvent.to_state == "voided")).first() else []
+        back = BackToBilling(key=f"void:{claim.id}", claim_control_number=claim.control_number,
+                             reason=reason.strip() or "voided")
+        released_in = claim.release_batch_id
+        file = s.get(ClaimFile, claim.claim_file_id) if claim.claim_file_id else None
+        rewrite = (file is not None and not file.valid and file.submitted_at is None
+                   and file.findings != [ALL_VOIDED])
+    if rewrite:
+        # Written again without the voided claim, after the commit (pyx12 reads the whole file); asked again,
+        # the void finishes this if a crash came between.
+        try:
+            await asyncio.to_thread(rewrite_blocked_file, engine, file.id, settings)
+        except ServiceError as err:
+            if err.status != 409:
+                raise
+    if going_back:
+        # A held claim never reached the payer and was the only claim of its visits: they are billable again.
+        # Asked again (Temporal was down, a double click), the visits not yet back go back; none goes twice.
+        for visit_id in going_back:
+            await send_back_to_billing(client, settings.task_queue, visit_id, back, released_in)
     if request is None:
         return None
     try:
@@ -416,6 +492,144 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
     except WorkflowAlreadyStartedError:
         pass  # voided before: its workflow's answer is kept with it
     return await release_outcome(client, batch_id)
+
+
+# A claim the payer adjudicated (and numbered) takes a replacement; one with the payer and unanswered must wait.
+REPLACE_BY_FILE = {"paid", "partially_paid", "denied"}
+
+
+async def bill_held_claim(engine: Engine, client: Client, settings: Settings, claim_id: int,
+                          actor: Actor) -> ReleaseOutcome | None:
+    """CLM-05: a held claim's visits bill days of service already on another live claim of the payer (the
+    original). They go on that claim, never on a second one:
+    - the payer adjudicated the original: a replacement (frequency 7) naming the payer's number carries the
+      original's lines and the held claim's, in an 837P of its own (batch `rebill-<held claim id>`, made and
+      checked by a ReleaseWorkflow, like a rebilled denial);
+    - the original was never sent (in a file not yet uploaded): the payer has nothing to replace, so the held
+      lines are added to the original and its file is written again with them; one claim goes out.
+    Either way the held claim becomes `replaced`. Asking again changes nothing more and answers the same.
+
+    Returns the replacement's release outcome (its claim and file), or None when the original took the lines.
+    """
+    batch_id = f"rebill-{claim_id}"
+    with write_session(engine) as s:
+        held = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
+        if held is None:
+            raise ServiceError(404, f"claim {claim_id} not found")
+        done = held.state == "replaced" and s.exec(select(ClaimEvent.id).where(
+            ClaimEvent.claim_id == held.id, ClaimEvent.from_state == "held",
+            ClaimEvent.to_state == "replaced")).first() is not None
+        merged_into = None
+        if not done:
+            if held.state != "held":
+                raise ServiceError(409, f"claim {held.control_number} is {held.state}, not held: only a claim held "
+                                        "for CLM-05 is billed on the claim it overlaps")
+            lines = s.exec(select(ClaimLine).where(ClaimLine.claim_id == held.id, ClaimLine.live)
+                           .order_by(ClaimLine.line_number)).all()
+            originals: dict[int, Claim] = {}
+            for line in lines:
+                other = s.exec(select(Claim).join(ClaimLine, ClaimLine.claim_id == Claim.id).where(
+                    ClaimLine.patient_id == line.patient_id, ClaimLine.service_date == line.service_date,
+                    ClaimLine.hcpcs == line.hcpcs, ClaimLine.live, Claim.payer_id == held.payer_id,
+                    Claim.id != held.id)).first()
+                if other is not None:
+                    originals[other.id] = other
+            if not originals:
+                raise ServiceError(409, "no other claim bills these days of service now (the one it overlapped "
+                                        "was voided or replaced): void this held claim, and its visits come back "
+                                        "to billing to be released like any other")
+            if len(originals) > 1:
+                names = ", ".join(c.control_number for c in originals.values())
+                raise ServiceError(409, f"these visits overlap several claims ({names}): one claim can carry "
+                                        "them only if those are one; void this held claim and bill the visits "
+                                        "on each claim's replacement")
+            [original] = originals.values()
+            # Its file, then the claim itself, read afresh under lock: the order marking a file submitted takes
+            # them in, so the original cannot be sent while its lines change, and no deadlock.
+            if original.claim_file_id is not None:
+                s.exec(select(ClaimFile.id).where(ClaimFile.id == original.claim_file_id).with_for_update()).one()
+            original = s.exec(select(Claim).where(Claim.id == original.id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+            visits = ", ".join(line.visit_id for line in lines)
+            if original.state in REPLACE_BY_FILE:
+                s.add(ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=[]))
+                s.flush()
+                from visitflow.activities.release import replace_claim  # here: release imports this module
+
+                new = replace_claim(s, batch_id, actor.username, original, {}, lines,
+                                    why=f"to bill visits {visits} of held claim {held.control_number} (CLM-05)")
+                set_claim_state(s, held.id, "replaced", actor.username,
+                                f"its visits are billed on claim {new.control_number}, the replacement "
+                                f"(frequency 7) of claim {original.control_number}")
+            elif original.state == "created" and original.claim_file_id is not None:
+                merged_into = add_lines_to_unsent_claim(s, original, lines, actor.username)
+                set_claim_state(s, held.id, "replaced", actor.username,
+                                f"its visits are added to claim {original.control_number}, which was not sent "
+                                "yet: its file is written again with them")
+            else:
+                wait = ("it is with the payer and not answered yet: once the 835 answers it, bill these visits "
+                        "on its replacement here" if original.state in ("submitted", "accepted") else
+                        f"a {original.state} claim cannot be replaced")
+                raise ServiceError(409, f"these visits' days are billed on claim {original.control_number}, "
+                                        f"and {wait}")
+            s.commit()
+        else:
+            # Asked again: an unsent original that took the lines and whose file a crash left unwritten is
+            # written now (it is blocked meanwhile, saying so).
+            billed_on = s.get(Claim, claim_billing_visits_of(s, held.id) or 0)
+            file = s.get(ClaimFile, billed_on.claim_file_id) if billed_on and billed_on.claim_file_id else None
+            if (billed_on is not None and billed_on.state == "created" and file is not None and not file.valid
+                    and not file.content and file.submitted_at is None):
+                merged_into = file.id
+        by_file = s.get(ReleaseBatch, batch_id)
+        request = _release_request(settings, by_file, actor) if by_file is not None else None
+    if merged_into is not None:
+        try:
+            await asyncio.to_thread(rewrite_blocked_file, engine, merged_into, settings)
+        except ServiceError as err:
+            if err.status != 409:
+                raise
+    if request is None:
+        return None
+    try:
+        await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:
+        pass  # billed before: its workflow's answer is kept with it
+    return await release_outcome(client, batch_id)
+
+
+def add_lines_to_unsent_claim(s: Session, original: Claim, lines: list[ClaimLine], actor: str) -> int:
+    """Move a held claim's lines onto a claim not sent yet (one claim per day of service, CLM-05), and block its
+    file until it is written again with them. Returns the file to write."""
+    last = s.exec(select(ClaimLine.line_number).where(ClaimLine.claim_id == original.id)
+                  .order_by(ClaimLine.line_number.desc())).first() or 0
+    moved = []
+    for line in lines:
+        line.live = False
+        s.add(line)
+        moved.append(ClaimLine(**line.model_dump(exclude={"id", "claim_id", "line_number", "live", "state",
+                                                            "paid_cents", "adjustments"}),
+                               claim_id=original.id, line_number=last + len(moved) + 1))
+    s.flush()  # the held lines let go of their visits before the original takes them
+    s.add_all(moved)
+    added = sum(line.charge_cents for line in moved)
+    count_receivable(s, original, -1)  # the receivable is counted again at its new total
+    original.total_cents += added
+    count_receivable(s, original, 1)
+    original.period_start = min([original.period_start, *(x.service_date for x in moved)])
+    original.period_end = max([original.period_end, *(x.service_date for x in moved)])
+    s.add(original)
+    s.add(ClaimEvent(claim_id=original.id, at=now_utc(), actor=actor, from_state=original.state,
+                     to_state=original.state, note=f"visits {', '.join(x.visit_id for x in moved)} added (CLM-05: "
+                                                   "their days of service are billed on this claim only)"))
+    file = s.exec(select(ClaimFile).where(ClaimFile.id == original.claim_file_id).with_for_update()).one()
+    file.total_cents += added
+    file.valid, file.content = False, ""
+    file.findings = [f"claim {original.control_number} took the lines of a held claim: the file must be written "
+                     "again with them (press Write the file again if this stays)"]
+    s.add(file)
+    s.flush()
+    return file.id
 
 
 async def resume_unfinished_releases(engine: Engine, client: Client, settings: Settings,

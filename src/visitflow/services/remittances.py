@@ -115,8 +115,10 @@ class _Applier:
             self._unmatched(paid, paid.lines or [None], f"no claim {paid.claim_control_number} in VisitFlow")
             return
         if claim.state in (ClaimState.replaced, ClaimState.voided):
-            self._unmatched(paid, paid.lines or [None], f"claim {claim.control_number} was {claim.state}: a newer "
-                            "claim took its place, so this answer changes nothing", claim=claim, outcome="not_applied")
+            why = ("a newer claim took its place" if claim.state == ClaimState.replaced
+                   else "the biller cancelled it")
+            self._unmatched(paid, paid.lines or [None], f"claim {claim.control_number} was {claim.state}: {why}, "
+                            "so this answer changes nothing", claim=claim, outcome="not_applied")
             return
         self.claims_matched.add(claim.id)
         if paid.payer_claim_control_number:

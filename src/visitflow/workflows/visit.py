@@ -159,8 +159,13 @@ class VisitWorkflow:
         self._projected_upto = 0  # the last timeline entry the read model has (this run's projections)
         # One projection at a time, so the read model sees versions in order and rows never race.
         self._projecting = asyncio.Lock()
-        self._reopened = carried is not None and carried.denial is not None and carried.state == VisitState.released
-        if self._reopened:
+        released = carried is not None and carried.state == VisitState.released
+        # Asked first: a visit once denied keeps its denial, and must not be reopened for it a second time.
+        back_to_billing = released and carried.back_to_billing is not None
+        self._reopened = released and (back_to_billing or carried.denial is not None)
+        if back_to_billing:
+            self._back_to_billing()
+        elif self._reopened:
             self._reopen_for_denial()
         if carried is None:
             # Logged here, not in run(): an Update that arrives with the first workflow task is handled before
@@ -231,6 +236,19 @@ class VisitWorkflow:
             v.state = VisitState.documented
         else:
             v.state = VisitState.signed
+        v.recheck = True
+
+    def _back_to_billing(self) -> None:
+        """The claim this released visit was on was voided before the payer had it (a held claim): the visit is
+        billable again. It checks its gates again and, passing them, is claim-ready to release like any other."""
+        v, back = self._visit, self._visit.back_to_billing
+        assert back is not None
+        v.returns_seen = [*v.returns_seen, back.key]
+        v.back_to_billing = None
+        v.release, v.released_at = None, None
+        v.earlier_actions = [a for a in v.earlier_actions if a != "release"]
+        self._log("system", "back_to_billing", f"claim {back.claim_control_number} was voided: {back.reason}")
+        v.state = VisitState.signed
         v.recheck = True
 
     @property

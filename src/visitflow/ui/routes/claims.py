@@ -12,7 +12,7 @@ from visitflow.db.session import write_session
 from visitflow.deps import MAX_ROW_ID, RowId, SessionDep, TemporalDep, let_go
 from visitflow.services import claims as claim_service
 from visitflow.services import queries
-from visitflow.services.commands import actor_of, void_claim
+from visitflow.services.commands import actor_of, bill_held_claim, void_claim
 from visitflow.services.errors import ServiceError
 from visitflow.ui.deps import BillingUser, get_ui, render
 from visitflow.ui.forms import FormState, read_dates
@@ -105,6 +105,27 @@ async def claim_void(claim_id: RowId, request: Request, session: SessionDep, tem
         return render(request, "claim.html", {**WORDS, "claim": detail, "void_error": err.message},
                       status=err.status)
     return RedirectResponse(f"/claims/{claim_id}?done=voided", 303)
+
+
+@router.post("/claims/{claim_id}/bill-on-replacement")
+async def claim_bill_held(claim_id: RowId, request: Request, session: SessionDep, temporal: TemporalDep,
+                          user: BillingUser) -> Response:
+    """Bill a held claim's visits on the claim that already bills their days (CLM-05); the answer is the claim
+    that bills them now. The action is keyed by the held claim itself (`rebill-<id>`), so a second press, a
+    resend or another tab lands on the same claim and makes nothing more."""
+    await request.form()
+    let_go(session)
+    engine = request.app.state.engine
+    try:
+        await bill_held_claim(engine, temporal, get_ui(request).settings, claim_id, actor_of(user))
+    except ServiceError as err:
+        with Session(engine) as fresh:
+            detail = claim_service.claim_detail(fresh, claim_id)
+        return render(request, "claim.html", {**WORDS, "claim": detail, "bill_error": err.message},
+                      status=err.status)
+    with Session(engine) as fresh:
+        billed_on = claim_service.claim_billing_visits_of(fresh, claim_id)
+    return RedirectResponse(f"/claims/{billed_on or claim_id}?done=billed", 303)
 
 
 @router.get("/claim-files")

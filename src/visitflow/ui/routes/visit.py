@@ -24,10 +24,12 @@ from visitflow.models import (
 )
 from visitflow.services import queries
 from visitflow.services.changes import changes_of_visit
+from visitflow.services.claims import visit_claims
 from visitflow.settings import Settings
 from visitflow.ui.actions import work_context
 from visitflow.ui.deps import StaffUser, UserDep, get_ui, render, visible_visit
 from visitflow.ui.forms import FORM, FormState
+from visitflow.ui.routes.claims import STATE_WORDS as CLAIM_STATE_WORDS
 from visitflow.workflows.visit import visit_workflow_id
 
 router = APIRouter(include_in_schema=False)
@@ -89,6 +91,9 @@ def visit_page_context(request: Request, session: Session, user: User, view: que
             # CHG-01: the changes that touched this visit, each linked (the staff who can open the change feed)
             "visit_changes": changes_of_visit(session, view.row.id, 20) if user.role != Role.clinician else [],
             "CHANGE_OUTCOME_WORDS": CHANGE_OUTCOMES,
+            # The claims it was billed on, for those who see claims.
+            "visit_claims": visit_claims(session, view.row.id) if user.role in (Role.admin, Role.biller) else [],
+            "CLAIM_STATES": CLAIM_STATE_WORDS,
             **work_context(session, user, view)}
 
 
