@@ -332,3 +332,32 @@ async def test_a_resend_the_moment_the_answer_arrives_gets_that_answer(api, agen
     assert [r.status_code for r in resent] == [200], [r.text for r in resent]
     assert resent[0].headers.get("Idempotent-Replayed") == "true"
     assert (await workflow_counts(client, visit["id"]))["punch"] == 1
+
+
+async def test_a_resent_request_whose_answer_was_a_redirect_is_redirected_again(agency, client, database_url,
+                                                                               tmp_path):
+    """A form answered with a redirect (and htmx's headers), sent again after the answer was lost, is sent to the
+    same place: the stored answer keeps its Location and HX-* headers, not only its status and body."""
+    from fastapi import Depends
+    from fastapi.responses import RedirectResponse
+
+    from visitflow.api.idempotency import claim_idempotency
+
+    acted: list[int] = []
+    app = create_app(Settings(database_url=database_url, task_queue="visits-test", data_dir=tmp_path),
+                     temporal=client)
+
+    async def act_then_redirect():
+        acted.append(1)
+        return RedirectResponse(f"/claims/{len(acted)}?done=billed", 303, headers={"HX-Trigger": "claims-changed"})
+
+    app.add_api_route("/api/redirecting-action", act_then_redirect, methods=["POST"],
+                      dependencies=[Depends(claim_idempotency)])
+    headers = keyed(agency, "biller")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as web:
+        first = await web.post("/api/redirecting-action", headers=headers)
+        again = await web.post("/api/redirecting-action", headers=headers)
+    assert first.status_code == again.status_code == 303
+    assert again.headers.get("Idempotent-Replayed") == "true" and len(acted) == 1
+    assert again.headers["location"] == first.headers["location"] == "/claims/1?done=billed"
+    assert again.headers["hx-trigger"] == "claims-changed"

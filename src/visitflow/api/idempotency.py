@@ -16,6 +16,7 @@ Two layers make that hold whatever dies when:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,8 +83,17 @@ def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _finish(record: IdempotentRequest, status: int, content_type: str | None, body: str) -> None:
+# The headers of an answer that tell the client where to go or what to redraw: a replayed redirect without its
+# Location (or an htmx answer without its retarget) leaves a resent form on a blank page.
+STEERING_HEADERS = ("location", "hx-redirect", "hx-location", "hx-refresh", "hx-retarget", "hx-reswap",
+                    "hx-trigger")
+
+
+def _finish(record: IdempotentRequest, status: int, content_type: str | None, body: str,
+            headers: dict[str, str] | None = None) -> None:
     record.status, record.content_type, record.body, record.locked_until = status, content_type, body, None
+    steering = {name: value for name, value in (headers or {}).items() if name in STEERING_HEADERS}
+    record.headers = json.dumps(steering) if steering else None
 
 
 class Replay(Exception):
@@ -91,6 +101,7 @@ class Replay(Exception):
 
     def __init__(self, record: IdempotentRequest) -> None:
         self.status, self.content_type, self.body = record.status, record.content_type, record.body
+        self.headers: dict[str, str] = json.loads(record.headers) if record.headers else {}
 
 
 def _claim(engine: Engine, user_id: int, method: str, path: str, key: str, digest: str) -> int:
@@ -161,17 +172,17 @@ async def _hold(request: Request, user_id: int, key: str) -> int:
 
 def replay(_request: Request, exc: Replay) -> Response:
     return Response(exc.body or "", status_code=exc.status, media_type=exc.content_type,
-                    headers={"Idempotent-Replayed": "true"})
+                    headers={**exc.headers, "Idempotent-Replayed": "true"})
 
 
-def _store(engine: Engine, record_id: int, status: int, content_type: str | None, body: str,
+def _store(engine: Engine, record_id: int, status: int, headers: dict[str, str], body: str,
            final: bool) -> None:
     with write_session(engine) as s:
         record = s.get(IdempotentRequest, record_id)
         if record is None or record.status is not None:
             return
         if final:
-            _finish(record, status, content_type, body)
+            _finish(record, status, headers.get("content-type"), body, headers)
         else:
             record.locked_until = None  # not an answer to keep: let a retry run again at once
         s.add(record)
@@ -229,7 +240,7 @@ class StoreAnswers:
         status = start["status"]
         final = status < 500 and "retry-after" not in headers
         try:
-            await run_in_threadpool(_store, self.engine, record_id, status, headers.get("content-type"),
+            await run_in_threadpool(_store, self.engine, record_id, status, headers,
                                     body.decode("utf-8", "replace"), final)
         except Exception:  # the answer still goes out; a retry then runs again, safely (Update ids)
             log.exception("could not store the answer for idempotent request %s", record_id)

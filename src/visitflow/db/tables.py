@@ -799,6 +799,7 @@ class IdempotentRequest(SQLModel, table=True):
     status: int | None = None  # None while the first request is still running
     content_type: str | None = Field(default=None, max_length=100)
     body: str | None = None
+    headers: str | None = None  # JSON: the answer's Location and htmx headers, sent again with it
 
 
 class Notification(SQLModel, table=True):
