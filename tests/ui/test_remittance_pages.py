@@ -43,7 +43,12 @@ async def test_a_biller_imports_an_835_and_sees_the_denial_go_back_to_the_clinic
 
     # The same file again (a double click, a second try): told so, nothing changes.
     again = await web.post("/remittances", headers=htmx(token), files={"file": ("era-1215.835", era, "text/plain")})
-    assert "This file was imported before" in again.text and "nothing changed" in again.text
+    assert f"This payment (TEXAS MEDICAID's ACH {trace}) was imported before" in again.text
+    assert "nothing changed" in again.text
+    # The payer's clearinghouse sends it again under new control numbers: the same payment, nothing changes.
+    copy = era.replace("*000002001*", "*000002002*").replace("IEA*1*000002001", "IEA*1*000002002")
+    resent = await web.post("/remittances", headers=htmx(token), files={"file": ("era-1215-2.835", copy, "text/plain")})
+    assert copy != era and f"{trace}) was imported before" in resent.text
 
     # The money charts show the denial by its reason, in dollars, on the billing page and the dashboard.
     for page in ("/billing", "/dashboard", "/revenue/charts"):
