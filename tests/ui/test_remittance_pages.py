@@ -35,7 +35,8 @@ async def test_a_biller_imports_an_835_and_sees_the_denial_go_back_to_the_clinic
 
     sent = await web.post("/remittances", headers=htmx(token), files={"file": ("era-1215.835", era, "text/plain")})
     assert sent.status_code == 200, sent.text
-    assert f"Imported TEXAS MEDICAID's ACH {trace} of $12.00: 0 lines paid, 0 paid less and 1 denied (back in work), 1 unmatched." in sent.text
+    assert (f"Imported TEXAS MEDICAID's ACH {trace} of $12.00: 0 lines paid, 0 paid less and 1 denied (back in work), "
+            "1 unmatched.") in sent.text
     assert "CO-252: documentation or an attachment is needed to decide the claim ($48.00)" in sent.text
     assert "Back in work with the clinician (revise the note and sign again)" in sent.text
     assert "no claim OTHER-AGENCY-1 in VisitFlow" in sent.text

@@ -189,27 +189,28 @@ def revenue_at_risk(session: Session, now: datetime, today: date) -> RevenueAtRi
     ready = queries.ready_totals(session, queries.BillingFilter(), today)  # as the billing page totals them
     ready_visits, ready_cents = sum(n for n, _ in ready.values()), sum(c for _, c in ready.values())
 
-    today = now.date()
+    utc_day = now.date()  # receivables and denials are kept by UTC day (claims' creation, remittances' import)
     receivable = [0] * len(AR_BUCKETS)
     claims = 0
     for day, cents, count in session.exec(select(ClaimAgingDay.day, ClaimAgingDay.open_cents,
                                                  ClaimAgingDay.open_claims).where(ClaimAgingDay.open_claims != 0)):
-        receivable[_ar_bucket((today - day).days)] += cents
+        receivable[_ar_bucket((utc_day - day).days)] += cents
         claims += count
 
     # The money applied to our claims' lines, not the payers' deposits: a deposit also carries money for claims
     # that are not ours or were replaced. By the day of import (UTC): today and the 30 days before.
     paid, unmatched = session.exec(select(func.coalesce(func.sum(PaymentDay.applied_cents), 0),
                                           func.coalesce(func.sum(PaymentDay.unmatched_cents), 0))
-                                   .where(PaymentDay.day >= now.date() - timedelta(days=30))).one()
-    since_month = (today.replace(day=1) - timedelta(days=31 * (DENIAL_WINDOW_MONTHS - 1))).replace(day=1)
+                                   .where(PaymentDay.day >= utc_day - timedelta(days=30))).one()
+    since_month = (utc_day.replace(day=1) - timedelta(days=31 * (DENIAL_WINDOW_MONTHS - 1))).replace(day=1)
     denied = [DenialMoney(code, _code_words(code), lines, cents) for code, lines, cents in session.exec(
         select(DenialMonth.code, func.sum(DenialMonth.lines), func.sum(DenialMonth.cents))
         .where(DenialMonth.month >= since_month).group_by(DenialMonth.code)
         .order_by(func.sum(DenialMonth.cents).desc(), DenialMonth.code))]
     return RevenueAtRisk(
         held=held, held_by_age=held_by_age, held_cents=sum(held_by_age), ready_cents=ready_cents,
-        ready_visits=ready_visits, receivable=receivable, receivable_claims=claims, paid_cents=paid, unmatched_cents=unmatched, denied=denied,
+        ready_visits=ready_visits, receivable=receivable, receivable_claims=claims, paid_cents=paid,
+        unmatched_cents=unmatched, denied=denied,
         hold_days_median=_median_days_held(session, now_s))
 
 
