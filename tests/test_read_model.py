@@ -57,6 +57,11 @@ from visitflow.settings import Settings
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+def agency_day(at: datetime):
+    """The agency's date at `at` (filing limits count the agency's days)."""
+    return at.astimezone(ZoneInfo("America/Chicago")).date()
+
+
 class Model:
     """A fresh database with two payers, two clinicians and a user of each role."""
 
@@ -247,7 +252,7 @@ def revenue_from_the_visits(s: Session, now: datetime) -> dict:
 
 def test_revenue_at_risk_comes_from_the_rollups_and_equals_the_visits(model: Model):
     with Session(model.engine) as s:
-        assert revenue_at_risk(s, NOW).hold_days_median is None
+        assert revenue_at_risk(s, NOW, agency_day(NOW)).hold_days_median is None
     ages = [timedelta(hours=3), timedelta(days=2) - timedelta(seconds=5), timedelta(days=2, seconds=5),
             timedelta(days=7), timedelta(days=7, seconds=1), timedelta(days=12), timedelta(days=30, seconds=-1),
             timedelta(days=45)]
@@ -277,7 +282,7 @@ def test_revenue_at_risk_comes_from_the_rollups_and_equals_the_visits(model: Mod
     rollups.rebuild(model.engine)
     with Session(model.engine) as s:
         for now in (NOW, NOW + timedelta(seconds=6), NOW + timedelta(days=20)):
-            r, want = revenue_at_risk(s, now), revenue_from_the_visits(s, now)
+            r, want = revenue_at_risk(s, now, agency_day(now)), revenue_from_the_visits(s, now)
             assert [(h.rule_id, h.visits, h.cents) for h in r.held] == want["held"]
             assert r.held_by_age == want["held_by_age"] and r.held_cents == want["held_cents"] > 0
             assert (r.ready_visits, r.ready_cents) == (want["ready_visits"], want["ready_cents"])
@@ -290,13 +295,15 @@ def test_revenue_at_risk_comes_from_the_rollups_and_equals_the_visits(model: Mod
             assert (one_payer.count, one_payer.amount_cents) == (2, 8 * 777 + 8 * 501)
             assert queries.ready_to_bill(s, queries.BillingFilter(date_from=day + timedelta(days=1)), None).count == 0
             assert r.hold_days_median == pytest.approx(want["median"])
-        assert revenue_at_risk(s, NOW).held_by_age[0] != revenue_at_risk(s, NOW + timedelta(seconds=6)).held_by_age[0]
+        later = NOW + timedelta(seconds=6)
+        assert (revenue_at_risk(s, NOW, agency_day(NOW)).held_by_age[0]
+                != revenue_at_risk(s, later, agency_day(later)).held_by_age[0])
     # A visit released from its hold takes its dollars with it, through the projection.
     model.project(lifecycle(model, "HELD-0", NOW - timedelta(days=50))[4])
     stored, rebuilt = model.stored_vs_rebuilt()
     assert stored == +rebuilt
     with Session(model.engine) as s:
-        r, want = revenue_at_risk(s, NOW), revenue_from_the_visits(s, NOW)
+        r, want = revenue_at_risk(s, NOW, agency_day(NOW)), revenue_from_the_visits(s, NOW)
         assert (r.held_cents, r.ready_visits) == (want["held_cents"], 4)
 
 
@@ -666,3 +673,37 @@ def test_a_database_with_rollups_gets_the_team_and_dashboard_totals_when_migrate
     stored, rebuilt = model.stored_vs_rebuilt()
     assert stored == +rebuilt and {"team", "task_total", "exception_total"} <= {f for f, *_ in stored}
     assert "task" not in {f for f, *_ in stored}
+
+
+def test_a_visit_past_its_filing_limit_is_held_for_clm_07_not_ready_to_bill(model: Model):
+    """Release refuses a claim-ready visit past its payer's filing limit (CLM-07), so the money panel counts it
+    held for CLM-07, not ready to bill, and the billing list says so; from the ready rollups, by date of service."""
+    today = agency_day(NOW)
+    for visit_id, days in (("ON-TIME", 10), ("LATE", 40)):
+        model.project(lifecycle(model, visit_id, NOW - timedelta(days=days))[4])
+    with write_session(model.engine) as s:  # the payer takes claims for 30 days from the date of service
+        payer = s.get(Payer, model.payers[0].id)
+        payer.filing_limit_days = 30
+        s.add(payer)
+        s.commit()
+    with Session(model.engine) as s:
+        rate = model.payers[0].rate_per_unit_cents
+        on_time, late = (s.get(Visit, v).billable_units * rate for v in ("ON-TIME", "LATE"))
+        r = revenue_at_risk(s, NOW, today)
+        assert (r.ready_visits, r.ready_cents) == (1, on_time)
+        assert [(h.rule_id, h.visits, h.cents) for h in r.held] == [("CLM-07", 1, late)]
+        # Held since the day after its last filing day: 10 days.
+        assert r.held_cents == late and r.held_by_age == [0, 0, late, 0]
+
+        bill = queries.ready_to_bill(s, queries.BillingFilter(), None, today)
+        assert (bill.count, bill.amount_cents, bill.late, bill.late_cents) == (2, on_time, 1, late)
+        filing = {row.visit_id: row.filing for g in bill.page.items for row in g.rows}
+        assert filing["LATE"] == "late" and filing["ON-TIME"] != "late"
+        day = s.get(Visit, "LATE").service_date
+        only_late = queries.ready_to_bill(s, queries.BillingFilter(date_to=day), None, today)
+        [group] = only_late.page.items
+        assert (group.count, group.amount_cents, group.late, [row.visit_id for row in group.rows]) == (
+            1, 0, 1, ["LATE"])
+        # Twenty days earlier both were still within the limit: both ready, nothing held.
+        earlier = revenue_at_risk(s, NOW, today - timedelta(days=20))
+        assert (earlier.ready_visits, earlier.held) == (2, [])

@@ -179,21 +179,29 @@ def migrate_cmd() -> None:
     typer.echo(f"database is at the newest schema: {settings.resolved_database_url}")
 
 
-if __name__ == "__main__":
-    app()
-
-
 @app.command("rebuild-rollups")
 def rebuild_rollups(from_snapshots: bool = typer.Option(
         False, "--from-snapshots",
         help="First copy the dashboard's columns (note submitted, waiting since) out of every visit's snapshot "
              "(`migrate` does this once for a database whose visits were projected before migration 0006)")
         ) -> None:
-    """Recompute the dashboard's and the team table's counts from the visits (the projection keeps them
-    current; this repairs them, or fills them after an upgrade). Projections wait while it runs."""
+    """Recompute the dashboard's and the team table's counts from the visits, and the money figures
+    (receivables, denials, payments) from the claims and remittances (their writers keep them current; this
+    repairs them, or fills them after an upgrade). Projections, claim and remittance writers wait while it runs."""
+    from visitflow.db.session import write_session
+    from visitflow.services.revenue import rebuild_revenue_rollups
     from visitflow.services.rollups import rebuild
 
     settings = get_settings()
     migrate(settings.resolved_database_url)
-    rows = rebuild(get_engine(settings.resolved_database_url), from_snapshots=from_snapshots)
-    typer.echo(f"Rollups rebuilt: {rows} rows.")
+    engine = get_engine(settings.resolved_database_url)
+    rows = rebuild(engine, from_snapshots=from_snapshots)
+    with write_session(engine) as session:
+        days, months, paid_days = rebuild_revenue_rollups(session)
+        session.commit()
+    typer.echo(f"Rollups rebuilt: {rows} rows; money: {days} days of receivables, {months} denial rows, "
+               f"{paid_days} days of payments.")
+
+
+if __name__ == "__main__":  # last, so `python -m visitflow.cli` knows every command above
+    app()

@@ -95,7 +95,7 @@ def _print(path: Path, outcome: ImportOutcome) -> None:
         return
     typer.echo(f"{path}: remittance {r.id} from {r.payer_name}, {r.payment_method} {r.trace_number} "
                f"${r.amount_cents / 100:,.2f}: {r.claims_matched} claim(s), {r.lines_paid} line(s) paid, "
-               f"{r.lines_denied} denied, {r.lines_unmatched} unmatched")
+               f"{r.lines_adjusted} paid less, {r.lines_denied} denied, {r.lines_unmatched} unmatched")
     for line in outcome.lines:
         if line.outcome in ("denied", "adjusted"):
             typer.echo(f"  {line.outcome} visit {line.visit_id} on claim {line.claim_control_number}: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
@@ -124,7 +125,7 @@ async def test_paid_and_denied_then_fixed_replaced_and_paid(api, billable, t0, e
                     sorted((r.month, r.code, r.cents, r.lines) for r in s.exec(select(DenialMonth))))
     kept = rollups()
     with Session(engine) as s:
-        money = revenue_at_risk(s, datetime.now(UTC))
+        money = revenue_at_risk(s, datetime.now(UTC), datetime.now(ZoneInfo("America/Chicago")).date())
     assert money.denied_cents >= line_of[denied_visit].charge_cents
     assert any(d.code == "CO-252" and "documentation" in d.words for d in money.denied)
     with write_session(engine) as s:

@@ -40,6 +40,10 @@ async def test_the_office_loads_authorizations_and_billing_reads_what_changed(we
             Authorization.source_id == f"ui-{t}-3")).one() == 0
     none = await web.post("/intake/authorizations", headers=htmx(token), files={})
     assert none.status_code == 422 and "Choose the CSV file" in none.text
+    # A spreadsheet saved as itself, not as CSV: told so on the page, in words.
+    binary = await web.post("/intake/authorizations", headers=htmx(token),
+                            files={"file": ("auths.xls", b"\xd0\xcf\x11\xe0\x00\x00" + head.encode(), "text/csv")})
+    assert binary.status_code == 422 and "auths.xls is not a text file" in binary.text and '"detail"' not in binary.text
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ui_app), base_url="http://testserver") as other:
         await sign_in(other, agency.users["biller"].username)

@@ -48,7 +48,7 @@ async def test_a_biller_imports_the_payers_835(live_url, browser, agency, visits
     # Imported again by mistake: said so, nothing changes.
     await page.get_by_label("835 file from the payer or clearinghouse").set_input_files(str(era))
     await page.get_by_role("button", name="Import").click()
-    await expect(outcome).to_contain_text("This file was imported before")
+    await expect(outcome).to_contain_text(f"This payment (TEXAS MEDICAID's NON {trace}) was imported before")
     await outcome.get_by_role("link", name="Open the remittance").click()
     await expect(page.get_by_role("heading", name=f"TEXAS MEDICAID: NON {trace}")).to_be_visible()
     await expect(page.get_by_role("link", name=spec.visit_id)).to_be_visible()

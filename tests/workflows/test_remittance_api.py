@@ -82,6 +82,8 @@ async def test_import_835_from_the_shell_and_again(client, env, agency, engine, 
     ], trace=f"EFT-{uuid.uuid4().hex[:8]}"))
     junk = tmp_path / "junk.txt"
     junk.write_text("not an 835")
+    cut = tmp_path / "era-cut.835"  # the first part of a file that did not arrive whole
+    cut.write_text(era.read_text()[:era.read_text().index("CLP*SOMEONE-ELSES") + 10])
     environment = {**os.environ, "DATABASE_URL": database_url, "VISITFLOW_TASK_QUEUE": "visits-test",
                    "VISITFLOW_TEMPORAL_ADDRESS": env.client.service_client.config.target_host}
 
@@ -96,10 +98,12 @@ async def test_import_835_from_the_shell_and_again(client, env, agency, engine, 
     status, out, _ = await visitflow("import-835", str(era), "--as", biller)
     # One line matched no claim of ours: listed, and the exit status says so.
     assert status == 1, out
-    assert "1 line(s) paid, 0 denied, 1 unmatched" in out and "no claim SOMEONE-ELSES in VisitFlow" in out
+    assert "1 line(s) paid, 0 paid less, 0 denied, 1 unmatched" in out and "no claim SOMEONE-ELSES in VisitFlow" in out
     status, out, _ = await visitflow("import-835", str(era), "--as", biller)
     assert status == 0 and "imported before" in out
     status, out, err = await visitflow("import-835", str(junk), "--as", biller, "--json")
     assert status == 2 and json.loads(out)["files"][0]["imported"] is False
+    status, _, err = await visitflow("import-835", str(cut), "--as", biller)
+    assert status == 2 and "not imported" in err and "the file is incomplete" in err, err
     status, _, err = await visitflow("import-835", str(era), "--as", agency.users["clinician"].username)
     assert status == 2 and "no active biller or admin" in err

@@ -40,7 +40,10 @@ async def import_remittance(request: Request, response: Response, session: Sessi
     become paid; denied lines, and lines paid less for a reason someone can fix, go back into work with the
     payer's codes in words. Lines that match nothing are listed, never dropped.
 
-    Importing the same file again changes nothing and answers 200 with `already_imported: true`. If denied visits
+    A file pyx12 finds incomplete (cut short: no SE, GE, IEA) or not as the 835 guide says is refused whole with
+    422 and what is wrong in words. A payment is imported once, known by its payer and TRN trace number: the same
+    file again, or a copy re-sent under new control numbers, changes nothing and answers 200 with
+    `already_imported: true`. If denied visits
     could not be sent back into work (Temporal unreachable), `still_to_return` lists them: import the same file
     again to finish."""
     text, filename = await x12_body(request)

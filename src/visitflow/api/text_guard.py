@@ -30,6 +30,12 @@ def _strings(value: Any) -> Iterator[str]:
 
 def unstorable_text(body: bytes, content_type: str) -> str | None:
     """Why this request body cannot be stored, or None when it can."""
+    if "multipart/form-data" in content_type.lower():
+        # A form with a file: the file's bytes are its page's to judge (it says in words, on the page, that a
+        # binary file is not the text file it asks for); only the typed fields are checked here.
+        if any(b"\x00" in field for field in _multipart_text_fields(body, content_type)):
+            return "text may not contain NUL characters"
+        return None
     if b"\x00" in body:
         return "the request contains a NUL character, which cannot be stored"
     if "json" in content_type:
@@ -49,6 +55,19 @@ def unstorable_text(body: bytes, content_type: str) -> str | None:
         except UnicodeEncodeError:
             return "text contains an invalid character (a lone UTF-16 surrogate)"
     return None
+
+
+def _multipart_text_fields(body: bytes, content_type: str) -> Iterator[bytes]:
+    """The values of a multipart form's fields that are not files. With no boundary, the whole body."""
+    boundary = next((p.split("=", 1)[1].strip().strip('"') for p in content_type.split(";")[1:]
+                     if p.strip().lower().startswith("boundary=")), "")
+    if not boundary:
+        yield body
+        return
+    for part in body.split(b"--" + boundary.encode("latin-1")):
+        headers = part.partition(b"\r\n\r\n")[0]
+        if b"filename=" not in headers.lower():
+            yield part
 
 
 def unstorable_address(path: str, query: str) -> str | None:

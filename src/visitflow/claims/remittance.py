@@ -18,7 +18,7 @@ import pyx12.x12context
 from pydantic import BaseModel
 
 from visitflow.claims.reader import implementation_guide
-from visitflow.claims.validate import PYX12_CANNOT_READ, UnreadableX12, normalized, unreadable
+from visitflow.claims.validate import PYX12_CANNOT_READ, UnreadableX12, normalized, unreadable, validate_x12
 
 REMITTANCE_GUIDE = "005010X221A1"
 
@@ -157,10 +157,15 @@ class Remittance(BaseModel):
 
 def read_835(text: str) -> Remittance:
     """The payer, the payment and every claim and line of an 835. UnreadableX12 when it is not an 835 005010X221A1;
-    RemittanceError when an amount is missing or not in cents."""
+    RemittanceError when pyx12 finds it incomplete or not as the guide says, or an amount is missing or not in
+    cents."""
     guide = implementation_guide(text)
     if guide != REMITTANCE_GUIDE:
         raise UnreadableX12(f"not an 835 ({REMITTANCE_GUIDE}) file: GS08 is {guide!r}")
+    # The reader below takes whatever segments arrive: a file cut short in transit (no SE, GE, IEA) would be
+    # applied as far as it goes and its money counted. pyx12 checks it whole first, as it checks our 837s.
+    if findings := validate_x12(text):
+        raise RemittanceError(incomplete(findings))
     header: dict[str, str | None] = {}
     claims: list[ClaimPayment] = []
     line: LinePayment | None = None
@@ -195,6 +200,14 @@ def read_835(text: str) -> Remittance:
     return Remittance(payer_name=header["payer_name"], payer_id=header.get("payer_id"),
                       payee_name=header.get("payee_name"), payee_npi=header.get("payee_npi"),
                       payment=payment, claims=claims)
+
+
+def incomplete(findings: list, shown: int = 5) -> str:
+    """pyx12's findings in words, the first few by line, for a file refused whole."""
+    # (Without the rule id: CLM-06 names the check on the claims we send.)
+    said = "; ".join(f.describe().removeprefix(f"{f.rule_id} ") for f in findings[:shown])
+    more = f"; and {len(findings) - shown} more" if len(findings) > shown else ""
+    return f"the file is incomplete or does not follow the 835 guide, so nothing was imported: {said}{more}"
 
 
 def _claim_segment(node, claims: list[ClaimPayment], where: str) -> None:

@@ -706,15 +706,21 @@ class RemittanceBase(SQLModel):
     imported_by: str = Field(max_length=80)
     claims_matched: int = 0
     lines_paid: int = 0
-    lines_denied: int = 0  # denied or adjusted for a reason someone can fix: sent back into work
+    lines_adjusted: int = 0  # paid less for a reason someone can fix: sent back into work
+    lines_denied: int = 0  # paid nothing: sent back into work
     lines_unmatched: int = 0  # listed, never dropped
 
 
 class Remittance(RemittanceBase, table=True):
-    """An imported 835. The digest of its text is unique: importing the same file again changes nothing."""
+    """An imported 835. One payment is imported once: its payment key (the payer and the TRN trace number, the
+    key a bank deposit is matched by) is unique, and so is the digest of its text, so the same file again, or a
+    copy re-sent under new control numbers, changes nothing."""
 
     id: int | None = Field(default=None, primary_key=True)
     digest: str = Field(unique=True, max_length=64)
+    # "<payer>|<trace number>" (services.remittances.payment_key). None only on a copy imported before the key
+    # existed (migration 0016): the first import of each payment keeps the key, and only it counts as paid.
+    payment_key: str | None = Field(default=None, unique=True, index=True, max_length=140)
     content: str
 
 
@@ -777,6 +783,16 @@ class DenialMonth(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=12)  # e.g. "CO-252"
     cents: int = 0
     lines: int = 0
+
+
+class PaymentDay(SQLModel, table=True):
+    """The payers' money by the day (UTC) its 835 was imported: what was applied to our claims' lines, and what
+    matched no claim of ours (or a claim a newer one replaced). Moved by the remittance import in its own
+    transaction, so "paid in the last 30 days" is a sum over 30 rows."""
+
+    day: date = Field(primary_key=True)
+    applied_cents: int = 0
+    unmatched_cents: int = 0
 
 
 class IdempotentRequest(SQLModel, table=True):

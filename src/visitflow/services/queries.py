@@ -445,42 +445,93 @@ class PayerGroup:
 
     payer_id: int
     payer: str
-    count: int
-    amount_cents: int
+    count: int  # every visit listed, those past the filing limit too
+    amount_cents: int  # the dollars that can be billed: not those past the filing limit
+    late: int = 0  # past the payer's filing limit (CLM-07): listed, held, cannot be released
+    late_cents: int = 0
     rows: list[ReadyRow] = field(default_factory=list)
 
 
 @dataclass
 class ReadyToBill:
     page: Page[PayerGroup]
-    count: int  # every visit ready to bill for the filters, on all pages
-    amount_cents: int
+    count: int  # every visit listed for the filters, on all pages (those past the filing limit too)
+    amount_cents: int  # what can be billed: not the visits past their filing limit
+    late: int = 0  # visits past their payer's filing limit (CLM-07), only counted when `today` is given
+    late_cents: int = 0
 
 
-def ready_totals(session: Session, filters: BillingFilter) -> dict[int, tuple[int, int]]:
-    """Per payer: the visits ready to bill within the filters and their dollars as the claims will bill them (the
-    fee schedule's rate for the service and modifiers, else the payer's), from the rollups the projection keeps
-    by payer, service, modifiers and date of service: a few rows per day of service, however many visits."""
+def filing_cutoffs(session: Session, today: date) -> dict[int, int]:
+    """CLM-07 per payer: the first date of service (as an ordinal) still within its filing limit on `today`. A
+    visit of an earlier date is late (`filing_status`): release refuses it, so it is held, not ready."""
+    return {payer_id: today.toordinal() - limit
+            for payer_id, limit in session.exec(select(Payer.id, Payer.filing_limit_days)).all()}
+
+
+def _filing(cutoffs: dict[int, int], late: bool):
+    """The ready rollup rows (keyed "payer|...", by date of service) within their payer's filing limit, or past it."""
+    R = VisitRollup
+    terms = [and_(R.key.startswith(f"{payer_id}|"), R.at < cut if late else R.at >= cut)
+             for payer_id, cut in cutoffs.items()]
+    return or_(*terms) if terms else ~true()
+
+
+def _ready_rollup_where(filters: BillingFilter) -> list:
+    """The ready rollup rows (by payer, service, modifiers and date of service) within the biller's filters."""
     R = VisitRollup
     where = [R.figure.in_(("ready", "ready_units"))]
     if filters.date_from:
         where.append(R.at >= filters.date_from.toordinal())
     if filters.date_to:
         where.append(R.at <= filters.date_to.toordinal())
-    by_service: dict[tuple[int, str, str], list[int]] = {}
+    if filters.payer_id:
+        where.append(R.key.startswith(f"{filters.payer_id}|"))
+    return where
+
+
+def ready_totals(session: Session, filters: BillingFilter, today: date | None = None) -> dict[int, tuple[int, int]]:
+    """Per payer: the visits ready to bill within the filters and their dollars as the claims will bill them (the
+    fee schedule's rate for the service and modifiers, else the payer's), from the rollups the projection keeps
+    by payer, service, modifiers and date of service: a few rows per day of service, however many visits. With
+    `today` (the agency's date), visits past their payer's filing limit (CLM-07) are left out: they cannot be
+    released (`past_filing_limit` counts them)."""
+    R = VisitRollup
+    where = _ready_rollup_where(filters)
+    if today is not None:
+        where.append(_filing(filing_cutoffs(session, today), late=False))
+    by_service: dict[str, list[int]] = {}
     for figure, key, n in session.exec(select(R.figure, R.key, func.sum(R.n)).where(*where)
                                        .group_by(R.figure, R.key)).all():
-        payer_id = rollups.read_ready_key(key)[0]
-        if filters.payer_id and payer_id != filters.payer_id:
-            continue
         by_service.setdefault(key, [0, 0])[0 if figure == "ready" else 1] += int(n)
-    rates = unit_rates(session, {rollups.read_ready_key(key)[0] for key in by_service})
-    totals: dict[int, tuple[int, int]] = {}
-    for key, (n, units) in by_service.items():
+    return {payer_id: (n, cents) for payer_id, n, cents, _ in _priced(session, by_service.items()) if n}
+
+
+def _priced(session: Session, counts) -> list[tuple[int, int, int, int]]:
+    """(payer id, visits, cents, date of service ordinal or 0) summed per payer (and day) from
+    ((key[, day]), [visits, units]) pairs, at the rate its claim will bill."""
+    counts = list(counts)
+    keys = [k if isinstance(k, str) else k[0] for k, _ in counts]
+    rates = unit_rates(session, {rollups.read_ready_key(key)[0] for key in keys})
+    totals: dict[tuple[int, int], list[int]] = {}
+    for k, (n, units) in counts:
+        key, day = (k, 0) if isinstance(k, str) else k
         payer_id, code, modifiers = rollups.read_ready_key(key)
-        count, cents = totals.get(payer_id, (0, 0))
-        totals[payer_id] = (count + n, cents + units * rates(payer_id, code, modifiers))
-    return {payer_id: total for payer_id, total in totals.items() if total[0]}
+        entry = totals.setdefault((payer_id, day), [0, 0])
+        entry[0] += n
+        entry[1] += units * rates(payer_id, code, modifiers)
+    return [(payer_id, n, cents, day) for (payer_id, day), (n, cents) in totals.items()]
+
+
+def past_filing_limit(session: Session, filters: BillingFilter, today: date) -> list[tuple[int, date, int, int]]:
+    """CLM-07: the claim-ready visits past their payer's filing limit on `today`, which release refuses, as
+    (payer id, date of service, visits, dollars). From the ready rollups: the rows of the late days only."""
+    R = VisitRollup
+    by_day: dict[tuple[str, int], list[int]] = {}
+    for figure, key, at, n in session.exec(select(R.figure, R.key, R.at, R.n).where(
+            *_ready_rollup_where(filters), _filing(filing_cutoffs(session, today), late=True))).all():
+        by_day.setdefault((key, at), [0, 0])[0 if figure == "ready" else 1] += int(n)
+    return sorted((payer_id, date.fromordinal(day), n, cents)
+                  for payer_id, n, cents, day in _priced(session, by_day.items()) if n)
 
 
 def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, today: date | None = None,
@@ -491,9 +542,15 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, t
     The page is read payer by payer along the index (state, payer, service date, id) after a keyset cursor (payer
     name, payer id, service date, visit id), so it never sorts the claim-ready visits, however many there are."""
     where = _ready_where(filters)
-    totals = ready_totals(session, filters)
-    rates = unit_rates(session, set(totals))  # each row's dollars, as its claim will bill them
-    billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(totals))))}
+    totals = ready_totals(session, filters, today)
+    late: dict[int, tuple[int, int]] = {}  # listed, but held: past the filing limit
+    if today is not None:
+        for payer_id, _day, n, cents in past_filing_limit(session, filters, today):
+            visits, dollars = late.get(payer_id, (0, 0))
+            late[payer_id] = (visits + n, dollars + cents)
+    listed = set(totals) | set(late)
+    rates = unit_rates(session, listed)  # each row's dollars, as its claim will bill them
+    billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(listed))))}
     cursor = decode_cursor(after, str, int, date, str) if after else None
     after = after if cursor is not None else None
     rows: list = []
@@ -514,7 +571,10 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, t
     last = rows[size - 1] if len(rows) > size else None
     groups: dict[int, PayerGroup] = {}
     for v, p, c, pay, auth in rows[:size]:
-        group = groups.setdefault(pay.id, PayerGroup(pay.id, pay.name, *totals.get(pay.id, (0, 0))))
+        if pay.id not in groups:
+            (n, cents), (n_late, cents_late) = totals.get(pay.id, (0, 0)), late.get(pay.id, (0, 0))
+            groups[pay.id] = PayerGroup(pay.id, pay.name, n + n_late, cents, n_late, cents_late)
+        group = groups[pay.id]
         group.rows.append(ReadyRow(visit_id=v.id, patient=person(p), clinician=clinician_label(c), payer=pay.name,
                                    service_code=v.service_code, modifiers=list(v.modifiers),
                                    service_date=v.service_date, units=v.billable_units,
@@ -524,10 +584,11 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, t
         if today is not None:
             row = group.rows[-1]
             row.filing_deadline, row.days_left, row.filing = filing_status(v.service_date, pay, today)
-    count = sum(n for n, _ in totals.values())
+    count = sum(n for n, _ in totals.values()) + sum(n for n, _ in late.values())
     following = encode_cursor(last[3].name, last[3].id, last[0].service_date, last[0].id) if last else None
     return ReadyToBill(page=Page(list(groups.values()), after, following, count, False, size), count=count,
-                       amount_cents=sum(cents for _, cents in totals.values()))
+                       amount_cents=sum(cents for _, cents in totals.values()),
+                       late=sum(n for n, _ in late.values()), late_cents=sum(c for _, c in late.values()))
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """835 remittances: what the payer paid, per claim and per visit line, applied to our claims; denials back into work.
 
 The import happens in two steps, each safe to repeat:
-1. One transaction records the file (its digest is unique) and applies every CLP and SVC to the claim and the line
-   it answers. Importing the same file again finds the digest and changes nothing.
+1. One transaction records the payment and applies every CLP and SVC to the claim and the line it answers. A
+   payment is known by its payer and TRN trace number (the key its bank deposit is matched by), unique in the
+   database, as is the digest of the file: importing the same file again, or a copy the payer re-sent under new
+   control numbers (ISA13/GS06), changes nothing, even when both arrive at once.
 2. Each denied (or fixably underpaid) visit is sent back into work: a new run of its workflow with the denial
    attached (`commands.reopen_denied_visit`), marked on the remittance line when done. If Temporal cannot be
    reached, the lines stay marked as still to send, and importing the same file again finishes the job.
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
+from sqlalchemy import or_
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 from temporalio.client import Client
@@ -38,7 +42,7 @@ from visitflow.models import Actor, Denial, DenialKind
 from visitflow.services.claims import set_claim_state
 from visitflow.services.commands import reopen_denied_visit
 from visitflow.services.errors import ServiceError
-from visitflow.services.revenue import count_denial, denial_code
+from visitflow.services.revenue import NOT_APPLIED, count_denial, count_payment, denial_code
 from visitflow.settings import Settings
 
 # Lines that send their visit back into work.
@@ -47,7 +51,7 @@ SENT_BACK = (LineOutcome.denied.value, LineOutcome.adjusted.value)
 
 class ImportOutcome(BaseModel):
     remittance: RemittancePublic
-    already_imported: bool  # the same file was imported before: nothing changed this time
+    already_imported: bool  # this payment (same payer and trace number) was imported before: nothing changed
     lines: list[RemittanceLinePublic]
     returned_to_work: list[str]  # visits this import sent back into work
     still_to_return: list[str]  # denied visits not yet back in work (Temporal unreachable): import again
@@ -55,6 +59,16 @@ class ImportOutcome(BaseModel):
 
 def digest_of(text: str) -> str:
     return hashlib.sha256(normalized(text).encode()).hexdigest()
+
+
+def payment_key(payer_code: str | None, payer_name: str, trace_number: str, digest: str) -> str:
+    """What identifies one payment: the payer (TRN03, else its name) and the trace number (TRN02), compared
+    without regard to case or spaces around them. A file with no trace number is known by its text alone."""
+    trace = trace_number.strip().upper()
+    if not trace:
+        return f"file|{digest}"
+    payer = (payer_code or "").strip().upper() or payer_name.strip().upper()
+    return f"{payer[:80]}|{trace[:50]}"
 
 
 async def import_835(engine: Engine, client: Client | None, settings: Settings, text: str, parsed: Parsed, actor: Actor,
@@ -74,13 +88,33 @@ def record_835(engine: Engine, settings: Settings, text: str, parsed: Parsed, ac
                filename: str | None) -> tuple[int, bool]:
     """Step 1: the file and everything it says, in one transaction. Returns (remittance id, imported before)."""
     digest = digest_of(text)
+    key = payment_key(parsed.payer_id, parsed.payer_name, parsed.payment.trace_number, digest)
+    try:
+        return _record(engine, settings, text, parsed, actor, filename, digest, key)
+    except IntegrityError:
+        # Another import of the same payment committed between our read and our write: the unique keys refused
+        # ours, and nothing of it was kept. That one stands.
+        with Session(engine) as session:
+            existing = _imported_before(session, digest, key)
+        if existing is None:
+            raise
+        return existing, True
+
+
+def _imported_before(session: Session, digest: str, key: str) -> int | None:
+    return session.exec(select(Remittance.id).where(or_(Remittance.payment_key == key, Remittance.digest == digest))
+                        .order_by(Remittance.id)).first()
+
+
+def _record(engine: Engine, settings: Settings, text: str, parsed: Parsed, actor: Actor, filename: str | None,
+            digest: str, key: str) -> tuple[int, bool]:
     now = datetime.now(UTC)
     with write_session(engine) as session:
-        existing = session.exec(select(Remittance.id).where(Remittance.digest == digest)).first()
+        existing = _imported_before(session, digest, key)
         if existing is not None:
             return existing, True
         remittance = Remittance(
-            digest=digest, content=text, payer_name=parsed.payer_name[:60], payer_code=parsed.payer_id,
+            digest=digest, payment_key=key, content=text, payer_name=parsed.payer_name[:60], payer_code=parsed.payer_id,
             trace_number=parsed.payment.trace_number[:50], payment_method=parsed.payment.method[:3],
             amount_cents=parsed.payment.amount_cents, paid_on=parsed.payment.paid_on,
             filename=(filename or None) and filename[:200], imported_at=now, imported_by=actor.username)
@@ -90,10 +124,17 @@ def record_835(engine: Engine, settings: Settings, text: str, parsed: Parsed, ac
         for claim_payment in parsed.claims:
             applier.apply(claim_payment)
         remittance.claims_matched = len(applier.claims_matched)
+        applied = unmatched = 0
         for row in applier.rows:
             remittance.lines_paid += row.outcome == LineOutcome.paid.value
-            remittance.lines_denied += row.outcome in SENT_BACK
-            remittance.lines_unmatched += row.outcome in ("unmatched", "not_applied")
+            remittance.lines_adjusted += row.outcome == LineOutcome.adjusted.value
+            remittance.lines_denied += row.outcome == LineOutcome.denied.value
+            if row.outcome in NOT_APPLIED:
+                remittance.lines_unmatched += 1
+                unmatched += row.paid_cents
+            else:
+                applied += row.paid_cents
+        count_payment(session, now.date(), applied, unmatched)
         session.add(remittance)
         session.commit()
         return remittance.id, False

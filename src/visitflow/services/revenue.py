@@ -2,9 +2,9 @@
 
 Every figure is read from a rollup, never a scan of the visits, holds or claims: the dollars held (by rule, by
 age) and ready to bill from `visitrollup` (kept by the visit projection, see services/rollups.py), receivables from
-`ClaimAgingDay` and denials from `DenialMonth`, both moved in the same transaction as the claim or the remittance
-that changes them.
-`rebuild_revenue_rollups` recomputes both from the claims and remittance lines when needed.
+`ClaimAgingDay`, denials from `DenialMonth` and money paid from `PaymentDay`, each moved in the same transaction as
+the claim or the remittance that changes it.
+`rebuild_revenue_rollups` recomputes them from the claims and remittance lines (`visitflow rebuild-rollups`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, func, union_all
+from sqlalchemy.engine import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, delete, select
@@ -26,6 +27,7 @@ from visitflow.db.tables import (
     ClaimAgingDay,
     DenialMonth,
     Payer,
+    PaymentDay,
     Remittance,
     RemittanceLine,
     VisitRollup,
@@ -36,6 +38,8 @@ from visitflow.services import queries, rollups
 AR_BUCKETS = ["0–30 days", "31–60 days", "61–90 days", "90+ days"]
 HOLD_BUCKETS = ["under 2 days", "2–7 days", "8–30 days", "30+ days"]
 DENIAL_WINDOW_MONTHS = 3
+# Remittance lines whose money went to no claim line of ours: listed, never counted as paid.
+NOT_APPLIED = ("unmatched", "not_applied")
 
 
 def _upsert(session: Session, table, keys: dict, **deltas: int) -> None:
@@ -67,6 +71,11 @@ def claim_moved(session: Session, claim: Claim, from_state: str | None, to_state
 
 def count_denial(session: Session, paid_on: date, code: str, cents: int) -> None:
     _upsert(session, DenialMonth, {"month": paid_on.replace(day=1), "code": code[:12]}, cents=cents, lines=1)
+
+
+def count_payment(session: Session, day: date, applied_cents: int, unmatched_cents: int) -> None:
+    """An imported 835's money: applied to our claims' lines, or matching none of them."""
+    _upsert(session, PaymentDay, {"day": day}, applied_cents=applied_cents, unmatched_cents=unmatched_cents)
 
 
 def denial_code(reasons: list[str]) -> str:
@@ -102,7 +111,8 @@ class RevenueAtRisk:
     ready_visits: int
     receivable: list[int]  # cents per AR_BUCKETS
     receivable_claims: int
-    paid_cents: int  # remittances paid in the last 30 days
+    paid_cents: int  # applied to our claims' lines by the remittances imported in the last 30 days
+    unmatched_cents: int  # the same remittances' money for no claim of ours (or one a newer claim replaced)
     denied: list[DenialMoney]  # last DENIAL_WINDOW_MONTHS months, most dollars first
     hold_days_median: float | None  # how long held visits have waited: revenue delayed by holds
 
@@ -123,9 +133,10 @@ def _ar_bucket(days: int) -> int:
     return 0 if days <= 30 else 1 if days <= 60 else 2 if days <= 90 else 3
 
 
-def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
+def revenue_at_risk(session: Session, now: datetime, today: date) -> RevenueAtRisk:
     """Every figure from rollups: the visits' (`visitrollup`, kept by the projection) and the claims' and
-    remittances' (below), so the panel costs the same at any number of visits."""
+    remittances' (below), so the panel costs the same at any number of visits. `today` is the agency's date:
+    a claim-ready visit past its payer's filing limit on it is held for CLM-07, not ready to bill."""
     rates = dict(session.exec(select(Payer.id, Payer.rate_per_unit_cents)).all())
     R = VisitRollup
 
@@ -141,6 +152,16 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
             entry[0] += n
         else:
             entry[1] += cents(payer, n)
+    # Claim-ready but past the payer's filing limit (CLM-07): release refuses them, so their dollars are held, since
+    # the day after their last filing day. From the ready rollups' late days only.
+    cutoffs = queries.filing_cutoffs(session, today)
+    late = queries.past_filing_limit(session, queries.BillingFilter(), today)
+    late_by_age = [0] * len(HOLD_BUCKETS)
+    for payer_id, day, n, c in late:
+        entry = by_rule.setdefault("CLM-07", [0, 0])
+        entry[0] += n
+        entry[1] += c
+        late_by_age[_hold_bucket(cutoffs[payer_id] - day.toordinal())] += c
     held = sorted((RuleMoney(rule, RULES.get(rule, rule), n, c) for rule, (n, c) in by_rule.items()),
                   key=lambda r: (-r.cents, r.rule_id))
 
@@ -153,7 +174,7 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
     def bucket(at: float) -> int:
         return _hold_bucket((now_s - at) / rollups.DAY)
 
-    held_by_age = [0] * len(HOLD_BUCKETS)
+    held_by_age = late_by_age
     cut: set[int] = set()
     for payer, day, n in session.exec(select(R.key, R.at, R.n).where(R.figure == "held_day_value")).all():
         if any(day <= edge < day + rollups.DAY for edge in edges):
@@ -171,27 +192,31 @@ def revenue_at_risk(session: Session, now: datetime) -> RevenueAtRisk:
                 .group_by(in_cut_days.c.key, in_cut_days.c.age)).all():
             held_by_age[bucket_index] += cents(payer, n)
 
-    ready = queries.ready_totals(session, queries.BillingFilter())  # as the billing page totals them
+    ready = queries.ready_totals(session, queries.BillingFilter(), today)  # as the billing page totals them
     ready_visits, ready_cents = sum(n for n, _ in ready.values()), sum(c for _, c in ready.values())
 
-    today = now.date()
+    utc_day = now.date()  # receivables and denials are kept by UTC day (claims' creation, remittances' import)
     receivable = [0] * len(AR_BUCKETS)
     claims = 0
     for day, cents, count in session.exec(select(ClaimAgingDay.day, ClaimAgingDay.open_cents,
                                                  ClaimAgingDay.open_claims).where(ClaimAgingDay.open_claims != 0)):
-        receivable[_ar_bucket((today - day).days)] += cents
+        receivable[_ar_bucket((utc_day - day).days)] += cents
         claims += count
 
-    paid = session.exec(select(func.coalesce(func.sum(Remittance.amount_cents), 0))
-                        .where(Remittance.imported_at >= now - timedelta(days=30))).one()
-    since_month = (today.replace(day=1) - timedelta(days=31 * (DENIAL_WINDOW_MONTHS - 1))).replace(day=1)
+    # The money applied to our claims' lines, not the payers' deposits: a deposit also carries money for claims
+    # that are not ours or were replaced. By the day of import (UTC): today and the 30 days before.
+    paid, unmatched = session.exec(select(func.coalesce(func.sum(PaymentDay.applied_cents), 0),
+                                          func.coalesce(func.sum(PaymentDay.unmatched_cents), 0))
+                                   .where(PaymentDay.day >= utc_day - timedelta(days=30))).one()
+    since_month = (utc_day.replace(day=1) - timedelta(days=31 * (DENIAL_WINDOW_MONTHS - 1))).replace(day=1)
     denied = [DenialMoney(code, _code_words(code), lines, cents) for code, lines, cents in session.exec(
         select(DenialMonth.code, func.sum(DenialMonth.lines), func.sum(DenialMonth.cents))
         .where(DenialMonth.month >= since_month).group_by(DenialMonth.code)
         .order_by(func.sum(DenialMonth.cents).desc(), DenialMonth.code))]
     return RevenueAtRisk(
         held=held, held_by_age=held_by_age, held_cents=sum(held_by_age), ready_cents=ready_cents,
-        ready_visits=ready_visits, receivable=receivable, receivable_claims=claims, paid_cents=paid, denied=denied,
+        ready_visits=ready_visits, receivable=receivable, receivable_claims=claims, paid_cents=paid,
+        unmatched_cents=unmatched, denied=denied,
         hold_days_median=_median_days_held(session, now_s))
 
 
@@ -240,8 +265,13 @@ def _code_words(code: str) -> str:
 # --- rebuilding -----------------------------------------------------------------------------------------
 
 
-def rebuild_revenue_rollups(session: Session) -> tuple[int, int]:
-    """Recompute receivables and denials from the claims and remittance lines (the caller commits)."""
+def rebuild_revenue_rollups(session: Session) -> tuple[int, int, int]:
+    """Recompute receivables, denials and payments from the claims and remittance lines (the caller commits).
+    Returns how many rows each has."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Claim and remittance writers wait until this commits, so none of their changes falls between the
+        # delete and the recount. (On SQLite the caller's write session holds the one write lock.)
+        session.connection().exec_driver_sql("LOCK TABLE claimagingday, denialmonth, paymentday IN EXCLUSIVE MODE")
     session.exec(delete(ClaimAgingDay))
     session.exec(delete(DenialMonth))
     days: dict[date, list[int]] = {}
@@ -264,4 +294,21 @@ def rebuild_revenue_rollups(session: Session) -> tuple[int, int]:
         entry[1] += 1
     for (month, code), (cents, lines) in months.items():
         session.add(DenialMonth(month=month, code=code, cents=cents, lines=lines))
-    return len(days), len(months)
+    return len(days), len(months), recount_payments(session.connection())
+
+
+def recount_payments(db: Connection) -> int:
+    """Replace `PaymentDay` with a count over the remittance lines (also what migration 0016 runs). A copy of a
+    payment imported before payments were keyed (no payment key) is left out: its first import counted it."""
+    by_day: dict[date, list[int]] = {}
+    for outcome, paid, imported in db.execute(
+            select(RemittanceLine.outcome, RemittanceLine.paid_cents, Remittance.imported_at)
+            .join(Remittance, Remittance.id == RemittanceLine.remittance_id)
+            .where(Remittance.payment_key.is_not(None))):
+        day = by_day.setdefault(as_utc(imported).date(), [0, 0])
+        day[1 if outcome in NOT_APPLIED else 0] += paid
+    db.execute(delete(PaymentDay))
+    rows = [{"day": day, "applied_cents": a, "unmatched_cents": u} for day, (a, u) in sorted(by_day.items())]
+    if rows:
+        db.execute(PaymentDay.__table__.insert(), rows)
+    return len(rows)

@@ -131,3 +131,9 @@ def _sentence(message: str) -> str:
         return "The visit did not accept this."
     message = message[0].upper() + message[1:]
     return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def binary_file(data: bytes) -> bool:
+    """An uploaded file with NUL bytes is binary (a spreadsheet, a PDF, an image), not the text file a page asks
+    for; no database could keep it as text either."""
+    return b"\x00" in data

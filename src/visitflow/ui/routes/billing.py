@@ -72,7 +72,8 @@ def billing_page(request: Request, session: SessionDep, user: BillerUser, after:
     filters = billing_filter(request.query_params, f)
     return render(request, "billing.html", {
         **WORDS, "f": f, "filters": filters, "payers": queries.payers(session), "release_key": uuid.uuid4().hex,
-        "ready": queries.ready_to_bill(session, filters, after, _today(request)), **revenue_context(session)})
+        "ready": queries.ready_to_bill(session, filters, after, _today(request)),
+        **revenue_context(session, get_ui(request).clock)})
 
 
 def _today(request: Request) -> date:

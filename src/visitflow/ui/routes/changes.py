@@ -24,7 +24,7 @@ from visitflow.services.changes import (
 from visitflow.services.commands import actor_of
 from visitflow.services.errors import ServiceError
 from visitflow.ui.deps import StaffUser, get_ui, render, role_page
-from visitflow.ui.forms import FormState
+from visitflow.ui.forms import FormState, binary_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,6 +103,9 @@ async def intake_upload(kind: str, request: Request, session: SessionDep, tempor
     data = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         return _outcome(request, kind, error=f"The file is over {MAX_UPLOAD_BYTES:,} bytes; split it.")
+    if binary_file(data):
+        return _outcome(request, kind, error=f"{upload.filename} is not a text file (it holds binary data): "
+                                             "save it as CSV and load that.")
     let_go(session)
     try:
         rows = intake.rows_from_csv(data.decode("utf-8"), kind)

@@ -56,7 +56,7 @@ def dashboard_context(session: Session, ui: UIState) -> dict[str, Any]:
 
 @router.get("/dashboard")
 def dashboard_page(request: Request, session: SessionDep, user: StaffUser, ui: UIDep) -> Response:
-    return render(request, "dashboard.html", {**dashboard_context(session, ui), **revenue_context(session)})
+    return render(request, "dashboard.html", {**dashboard_context(session, ui), **revenue_context(session, ui.clock)})
 
 
 @router.get("/dashboard/charts")

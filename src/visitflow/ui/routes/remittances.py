@@ -19,6 +19,7 @@ from visitflow.models import Role
 from visitflow.services.commands import actor_of
 from visitflow.services.remittances import import_835, remittance_lines, remittances
 from visitflow.ui.deps import get_ui, render, role_page
+from visitflow.ui.forms import binary_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,6 +50,9 @@ async def import_page(request: Request, session: SessionDep, temporal: TemporalD
     data = await upload.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         return _refused(request, f"The file is over {MAX_FILE_BYTES:,} bytes: that is not a remittance file.")
+    if binary_file(data):
+        return _refused(request, f"{upload.filename} is not a text file (it holds binary data), so it is not an "
+                                 "835 remittance: choose the 835 file the payer sent.")
     text = file_text(data)
     try:
         parsed = await run_in_threadpool(read_835, text)

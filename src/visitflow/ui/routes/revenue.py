@@ -12,7 +12,8 @@ from visitflow.deps import SessionDep
 from visitflow.services.commands import now_utc
 from visitflow.services.revenue import AR_BUCKETS, HOLD_BUCKETS, revenue_at_risk
 from visitflow.ui.charts import bars
-from visitflow.ui.deps import StaffUser, render
+from visitflow.ui.deps import StaffUser, get_ui, render
+from visitflow.ui.present import Clock
 
 router = APIRouter(include_in_schema=False)
 
@@ -21,8 +22,9 @@ def dollars(cents: float) -> str:
     return f"${cents / 100:,.0f}" if abs(cents) >= 100_000 else f"${cents / 100:,.2f}"
 
 
-def revenue_context(session: Session) -> dict[str, Any]:
-    r = revenue_at_risk(session, now_utc())
+def revenue_context(session: Session, clock: Clock) -> dict[str, Any]:
+    now = now_utc()
+    r = revenue_at_risk(session, now, clock.local(now).date())  # filing limits count the agency's days
     ages = list(zip(HOLD_BUCKETS, r.held_by_age, strict=True))
     receivable = list(zip(AR_BUCKETS, r.receivable, strict=True))
     return {
@@ -42,4 +44,4 @@ def revenue_context(session: Session) -> dict[str, Any]:
 
 @router.get("/revenue/charts")
 def revenue_charts(request: Request, session: SessionDep, user: StaffUser) -> Response:
-    return render(request, "_revenue_charts.html", revenue_context(session))
+    return render(request, "_revenue_charts.html", revenue_context(session, get_ui(request).clock))
