@@ -468,14 +468,6 @@ def filing_cutoffs(session: Session, today: date) -> dict[int, int]:
             for payer_id, limit in session.exec(select(Payer.id, Payer.filing_limit_days)).all()}
 
 
-def _filing(cutoffs: dict[int, int], late: bool):
-    """The ready rollup rows (keyed "payer|...", by date of service) within their payer's filing limit, or past it."""
-    R = VisitRollup
-    terms = [and_(R.key.startswith(f"{payer_id}|"), R.at < cut if late else R.at >= cut)
-             for payer_id, cut in cutoffs.items()]
-    return or_(*terms) if terms else ~true()
-
-
 def _ready_rollup_where(filters: BillingFilter) -> list:
     """The ready rollup rows (by payer, service, modifiers and date of service) within the biller's filters."""
     R = VisitRollup
@@ -489,21 +481,33 @@ def _ready_rollup_where(filters: BillingFilter) -> list:
     return where
 
 
-def ready_totals(session: Session, filters: BillingFilter, today: date | None = None) -> dict[int, tuple[int, int]]:
-    """Per payer: the visits ready to bill within the filters and their dollars as the claims will bill them (the
-    fee schedule's rate for the service and modifiers, else the payer's), from the rollups the projection keeps
-    by payer, service, modifiers and date of service: a few rows per day of service, however many visits. With
-    `today` (the agency's date), visits past their payer's filing limit (CLM-07) are left out: they cannot be
-    released (`past_filing_limit` counts them)."""
+@dataclass
+class ReadyMoney:
+    """Claim-ready visits within the biller's filters, in dollars as their claims will bill them."""
+
+    totals: dict[int, tuple[int, int]]  # payer id -> (visits, cents) that can be released
+    late: list[tuple[int, date, int, int]]  # CLM-07: (payer id, date of service, visits, cents) past the limit
+
+
+def ready_money(session: Session, filters: BillingFilter, today: date | None = None) -> ReadyMoney:
+    """Per payer: the visits ready to bill and their dollars (the fee schedule's rate for the service and
+    modifiers, else the payer's), from the rollups the projection keeps by payer, service, modifiers and date of
+    service: a few rows per day of service, however many visits, read once. With `today` (the agency's date),
+    the visits past their payer's filing limit (CLM-07) are apart, in `late`: release refuses them."""
     R = VisitRollup
-    where = _ready_rollup_where(filters)
-    if today is not None:
-        where.append(_filing(filing_cutoffs(session, today), late=False))
-    by_service: dict[str, list[int]] = {}
-    for figure, key, n in session.exec(select(R.figure, R.key, func.sum(R.n)).where(*where)
-                                       .group_by(R.figure, R.key)).all():
-        by_service.setdefault(key, [0, 0])[0 if figure == "ready" else 1] += int(n)
-    return {payer_id: (n, cents) for payer_id, n, cents, _ in _priced(session, by_service.items()) if n}
+    cutoffs = filing_cutoffs(session, today) if today is not None else {}
+    within: dict[str, list[int]] = {}
+    late: dict[tuple[str, int], list[int]] = {}
+    for figure, key, day, n in session.exec(select(R.figure, R.key, R.at, R.n)
+                                            .where(*_ready_rollup_where(filters))).all():
+        cutoff = cutoffs.get(rollups.read_ready_key(key)[0])
+        entry = (late.setdefault((key, day), [0, 0]) if cutoff is not None and day < cutoff
+                 else within.setdefault(key, [0, 0]))
+        entry[0 if figure == "ready" else 1] += int(n)
+    return ReadyMoney(
+        totals={payer_id: (n, cents) for payer_id, n, cents, _ in _priced(session, within.items()) if n},
+        late=sorted((payer_id, date.fromordinal(day), n, cents)
+                    for payer_id, n, cents, day in _priced(session, late.items()) if n))
 
 
 def _priced(session: Session, counts) -> list[tuple[int, int, int, int]]:
@@ -522,18 +526,6 @@ def _priced(session: Session, counts) -> list[tuple[int, int, int, int]]:
     return [(payer_id, n, cents, day) for (payer_id, day), (n, cents) in totals.items()]
 
 
-def past_filing_limit(session: Session, filters: BillingFilter, today: date) -> list[tuple[int, date, int, int]]:
-    """CLM-07: the claim-ready visits past their payer's filing limit on `today`, which release refuses, as
-    (payer id, date of service, visits, dollars). From the ready rollups: the rows of the late days only."""
-    R = VisitRollup
-    by_day: dict[tuple[str, int], list[int]] = {}
-    for figure, key, at, n in session.exec(select(R.figure, R.key, R.at, R.n).where(
-            *_ready_rollup_where(filters), _filing(filing_cutoffs(session, today), late=True))).all():
-        by_day.setdefault((key, at), [0, 0])[0 if figure == "ready" else 1] += int(n)
-    return sorted((payer_id, date.fromordinal(day), n, cents)
-                  for payer_id, n, cents, day in _priced(session, by_day.items()) if n)
-
-
 def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, today: date | None = None,
                   size: int = PAGE_SIZE) -> ReadyToBill:
     """Claim-ready visits by payer (by name), then service date; each payer's totals count all its pages. With
@@ -542,12 +534,12 @@ def ready_to_bill(session: Session, filters: BillingFilter, after: str | None, t
     The page is read payer by payer along the index (state, payer, service date, id) after a keyset cursor (payer
     name, payer id, service date, visit id), so it never sorts the claim-ready visits, however many there are."""
     where = _ready_where(filters)
-    totals = ready_totals(session, filters, today)
+    money = ready_money(session, filters, today)
+    totals = money.totals
     late: dict[int, tuple[int, int]] = {}  # listed, but held: past the filing limit
-    if today is not None:
-        for payer_id, _day, n, cents in past_filing_limit(session, filters, today):
-            visits, dollars = late.get(payer_id, (0, 0))
-            late[payer_id] = (visits + n, dollars + cents)
+    for payer_id, _day, n, cents in money.late:
+        visits, dollars = late.get(payer_id, (0, 0))
+        late[payer_id] = (visits + n, dollars + cents)
     listed = set(totals) | set(late)
     rates = unit_rates(session, listed)  # each row's dollars, as its claim will bill them
     billing = {p.id: p for p in session.exec(select(Payer).where(Payer.id.in_(list(listed))))}

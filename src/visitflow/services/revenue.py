@@ -155,9 +155,9 @@ def revenue_at_risk(session: Session, now: datetime, today: date) -> RevenueAtRi
     # Claim-ready but past the payer's filing limit (CLM-07): release refuses them, so their dollars are held, since
     # the day after their last filing day. From the ready rollups' late days only.
     cutoffs = queries.filing_cutoffs(session, today)
-    late = queries.past_filing_limit(session, queries.BillingFilter(), today)
+    ready_money = queries.ready_money(session, queries.BillingFilter(), today)  # as the billing page totals it
     late_by_age = [0] * len(HOLD_BUCKETS)
-    for payer_id, day, n, c in late:
+    for payer_id, day, n, c in ready_money.late:
         entry = by_rule.setdefault("CLM-07", [0, 0])
         entry[0] += n
         entry[1] += c
@@ -192,7 +192,7 @@ def revenue_at_risk(session: Session, now: datetime, today: date) -> RevenueAtRi
                 .group_by(in_cut_days.c.key, in_cut_days.c.age)).all():
             held_by_age[bucket_index] += cents(payer, n)
 
-    ready = queries.ready_totals(session, queries.BillingFilter(), today)  # as the billing page totals them
+    ready = ready_money.totals
     ready_visits, ready_cents = sum(n for n, _ in ready.values()), sum(c for _, c in ready.values())
 
     utc_day = now.date()  # receivables and denials are kept by UTC day (claims' creation, remittances' import)
