@@ -448,6 +448,24 @@ async def test_a_biller_filters_releases_and_is_told_the_outcome(web, agency, vi
     await visits.projected(visit_id, "released")
 
 
+async def test_a_release_form_resent_with_other_ticks_is_refused_not_answered_as_done(web, agency,
+                                                                                     visits: VisitSetup):
+    """The answer to a release was lost and the biller changed the ticks before sending the same form again: the
+    first release is not passed off as this one; the visit now ticked is not released, and the page says why."""
+    first, second = [await visits.delivered(recent_start(), document=True) for _ in range(2)]
+    for visit_id in (first, second):
+        await visits.projected(visit_id, "claim_ready")
+    token = await sign_in(web, agency.users["biller"].username)
+    key = re.search(r'name="release_key" value="([^"]+)"', (await web.get("/billing")).text).group(1)
+    assert "Released 1 visit" in (await web.post("/billing/release", headers=htmx(token), data={
+        "visit_ids": [first], "release_key": key})).text
+    resent = await web.post("/billing/release", headers=htmx(token), data={"visit_ids": [second],
+                                                                           "release_key": key})
+    assert resent.status_code == 422 and "already sent for" in resent.text and first in resent.text
+    assert "Released" not in resent.text
+    await visits.projected(second, "claim_ready")  # still there to release
+
+
 async def test_holds_are_grouped_by_the_problem_and_say_who_must_act(web, agency, visits: VisitSetup):
     visit_id = await visits.delivered(recent_start(), document=True, authorize=False)  # AUTH-01: no auth
     await visits.projected(visit_id, "on_hold")

@@ -372,6 +372,15 @@ async def release_visits(engine: Engine, client: Client, settings: Settings, vis
             batch = ReleaseBatch(id=batch_id, created_by=actor.username, created_at=now_utc(), visit_ids=visit_ids)
             writer.add(batch)
             writer.commit()
+        else:
+            # A retry must ask for what the key first released: the same key with other visits (a form resent
+            # after its ticks changed) would otherwise be answered with the first release, as if done.
+            stored = queries.visit_ids_as_stored(writer, visit_ids)
+            if {stored[v] for v in visit_ids} != set(batch.visit_ids):
+                raise ServiceError(422, f"this release was already sent for {', '.join(batch.visit_ids[:5])}"
+                                        f"{' and more' if len(batch.visit_ids) > 5 else ''}; reload the page to "
+                                        "release other visits (a release key stands for the visits it first "
+                                        "released)", "visit_ids")
         # The batch as first stored: its workflow works on exactly these visits.
         request = _release_request(settings, batch, actor)
     try:

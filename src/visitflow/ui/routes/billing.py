@@ -18,6 +18,7 @@ from visitflow.models import (
 from visitflow.services import queries
 from visitflow.services.changes import change_behind, holding_changes
 from visitflow.services.commands import act, actor_of, release_visits
+from visitflow.services.errors import ServiceError
 from visitflow.ui.actions import done, perform, work_context
 from visitflow.ui.deps import BillerUser, PageCursor, SendBackUser, StaffUser, get_ui, render, visible_visit
 from visitflow.ui.forms import FormState, Target, read_dates, read_form
@@ -103,8 +104,12 @@ async def release(request: Request, session: SessionDep, temporal: TemporalDep, 
                       {**context, "error": "Tick at least one visit to release."}, status=422)
     # The key is fixed when the page is drawn: a double click or a retry lands in the same batch.
     key = str(form.get("release_key") or "") or uuid.uuid4().hex
-    outcome = await release_visits(request.app.state.engine, temporal, get_ui(request).settings, visit_ids,
-                                   actor_of(user), key)
+    try:
+        outcome = await release_visits(request.app.state.engine, temporal, get_ui(request).settings, visit_ids,
+                                       actor_of(user), key)
+    except ServiceError as refused:
+        return render(request, "_release_outcome.html", {**context, "error": refused.message[:1].upper()
+                                                         + refused.message[1:] + "."}, status=refused.status)
     session.rollback()  # end the read transaction begun before the release, so reads see the projections
     if form.get("context") == "visit" and len(visit_ids) == 1:
         view = visible_visit(session, user, visit_ids[0], with_events=False)
