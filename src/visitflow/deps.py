@@ -12,7 +12,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from visitflow.db.session import write_session
-from visitflow.db.tables import User
+from visitflow.db.tables import User, Visit
 from visitflow.models import Role, roles_phrase
 from visitflow.services import queries
 from visitflow.services.sessions import session_user
@@ -63,13 +63,17 @@ WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 def stored_visit_id(visit_id: str, session: SessionDep, request: Request) -> str:
     """A visit id from a route's path, as stored, for reading: v-8001 finds V-8001 (queries.visit_id_as_stored).
-    An action goes to the id as typed: a visit scheduled a moment ago is not in the read model yet, and if another
-    visit had its id in another case (V-1 and v-1) the action would land on that one. The release, which only
-    takes visits the read model shows claim-ready, looks its ids up itself. The connection goes back to the pool
-    before the route waits on Temporal."""
-    stored = queries.visit_id_as_stored(session, visit_id) if request.method in ("GET", "HEAD") else visit_id
-    let_go(session)
-    return stored
+    The id as typed is tried first, by primary key: the row is then in the session for the route, so a visit
+    asked for as stored costs no extra read. An action goes to the id as typed: a visit scheduled a moment ago
+    is not in the read model yet, and if another visit had its id in another case (V-1 and v-1) the action
+    would land on that one. The release, which only takes visits the read model shows claim-ready, looks its
+    ids up itself. An action's connection goes back to the pool before the route waits on Temporal."""
+    if request.method not in ("GET", "HEAD"):
+        let_go(session)
+        return visit_id
+    if session.get(Visit, visit_id) is not None:
+        return visit_id
+    return queries.visit_id_as_stored(session, visit_id)
 
 
 VisitId = Annotated[str, Depends(stored_visit_id)]
