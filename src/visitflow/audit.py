@@ -82,6 +82,8 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/claims/{claim_id}/void"): "voided_claim",
     ("POST", "/api/claims/{claim_id}/bill-on-replacement"): "billed_held_claim_on_replacement",
     ("POST", "/claims/{claim_id}/bill-on-replacement"): "billed_held_claim_on_replacement",
+    ("POST", "/api/claims/{claim_id}/resubmit"): "resent_rejected_claim",
+    ("POST", "/claims/{claim_id}/resubmit"): "resent_rejected_claim",
     ("POST", "/api/remittances"): "imported_remittance",
     ("POST", "/api/orders"): "entered_order",
     ("POST", "/orders"): "entered_order",

@@ -101,7 +101,7 @@ EVENT_LABELS = {
     EventKind.signature_reminder: "Signature reminder sent",
     EventKind.signature_escalation: "Late signature escalated",
     EventKind.claim_denied: "Claim denied by the payer",
-    EventKind.back_to_billing: "Back to billing: its unsent claim was voided",
+    EventKind.back_to_billing: "Back to billing: its claim was voided before the payer had it",
     EventKind.late_alert: "Late: no clock-in, supervisor and office alerted",
     EventKind.late_alert_cleared: "Late alert cleared",
     EventKind.missed: "Marked missed (not billable)",

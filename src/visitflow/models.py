@@ -568,7 +568,7 @@ class VisitProgress(BaseModel):
     earlier_actions: list[str] = []
     denial: Denial | None = None  # set when a payer's denial sent the released visit back into work
     denials_seen: list[str] = []  # keys of every denial that reopened this visit
-    back_to_billing: BackToBilling | None = None  # set when its unsent claim was voided (read once, then cleared)
+    back_to_billing: BackToBilling | None = None  # set when its claim was voided unadjudicated (read once, cleared)
     returns_seen: list[str] = []  # keys of every BackToBilling that reopened this visit
     missed: MarkMissed | None = None
     late_alert_at: datetime | None = None

@@ -15,7 +15,7 @@ ALLOWED = {
     (S.submitted, S.accepted), (S.submitted, S.rejected), (S.submitted, S.paid), (S.submitted, S.partially_paid),
     (S.submitted, S.denied),
     (S.accepted, S.paid), (S.accepted, S.partially_paid), (S.accepted, S.denied),
-    (S.rejected, S.replaced), (S.rejected, S.voided),
+    (S.rejected, S.created), (S.rejected, S.replaced), (S.rejected, S.voided),
     (S.paid, S.partially_paid), (S.paid, S.denied), (S.paid, S.replaced), (S.paid, S.voided),
     (S.partially_paid, S.paid), (S.partially_paid, S.denied), (S.partially_paid, S.replaced),
     (S.partially_paid, S.voided),

@@ -142,6 +142,21 @@ async def bill_a_held_claim(claim_id: RowId, request: Request, session: SessionD
                                replacement=replacement)
 
 
+@router.post("/{claim_id}/resubmit", response_model=ClaimDetail,
+             responses={409: {"description": "not rejected, or its new file is blocked: the findings in words"}})
+async def resubmit_a_claim(claim_id: RowId, request: Request, session: SessionDep, settings: SettingsDep,
+                           user: BillingUser) -> ClaimDetail:
+    """Send a rejected claim again once what the 999 / 277CA named is fixed: the same claim (same control number;
+    the payer never adjudicated it) in a new 837P, checked with pyx12 and the claim edits. Valid, the claim
+    becomes created and its file is ready to download; with findings the file is blocked, the claim stays
+    rejected and the answer (409) says what to fix. Asking again once it went answers the same."""
+    let_go(session)
+    engine = request.app.state.engine
+    await run_in_threadpool(claim_service.resend_rejected_claim, engine, claim_id, settings, user.username)
+    with Session(engine) as fresh:
+        return claim_service.claim_detail(fresh, claim_id)
+
+
 @files_router.get("", response_model=FilePage)
 def list_claim_files(
         session: SessionDep, _user: BillingUser,
@@ -173,7 +188,8 @@ async def rewrite_claim_file(file_id: RowId, request: Request, session: SessionD
     """Write a blocked file again once what it named is fixed (a patient's record, the agency's identity): the
     same claims and control numbers, checked again. The answer says whether it is valid now."""
     session.rollback()
-    await run_in_threadpool(claim_service.rewrite_blocked_file, request.app.state.engine, file_id, settings)
+    await run_in_threadpool(claim_service.rewrite_blocked_file, request.app.state.engine, file_id, settings,
+                            _user.username)
     return claim_service.file_detail(session, file_id)
 
 

@@ -1,10 +1,12 @@
 """A claim's states and the moves between them: the one table every change of a claim's state goes through.
 
 created ─submitted─▶ submitted ─▶ accepted ─▶ paid | partially_paid | denied
-                          └──────▶ rejected (the 999 or 277CA refused it: fix and send a new claim)
+                          └──────▶ rejected (the 999 or 277CA refused it before adjudication): fix what it named
+                                   and send it again ─▶ created (the same claim, in a new file), or void it
 held: made but kept out of the file (CLM-05: the service is already billed on another live claim). It closes as
   replaced when its visits are billed on that claim (its replacement, or the claim itself while never sent), or
-  voided, its visits going back to billing.
+  voided, its visits going back to billing. A created or rejected claim voided sends its visits back the same way:
+  the payer never had it.
 replaced / voided: what a frequency 7 or 8 claim does to the claim it replaces.
 """
 
@@ -34,7 +36,9 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
     ClaimState.submitted: frozenset({ClaimState.accepted, ClaimState.rejected, ClaimState.paid,
                                      ClaimState.partially_paid, ClaimState.denied}),
     ClaimState.accepted: frozenset({ClaimState.paid, ClaimState.partially_paid, ClaimState.denied}),
-    ClaimState.rejected: frozenset({ClaimState.replaced, ClaimState.voided}),
+    # Sent again (same control number, a new file) once what the rejection named is fixed: the payer never
+    # adjudicated it, so it goes as it was, not as a replacement.
+    ClaimState.rejected: frozenset({ClaimState.created, ClaimState.replaced, ClaimState.voided}),
     ClaimState.paid: frozenset({ClaimState.partially_paid, ClaimState.denied, ClaimState.replaced,
                                 ClaimState.voided}),
     ClaimState.partially_paid: frozenset({ClaimState.paid, ClaimState.denied, ClaimState.replaced,

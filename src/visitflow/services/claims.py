@@ -26,6 +26,7 @@ from visitflow.db.tables import (
     ClaimPublic,
     Patient,
     Payer,
+    ReleaseBatch,
     Visit,
 )
 from visitflow.services.errors import ServiceError
@@ -132,9 +133,11 @@ def take_voided_claim_off_file(session: Session, claim: Claim) -> ClaimFile | No
     return file if left else None
 
 
-def rewrite_blocked_file(engine, file_id: int, settings) -> None:
+def rewrite_blocked_file(engine, file_id: int, settings, actor: str = "system") -> None:
     """Write a blocked file again, after what it named was fixed (a patient's diagnosis, the agency's identity):
-    the same claims and control numbers, checked again. The caller reads the result."""
+    the same claims and control numbers, checked again. A rejected claim waiting in it to be sent again
+    (`resend_rejected_claim`) becomes created once the file is valid, in the same transaction: a valid file never
+    holds a rejected claim. The caller reads the result."""
     from sqlmodel import Session as ReadSession
 
     from visitflow.activities.release import write_file
@@ -156,7 +159,77 @@ def rewrite_blocked_file(engine, file_id: int, settings) -> None:
         if not file.valid:  # a concurrent rewrite may have stored a valid file first: keep it
             file.content, file.findings, file.valid = content, findings, not findings
             s.add(file)
+            if file.valid:
+                for claim_id in s.exec(select(Claim.id).where(Claim.claim_file_id == file.id,
+                                                              Claim.state == ClaimState.rejected.value)).all():
+                    set_claim_state(s, claim_id, ClaimState.created, actor,
+                                    f"sent again in file {file.id} ({file_name(file)}), checked and valid, once "
+                                    "what the rejection named was fixed: the same claim and control number")
             s.commit()
+
+
+def resend_rejected_claim(engine, claim_id: int, settings, actor: str) -> None:
+    """A claim the 999 / 277CA rejected, fixed (the patient's record, the agency's settings), is sent again: the
+    payer never adjudicated it, so the same claim with the same control number and frequency goes into a new 837P
+    of its own (batch `resend-<claim id>-<rejections so far>`), written and checked as every file is
+    (`rewrite_blocked_file`). Valid, the claim becomes created (ready to download and upload); with findings the
+    file is blocked, saying why, and the claim stays rejected: fix what it names and send again, the same file is
+    written again. Asked again once it went, nothing more is made."""
+    from visitflow.db.session import write_session
+
+    with write_session(engine) as s:
+        # Its file first, then the claim: the order marking a file submitted takes them in (no deadlock).
+        file_id = s.exec(select(Claim.claim_file_id).where(Claim.id == claim_id)).first()
+        if file_id is not None:
+            s.exec(select(ClaimFile.id).where(ClaimFile.id == file_id).with_for_update()).one()
+        claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
+        if claim is None:
+            raise ServiceError(404, f"claim {claim_id} not found")
+        if claim.state != ClaimState.rejected.value:
+            last_rejection = s.exec(select(ClaimEvent).where(ClaimEvent.claim_id == claim.id,
+                                                             ClaimEvent.from_state == ClaimState.rejected.value)
+                                    .order_by(ClaimEvent.id.desc())).first()
+            if last_rejection is not None and last_rejection.to_state == ClaimState.created.value:
+                return  # sent again already (a double click, a resend): the same answer
+            raise ServiceError(409, f"claim {claim.control_number} is {claim.state}, not rejected: only a claim the "
+                                    "999 / 277CA rejected is sent again", "state")
+        file = s.get(ClaimFile, claim.claim_file_id) if claim.claim_file_id else None
+        if file is None or file.submitted_at is not None:
+            # The file the payer refused went out: a new file, numbered by its own row, for this claim alone.
+            rejections = s.exec(select(func.count(ClaimEvent.id)).where(
+                ClaimEvent.claim_id == claim.id, ClaimEvent.to_state == ClaimState.rejected.value)).one()
+            batch_id = f"resend-{claim.id}-{rejections}"
+            at = now_utc()
+            # Done as soon as made: nothing to release, so a restart never picks it up as unfinished.
+            s.add(ReleaseBatch(id=batch_id, created_by=actor, created_at=at, visit_ids=[], completed_at=at))
+            s.flush()
+            new = ClaimFile(release_batch_id=batch_id, payer_id=claim.payer_id, interchange_control_number=0,
+                            group_control_number=0, transaction_set_control_number=1, claim_count=1,
+                            total_cents=claim.total_cents, created_at=at, valid=False,
+                            findings=[f"claim {claim.control_number} is being written into this file to be sent "
+                                      "again (press Send again on the claim if this stays)"])
+            s.add(new)
+            s.flush()
+            new.interchange_control_number = new.group_control_number = new.id  # unique, never reused
+            was = f" (it was in file {file.id}, {file_name(file)})" if file is not None else ""
+            s.add(ClaimEvent(claim_id=claim.id, at=at, actor=actor, from_state=claim.state, to_state=claim.state,
+                             note=f"to be sent again in file {new.id}{was}"))
+            claim.claim_file_id = new.id
+            s.add(claim)
+            s.commit()
+            file = new
+        file_id = file.id
+    try:
+        rewrite_blocked_file(engine, file_id, settings, actor)
+    except ServiceError as err:
+        if err.status != 409:  # valid already: a concurrent press wrote it, and the claim went with it
+            raise
+    with Session(engine) as s:
+        claim, file = s.get(Claim, claim_id), s.get(ClaimFile, file_id)
+        if claim.state == ClaimState.rejected.value:
+            raise ServiceError(409, f"claim {claim.control_number} stays rejected: its new file {file.id} is "
+                                    "blocked: " + "; ".join(file.findings or ["it could not be written"]) +
+                               ". Fix that, then send it again.")
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -316,9 +316,10 @@ async def reopen_denied_visit(client: Client, task_queue: str, visit_id: str, de
 
 async def send_back_to_billing(client: Client, task_queue: str, visit_id: str, back: BackToBilling,
                                released_in: str) -> bool:
-    """Make a released visit claim-ready again after the unsent claim billing it was voided: a new run of its
-    workflow from everything it knew (see VisitWorkflow._back_to_billing). Safe to repeat: a visit already sent
-    back for this void, or released again since, is left alone. Returns whether this call sent it back."""
+    """Make a released visit claim-ready again after the claim billing it was voided before the payer had it: a new
+    run of its workflow from everything it knew (see VisitWorkflow._back_to_billing). Safe to repeat: a visit
+    already sent back for this void, or released again since, is left alone. Returns whether this call sent it
+    back."""
     handle = client.get_workflow_handle(visit_workflow_id(visit_id))
     try:
         progress = await handle.query(VisitWorkflow.progress)
@@ -407,6 +408,8 @@ async def _start_release(client: Client, settings: Settings, request: ReleaseReq
 # (made and not sent, or refused by the clearinghouse) is simply marked voided.
 VOID_BY_FILE = {"paid", "partially_paid", "denied"}
 VOID_IN_PLACE = {"created", "held", "rejected"}
+# ... and so its visits, on no other live claim, go back to billing (released again, they go on a new claim).
+BACK_TO_BILLING_WHEN_VOIDED = VOID_IN_PLACE
 
 
 async def void_claim(engine: Engine, client: Client, settings: Settings, claim_id: int, actor: Actor,
@@ -465,19 +468,25 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
                 record_new_claim(s, void, actor.username, f"voids claim {claim.control_number}: {reason.strip()}")
             was = claim.state
             set_claim_state(s, claim.id, "voided", actor.username, reason.strip())
-            if was == "created":
+            if was in ("created", "rejected"):  # a rejected claim may wait in a new file to be sent again
                 take_voided_claim_off_file(s, claim)
             s.commit()
         by_file = s.get(ReleaseBatch, batch_id)
         request = _release_request(settings, by_file, actor) if by_file is not None else None
-        # Voided while held (its history says so): the payer never had it, and its visits were on no other claim.
-        going_back = s.exec(select(ClaimLine.visit_id).where(ClaimLine.claim_id == claim.id)
-                            .order_by(ClaimLine.line_number)).all() if s.exec(
-            select(ClaimEvent.id).where(ClaimEvent.claim_id == claim.id, ClaimEvent.from_state == "held",
+        # Voided while the payer never had it (its history says so: held, created, or rejected by the 999 /
+        # 277CA), an original whose visits were on no other live claim: they go back to billing. Not a 7 or 8:
+        # the claim those replace or cancel was adjudicated, and its visits are billed there.
+        going_back = s.exec(select(ClaimLine.visit_id, Visit.release_batch_id)
+                            .outerjoin(Visit, Visit.id == ClaimLine.visit_id).where(ClaimLine.claim_id == claim.id)
+                            .order_by(ClaimLine.line_number)).all() if claim.frequency == "1" and s.exec(
+            select(ClaimEvent.id).where(ClaimEvent.claim_id == claim.id,
+                                        ClaimEvent.from_state.in_(BACK_TO_BILLING_WHEN_VOIDED),
                                         ClaimEvent.to_state == "voided")).first() else []
+        # Each visit by the batch that released it (an unsent claim may have taken a held claim's visits, released
+        # in another batch).
+        going_back = [(visit_id, released_in or claim.release_batch_id) for visit_id, released_in in going_back]
         back = BackToBilling(key=f"void:{claim.id}", claim_control_number=claim.control_number,
                              reason=reason.strip() or "voided")
-        released_in = claim.release_batch_id
         file = s.get(ClaimFile, claim.claim_file_id) if claim.claim_file_id else None
         rewrite = (file is not None and not file.valid and file.submitted_at is None
                    and file.findings != [ALL_VOIDED])
@@ -490,9 +499,9 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
             if err.status != 409:
                 raise
     if going_back:
-        # A held claim never reached the payer and was the only claim of its visits: they are billable again.
+        # The claim never reached the payer and was the only claim of its visits: they are billable again.
         # Asked again (Temporal was down, a double click), the visits not yet back go back; none goes twice.
-        for visit_id in going_back:
+        for visit_id, released_in in going_back:
             await send_back_to_billing(client, settings.task_queue, visit_id, back, released_in)
     if request is None:
         return None

@@ -239,8 +239,9 @@ class VisitWorkflow:
         v.recheck = True
 
     def _back_to_billing(self) -> None:
-        """The claim this released visit was on was voided before the payer had it (a held claim): the visit is
-        billable again. It checks its gates again and, passing them, is claim-ready to release like any other."""
+        """The claim this released visit was on was voided before the payer had it (held, not sent yet, or
+        rejected by the 999 / 277CA): the visit is billable again. It checks its gates again and, passing them,
+        is claim-ready to release like any other."""
         v, back = self._visit, self._visit.back_to_billing
         assert back is not None
         v.returns_seen = [*v.returns_seen, back.key]

@@ -128,6 +128,26 @@ async def claim_bill_held(claim_id: RowId, request: Request, session: SessionDep
     return RedirectResponse(f"/claims/{billed_on or claim_id}?done=billed", 303)
 
 
+@router.post("/claims/{claim_id}/resubmit")
+async def claim_resubmit(claim_id: RowId, request: Request, session: SessionDep, user: BillingUser) -> Response:
+    """Send a rejected claim again in a new checked file; the answer is the claim page, saying it went or why its
+    file is blocked. Keyed by the claim's own state: a second press finds it sent and shows it."""
+    from fastapi.concurrency import run_in_threadpool
+
+    await request.form()
+    let_go(session)
+    engine = request.app.state.engine
+    try:
+        await run_in_threadpool(claim_service.resend_rejected_claim, engine, claim_id, get_ui(request).settings,
+                                user.username)
+    except ServiceError as err:
+        with Session(engine) as fresh:
+            detail = claim_service.claim_detail(fresh, claim_id)
+        return render(request, "claim.html", {**WORDS, "claim": detail, "resend_error": err.message},
+                      status=err.status)
+    return RedirectResponse(f"/claims/{claim_id}?done=resent", 303)
+
+
 @router.get("/claim-files")
 def files_page(request: Request, session: SessionDep, user: BillingUser,
                after: int | None = Query(None, ge=1, le=MAX_ROW_ID)) -> Response:
@@ -156,7 +176,7 @@ async def file_rewrite(file_id: RowId, request: Request, session: SessionDep, us
     session.rollback()
     try:
         await run_in_threadpool(claim_service.rewrite_blocked_file, request.app.state.engine, file_id,
-                                get_ui(request).settings)
+                                get_ui(request).settings, user.username)
     except ServiceError as err:
         if err.status != 409:  # 409: valid already (a double click): show it
             raise
