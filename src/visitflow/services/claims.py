@@ -168,6 +168,18 @@ def rewrite_blocked_file(engine, file_id: int, settings, actor: str = "system") 
             s.commit()
 
 
+def lock_claim(s: Session, claim_id: int) -> Claim:
+    """The claim, locked for a change, with its file locked first: the order marking a file submitted takes them
+    in, so two actions on one claim never deadlock."""
+    file_id = s.exec(select(Claim.claim_file_id).where(Claim.id == claim_id)).first()
+    if file_id is not None:
+        s.exec(select(ClaimFile.id).where(ClaimFile.id == file_id).with_for_update()).one()
+    claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
+    if claim is None:
+        raise ServiceError(404, f"claim {claim_id} not found")
+    return claim
+
+
 def resend_rejected_claim(engine, claim_id: int, settings, actor: str) -> None:
     """A claim the 999 / 277CA rejected, fixed (the patient's record, the agency's settings), is sent again: the
     payer never adjudicated it, so the same claim with the same control number and frequency goes into a new 837P
@@ -178,13 +190,7 @@ def resend_rejected_claim(engine, claim_id: int, settings, actor: str) -> None:
     from visitflow.db.session import write_session
 
     with write_session(engine) as s:
-        # Its file first, then the claim: the order marking a file submitted takes them in (no deadlock).
-        file_id = s.exec(select(Claim.claim_file_id).where(Claim.id == claim_id)).first()
-        if file_id is not None:
-            s.exec(select(ClaimFile.id).where(ClaimFile.id == file_id).with_for_update()).one()
-        claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
-        if claim is None:
-            raise ServiceError(404, f"claim {claim_id} not found")
+        claim = lock_claim(s, claim_id)
         if claim.state != ClaimState.rejected.value:
             last_rejection = s.exec(select(ClaimEvent).where(ClaimEvent.claim_id == claim.id,
                                                              ClaimEvent.from_state == ClaimState.rejected.value)

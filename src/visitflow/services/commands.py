@@ -57,6 +57,7 @@ from visitflow.services import queries
 from visitflow.services.claims import (
     ALL_VOIDED,
     claim_billing_visits_of,
+    lock_claim,
     record_new_claim,
     rewrite_blocked_file,
     set_claim_state,
@@ -424,13 +425,7 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
         raise ServiceError(422, "say why the claim is voided", "reason")
     batch_id = f"void-{claim_id}"
     with write_session(engine) as s:
-        # Its file first, then the claim: the order marking a file submitted takes them in (no deadlock).
-        file_id = s.exec(select(Claim.claim_file_id).where(Claim.id == claim_id)).first()
-        if file_id is not None:
-            s.exec(select(ClaimFile.id).where(ClaimFile.id == file_id).with_for_update()).one()
-        claim = s.exec(select(Claim).where(Claim.id == claim_id).with_for_update()).first()
-        if claim is None:
-            raise ServiceError(404, f"claim {claim_id} not found")
+        claim = lock_claim(s, claim_id)
         done = claim.state == "voided" or s.get(ReleaseBatch, batch_id) is not None
         if not done and claim.state == "replaced":
             newer = s.exec(select(Claim.id, Claim.control_number).where(Claim.replaces_claim_id == claim.id,
