@@ -28,6 +28,11 @@ async def test_ready_to_bill_release_claim_file_submitted_in_the_ui(api, web, bi
     row = row[:row.index("</tr>")]
     assert "Held: past the payer&#39;s timely filing limit" in row and "CLM-07" in row
     assert f'name="visit_ids" value="{late}"' not in page  # nothing to tick: release refuses it anyway
+    # The visit's own page says the same, and offers no release for it; a visit near its limit says how near.
+    own = (await web.get(f"/visits/{late}")).text
+    assert "Held: past the payer's timely filing limit" in own and "Release this visit for billing" not in own
+    near = (await web.get(f"/visits/{recent[0]}")).text
+    assert "Release this visit for billing" in near and re.search(r"⚠</span> [23] days? left to file", near)
     for visit_id in recent:
         row = page[page.index(f'href="/visits/{visit_id}"'):]
         assert re.search(r"⚠</span> [23] days? left", row[:row.index("</tr>")]), row[:row.index("</tr>")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -67,6 +68,11 @@ def work_context(session: Session, user: User, view: queries.VisitView, **extra:
         "can_send_back": user.role in (Role.supervisor, Role.biller) and is_open and snap.signature is not None
         and send_back_can_help(snap.holds),
         "can_release": user.role == Role.biller and snap.state == VisitState.claim_ready,
+        # CLM-07, as the billing page and release judge it: past the payer's limit the release form is not offered.
+        "filing": queries.filing_status(view.row.service_date, view.payer,
+                                        datetime.now(ZoneInfo(snap.spec.timezone)).date())
+        if user.role == Role.biller and snap.state == VisitState.claim_ready and view.row is not None
+        and view.payer is not None and view.row.service_date is not None else None,
         # What its claim line will charge: the fee schedule's rate for the service and modifiers, else the payer's.
         "unit_rate": queries.unit_rates(session, {snap.spec.payer_id})(
             snap.spec.payer_id, snap.spec.service_code, list(snap.spec.modifiers))
