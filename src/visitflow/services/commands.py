@@ -385,17 +385,23 @@ async def release_visits(engine: Engine, client: Client, settings: Settings, vis
                                         "released)", "visit_ids")
         # The batch as first stored: its workflow works on exactly these visits.
         request = _release_request(settings, batch, actor)
-    try:
-        await _start_release(client, settings, request)
-    except WorkflowAlreadyStartedError:
-        pass  # finished earlier: its answer is kept with the workflow
-    return await release_outcome(client, batch_id)
+    return await _release_answer(client, settings, request)
 
 
 def _release_request(settings: Settings, batch: ReleaseBatch, actor: Actor) -> ReleaseRequest:
     return ReleaseRequest(batch_id=batch.id, visit_ids=list(batch.visit_ids), actor=actor,
                           agency=settings.agency.model_dump(mode="json") if settings.agency else None,
                           file_blocker=settings.claim_file_blocker(), timezone=settings.agency_timezone)
+
+
+async def _release_answer(client: Client, settings: Settings, request: ReleaseRequest) -> ReleaseOutcome:
+    """Start the batch's release workflow, or join it when a retry finds it started (or finished: its answer is
+    kept with it), and wait for its answer."""
+    try:
+        await _start_release(client, settings, request)
+    except WorkflowAlreadyStartedError:
+        pass
+    return await release_outcome(client, request.batch_id)
 
 
 async def _start_release(client: Client, settings: Settings, request: ReleaseRequest):
@@ -500,11 +506,7 @@ async def void_claim(engine: Engine, client: Client, settings: Settings, claim_i
             await send_back_to_billing(client, settings.task_queue, visit_id, back, released_in)
     if request is None:
         return None
-    try:
-        await _start_release(client, settings, request)
-    except WorkflowAlreadyStartedError:
-        pass  # voided before: its workflow's answer is kept with it
-    return await release_outcome(client, batch_id)
+    return await _release_answer(client, settings, request)
 
 
 # A claim the payer adjudicated (and numbered) takes a replacement; one with the payer and unanswered must wait.
@@ -604,11 +606,7 @@ async def bill_held_claim(engine: Engine, client: Client, settings: Settings, cl
                 raise
     if request is None:
         return None
-    try:
-        await _start_release(client, settings, request)
-    except WorkflowAlreadyStartedError:
-        pass  # billed before: its workflow's answer is kept with it
-    return await release_outcome(client, batch_id)
+    return await _release_answer(client, settings, request)
 
 
 def add_lines_to_unsent_claim(s: Session, original: Claim, lines: list[ClaimLine], actor: str) -> int:
