@@ -590,26 +590,36 @@ def test_an_upgraded_database_gets_its_rollups_when_migrated(model: Model):
     assert stored and stored == +rebuilt
 
 
-def test_a_database_with_rollups_gets_the_new_figures_when_migrated(model: Model):
+# Each migration that adds rollup figures: the revision before it, a row as the older code kept it (off by now),
+# the figures it adds, and the ones it stops keeping.
+ROLLUP_MIGRATIONS = [
+    ("0012", ("state", "documented"), ("note_lag_week", "held_value", "held_day_visits", "held_day_value",
+                                       "held_at_visits", "held_at_value"), ()),
+    ("0015", ("task", "1|write_note|0"), ("team", "task_total", "exception_total"), ("task",)),
+]
+
+
+@pytest.mark.parametrize("before, stale, added, dropped", ROLLUP_MIGRATIONS, ids=["0013", "0016"])
+def test_a_database_with_rollups_gets_the_new_figures_when_migrated(model: Model, before, stale, added, dropped):
     from alembic import command
     from alembic.config import Config
 
     from visitflow.db.session import MIGRATIONS, normalise_url
 
-    model.project(lifecycle(model, "BEFORE-1", NOW - timedelta(days=2))[3])  # held, with a note lag
-    new = ("note_lag_week", "held_value", "held_day_visits", "held_day_value", "held_at_visits", "held_at_value")
+    model.project(lifecycle(model, "BEFORE-1", NOW - timedelta(days=2))[3])  # held, with a note lag, open tasks
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalise_url(model.url))
     cfg.attributes["engine"] = model.engine
-    command.downgrade(cfg, "0012")  # the older code's `migrate` counts its own figures afresh
+    command.downgrade(cfg, before)  # the older code's `migrate` counts its own figures afresh
     assert model.stored_vs_rebuilt()[0] == {}
     with write_session(model.engine) as s:  # rollups as the older code kept them (here: one, off by now)
-        s.add(VisitRollup(figure="state", key="documented", at=0, bucket=0, n=3))
+        s.add(VisitRollup(figure=stale[0], key=stale[1], at=0, bucket=0, n=3))
         s.commit()
     migrate(model.url)
     stored, rebuilt = model.stored_vs_rebuilt()
-    assert stored == +rebuilt and set(new) <= {f for f, *_ in stored}
+    figures = {f for f, *_ in stored}
+    assert stored == +rebuilt and set(added) <= figures and not set(dropped) & figures
 
 
 
@@ -651,28 +661,6 @@ def test_the_team_table_is_ranked_by_the_database_and_equals_the_tasks(model: Mo
         assert late_escalated["Late notes, escalated"] == 2
         assert late_escalated["Exceptions awaiting a decision"] == s.exec(
             select(func.count()).select_from(VisitHold).where(VisitHold.approvable)).one() > 0
-
-
-def test_a_database_with_rollups_gets_the_team_and_dashboard_totals_when_migrated(model: Model):
-    from alembic import command
-    from alembic.config import Config
-
-    from visitflow.db.session import MIGRATIONS, normalise_url
-
-    model.project(lifecycle(model, "TOTALS-1", NOW - timedelta(days=2))[3])  # held, with open tasks
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", normalise_url(model.url))
-    cfg.attributes["engine"] = model.engine
-    command.downgrade(cfg, "0015")  # the older code's `migrate` counts its own figures afresh
-    assert model.stored_vs_rebuilt()[0] == {}
-    with write_session(model.engine) as s:  # rollups as the older code kept them (here: one, off by now)
-        s.add(VisitRollup(figure="task", key="1|write_note|0", at=0, bucket=0, n=3))
-        s.commit()
-    migrate(model.url)
-    stored, rebuilt = model.stored_vs_rebuilt()
-    assert stored == +rebuilt and {"team", "task_total", "exception_total"} <= {f for f, *_ in stored}
-    assert "task" not in {f for f, *_ in stored}
 
 
 def test_a_visit_past_its_filing_limit_is_held_for_clm_07_not_ready_to_bill(model: Model):

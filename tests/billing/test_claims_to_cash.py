@@ -47,6 +47,19 @@ async def visit_state(api, agency, visit_id: str, wanted: str) -> dict:
         await asyncio.sleep(0.05)
 
 
+def receivables_agree_with_a_rebuild(engine) -> None:
+    """Receivables kept by every claim and remittance writer equal a rebuild from the claims."""
+    def receivables():
+        with Session(engine) as s:
+            return sorted((r.day, r.open_cents, r.open_claims) for r in s.exec(select(ClaimAgingDay))
+                          if r.open_claims)
+    kept = receivables()
+    with write_session(engine) as s:
+        rebuild_revenue_rollups(s)
+        s.commit()
+    assert receivables() == kept
+
+
 async def test_paid_and_denied_then_fixed_replaced_and_paid(api, billable, t0, engine):
     agency = billable
     start = t0 - timedelta(hours=3)
@@ -175,12 +188,4 @@ async def test_a_claim_billed_in_error_is_voided_once(api, billable, t0, engine)
     assert quiet.status_code == 200 and quiet.json()["void"] is None and quiet.json()["claim"]["state"] == "voided"
 
     # Receivables kept by every writer still agree with a rebuild from the claims (a void is never a receivable).
-    def receivables():
-        with Session(engine) as s:
-            return sorted((r.day, r.open_cents, r.open_claims) for r in s.exec(select(ClaimAgingDay))
-                          if r.open_claims)
-    kept = receivables()
-    with write_session(engine) as s:
-        rebuild_revenue_rollups(s)
-        s.commit()
-    assert receivables() == kept
+    receivables_agree_with_a_rebuild(engine)

@@ -11,12 +11,16 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from tests.billing.conftest import as_user, claim_ready_visit
-from tests.billing.test_claims_to_cash import import_835, release, submit, visit_state
+from tests.billing.test_claims_to_cash import (
+    import_835,
+    receivables_agree_with_a_rebuild,
+    release,
+    submit,
+    visit_state,
+)
 from tests.remittance_files import ClaimAnswer, LineAnswer, write_835
 from tests.ui.conftest import sign_in
-from visitflow.db.session import write_session
-from visitflow.db.tables import Claim, ClaimAgingDay, ClaimFile, ClaimLine, RemittanceLine
-from visitflow.services.revenue import rebuild_revenue_rollups
+from visitflow.db.tables import Claim, ClaimFile, ClaimLine, RemittanceLine
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -39,18 +43,6 @@ async def pay(api, agency, engine, claim: dict, visit_id: str, payer_number: str
     await import_835(api, agency, write_835([ClaimAnswer(claim["control_number"], payer_number, [LineAnswer(
         visit_id, "T1019", line.charge_cents, line.charge_cents, line.units, line.service_date)])],
         trace=f"EFT-{uuid.uuid4().hex[:8]}"))
-
-
-def receivables_agree_with_a_rebuild(engine) -> None:
-    def receivables():
-        with Session(engine) as s:
-            return sorted((r.day, r.open_cents, r.open_claims) for r in s.exec(select(ClaimAgingDay))
-                          if r.open_claims)
-    kept = receivables()
-    with write_session(engine) as s:
-        rebuild_revenue_rollups(s)
-        s.commit()
-    assert receivables() == kept
 
 
 async def test_a_held_claim_is_billed_on_a_replacement_of_the_paid_claim(api, web, billable, t0, engine):

@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from tests.billing.conftest import as_user, claim_ready_visit
 from tests.billing.test_claims_to_cash import release, submit, visit_state
-from tests.billing.test_held_and_voided_claims import receivables_agree_with_a_rebuild, same_day_pair
+from tests.billing.test_claims_to_cash import receivables_agree_with_a_rebuild
+from tests.billing.test_held_and_voided_claims import same_day_pair
 from tests.ui.conftest import sign_in
 from visitflow.db.session import write_session
 from visitflow.db.tables import Claim, ClaimEvent, ClaimFile, Patient

@@ -6,7 +6,6 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-11-30 05:40:00
 """
-import sqlalchemy as sa
 from alembic import op
 
 
@@ -17,11 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    from visitflow.services.rollups import recount
+    from visitflow.services.rollups import recount_if_counted
 
-    db = op.get_bind()
-    if db.execute(sa.text("SELECT 1 FROM visitrollup LIMIT 1")).first() is not None:
-        recount(db)
+    recount_if_counted(op.get_bind())
 
 
 def downgrade() -> None:
